@@ -1,0 +1,111 @@
+"""Reading test images the way CompressAI's ``eval_model`` does, with clear errors.
+
+8-bit RGB in [0, 1]; grayscale, palette, RGBA and 16-bit images are converted to 8-bit
+RGB with a note (alpha dropped, 16-bit scaled by 1/257). Padding to a multiple of 64
+is centred, with zeros (``compressai.ops.compute_padding``), and undone after decoding.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+PAD_MULTIPLE = 64
+
+
+@dataclass
+class TestImage:
+    name: str  # file stem, e.g. "kodim01"
+    path: Path
+    x: torch.Tensor  # 1×3×H×W float32 in [0, 1], 8-bit values
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def height(self) -> int:
+        return int(self.x.shape[-2])
+
+    @property
+    def width(self) -> int:
+        return int(self.x.shape[-1])
+
+
+def list_images(images) -> list[Path]:
+    """A folder, a glob-free list of paths, or one path → sorted list of image files."""
+    if isinstance(images, (str, Path)):
+        p = Path(images)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not files:
+                raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {p}; run `make data` "
+                                 "or point IMAGES at a folder of PNGs")
+            return files
+        images = [p]
+    files = [Path(f) for f in images]
+    if not files:
+        raise InputError("the list of images is empty; give image paths or a folder (e.g. data/kodak)")
+    return files
+
+
+def load_image(path, crop: int | None = None) -> TestImage:
+    """Read ``path`` as 8-bit RGB; ``crop=N`` keeps the centred N×N square."""
+    path = Path(path)
+    notes: list[str] = []
+    if not path.exists():
+        raise InputError(f"image not found: {path}")
+    if path.stat().st_size == 0:
+        raise InputError(f"image file is empty: {path}; delete it and run `make data` again")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode in ("I;16", "I;16B", "I;16L", "I"):
+                arr = np.asarray(im, dtype=np.float64)
+                arr = np.clip(np.round(arr / 257.0), 0, 255).astype(np.uint8)
+                im8 = Image.fromarray(arr, mode="L").convert("RGB")
+                notes.append(f"{path.name}: 16-bit {mode} converted to 8-bit RGB")
+            elif mode == "RGB":
+                im8 = im.copy()
+            else:
+                im8 = im.convert("RGB")
+                notes.append(f"{path.name}: mode {mode} converted to RGB" + (" (alpha dropped)" if "A" in mode else ""))
+    except UnidentifiedImageError:
+        raise InputError(f"not an image (or an unsupported format): {path}") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise InputError(f"cannot read image {path}: {e} (truncated or corrupt file? fetch it again)") from None
+    arr = np.asarray(im8, dtype=np.uint8)
+    if arr.ndim == 3 and arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and \
+            np.array_equal(arr[..., 1], arr[..., 2]) and mode in ("L", "LA", "I;16", "I"):
+        notes.append(f"{path.name}: grayscale replicated to 3 channels")
+    x = torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    if crop is not None:
+        x = centre_crop(x, int(crop), path)
+    return TestImage(path.stem, path, x.contiguous(), notes)
+
+
+def centre_crop(x: torch.Tensor, size: int, path=None) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    if size <= 0:
+        raise InputError(f"crop must be a positive number of pixels, got {size}")
+    if size > min(h, w):
+        raise InputError(f"crop {size} is larger than image {path or ''} ({w}×{h}); use crop ≤ {min(h, w)} or none")
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top:top + size, left:left + size]
+
+
+def pad(x: torch.Tensor, multiple: int = PAD_MULTIPLE):
+    """Centre-pad with zeros to a multiple of ``multiple``; returns (padded, unpad)."""
+    from compressai.ops import compute_padding
+
+    p, unpad = compute_padding(x.shape[-2], x.shape[-1], min_div=multiple)
+    return F.pad(x, p, mode="constant", value=0), unpad
+
+
+def unpad(x: torch.Tensor, unpad_) -> torch.Tensor:
+    return F.pad(x, unpad_)
