@@ -195,16 +195,16 @@ def _socket_timeout(seconds: float):
 def _download_state_dict(url: str, device: torch.device) -> dict:
     """torch.hub's own download and cache (the path CompressAI's zoo takes), with a timeout.
 
-    ``check_hash=True``: the zoo's file names end in the first hex digits of their SHA-256,
-    and torch.hub verifies them; a failed download leaves no file in the cache (torch.hub
-    writes to a temporary file and renames it).
+    ``check_hash=False`` as in CompressAI's zoo; the file is verified by loading it into the
+    architecture (a wrong or truncated file fails ``load_state_dict``). A failed download
+    leaves no file in the cache (torch.hub writes to a temporary file and renames it).
     """
     last: Exception | None = None
     for attempt in range(3):
         try:
             with _socket_timeout(DOWNLOAD_TIMEOUT_S):
                 return torch.hub.load_state_dict_from_url(
-                    url, map_location=device, progress=False, check_hash=True, weights_only=True)
+                    url, map_location=device, progress=False, check_hash=False, weights_only=True)
         except (urllib.error.HTTPError,) as e:  # a definite answer: do not retry
             last = e
             break
@@ -277,6 +277,7 @@ def load_codec(name: str, quality: int = 1, weights: Weights = "random", device=
     if weights not in ("pretrained", "random", "auto"):
         raise InputError(f"weights must be 'pretrained', 'random' or 'auto', got {weights!r}")
     notes: list[str] = []
+    spec.model_class()  # import CompressAI's module first: import time is not model loading
     t0 = time.perf_counter()
     used: str
     if weights in ("pretrained", "auto") and spec.pretrained:

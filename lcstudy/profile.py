@@ -107,7 +107,8 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
                 log(f"settings differ from earlier run(s) {', '.join(sorted(older))} of {spec.codec} q{spec.quality}: "
                     f"starting a fresh run {rid} (the old ones are kept, not mixed)")
         store.atomic_write_json(rdir / "run.json", {"spec": asdict(spec), "environ": env, "run_id": rid,
-                                                    "images": names, "schema_version": SCHEMA_VERSION})
+                                                    "images": names, "schema_version": SCHEMA_VERSION,
+                                                    "load_seconds": codec.load_seconds})
 
     dev = codec.device
     clock = StageClock(dev)
