@@ -49,7 +49,7 @@ def overhead(images: Path, image: str, repeats: int, codecs: list[str], crop: in
         worst = max(worst, med)
         verdict = "ok" if med <= 1.01 else ("within noise" if med - 1 <= (q[2] - q[0]) else "over target")
         print(f"{codec.label:8} {statistics.median(plain):9.3f} {statistics.median(instr):9.3f} {med:7.3f} "
-              f"{spread:8.1%}  {verdict}")
+              f"{spread:8.1%}  {verdict}", flush=True)
     return 0
 
 
