@@ -22,7 +22,10 @@ DEVICES ?=
 LCSTUDY_MIRROR ?=
 export LCSTUDY_MIRROR
 RESULTS_DIR ?= $(if $(filter quick,$(PROFILE)),results-quick,results)
-BOOK_OUT ?= book/_build
+# the book's source folder (tests build a copy elsewhere) and where its HTML goes
+BOOK ?= book
+export LCSTUDY_BOOK := $(abspath $(BOOK))
+BOOK_OUT ?= $(BOOK)/_build
 NOWAIT ?=
 
 # every notebook parameter can be set as the make variable of its upper-case name
@@ -56,8 +59,8 @@ data: $(STAMP) ## fetch Kodak and the reference data into data/ (LCSTUDY_MIRROR=
 	$(PY) -m lcstudy.data --dest data
 
 # ---- runs ---------------------------------------------------------------------------
-PLAN := book/_generated/plan-$(PROFILE).mk
-PROFILE_STAMP := book/runs/.profile-$(PROFILE)
+PLAN := $(BOOK)/_generated/plan-$(PROFILE).mk
+PROFILE_STAMP := $(BOOK)/runs/.profile-$(PROFILE)
 
 ifeq ($(filter help setup test clean clean-runs data bench-overhead check-html,$(MAKECMDGOALS)),)
 ifneq ($(MAKECMDGOALS),)
@@ -71,7 +74,7 @@ $(PLAN): lcstudy/config.py lcstudy/pipeline.py | $(STAMP)
 
 $(PROFILE_STAMP):
 	@mkdir -p $(dir $@)
-	@rm -f book/runs/.profile-*
+	@rm -f $(BOOK)/runs/.profile-*
 	@touch $@
 
 .PHONY: runs
@@ -96,7 +99,7 @@ book: runs ## everything: setup → data → runs → assessment → HTML (book/
 .PHONY: html
 html: $(STAMP) ## build the HTML from what has been executed (no execution)
 	$(PIPE) toc
-	$(VENV)/bin/jupyter-book build -W -n --keep-going --path-output $(BOOK_OUT)/.. book
+	$(VENV)/bin/jupyter-book build -W -n --keep-going --path-output $(BOOK_OUT)/.. $(BOOK)
 	@echo "book: $(abspath $(BOOK_OUT))/html/index.html"
 
 .PHONY: check-html
@@ -113,8 +116,8 @@ bench-overhead: $(STAMP) ## instrumented vs plain compress()+decompress() per co
 
 .PHONY: clean-runs
 clean-runs: ## forget executed run notebooks (results/ is kept: runs resume from it)
-	rm -rf book/runs book/_generated/plan-*.mk
+	rm -rf $(BOOK)/runs $(BOOK)/_generated/plan-*.mk
 
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv, data and results)
-	rm -rf book/_build book/_generated book/assessment.ipynb .pytest_cache
+	rm -rf $(BOOK)/_build $(BOOK)/_generated $(BOOK)/assessment.ipynb .pytest_cache

@@ -236,8 +236,12 @@ def fig_module_shares(df: pd.DataFrame):
         ax.set_xlim(0, 1)
         ax.invert_yaxis()
         ax.set_ylabel("")
-    axes[0, 0].legend(ncol=9, fontsize=7, bbox_to_anchor=(0.5, 1.35), loc="center")
-    fig.suptitle("Share of each module in the total time", y=1.02, fontsize=10)
+    from matplotlib.patches import Patch
+
+    present = [s for s in STAGE_ORDER if s in set(t.stage)]
+    fig.legend(handles=[Patch(color=PALETTE[s], label=s) for s in present], ncol=len(present), fontsize=7,
+               loc="upper center", bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle("Share of each module in the total time", y=1.04, fontsize=10)
     fig.tight_layout()
     return fig
 
