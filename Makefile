@@ -88,7 +88,7 @@ run: $(STAMP) ## rerun one notebook: make run CODEC=ARC QUALITY=5 DEVICE=cpu THR
 	  $(RUN_OVERRIDES)
 
 .PHONY: assessment
-assessment: $(STAMP) ## execute the assessment notebook over every result in RESULTS_DIR
+assessment: $(STAMP) ## execute the assessment, paper-comparison and RD-frontier notebooks over RESULTS_DIR
 	$(PIPE) assessment --results-dir $(RESULTS_DIR)
 
 .PHONY: book
@@ -120,4 +120,4 @@ clean-runs: ## forget executed run notebooks (results/ is kept: runs resume from
 
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv, data and results)
-	rm -rf $(BOOK)/_build $(BOOK)/_generated $(BOOK)/assessment.ipynb .pytest_cache
+	rm -rf $(BOOK)/_build $(BOOK)/_generated $(BOOK)/*.ipynb .pytest_cache

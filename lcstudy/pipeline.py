@@ -135,15 +135,24 @@ def cmd_run(a) -> int:
     return 0
 
 
+#: analysis notebooks executed by `make assessment`, in book order
+ANALYSES = ("assessment", "paper_comparison", "rd_frontier")
+
+
 def cmd_assessment(a) -> int:
-    out = BOOK / "assessment.ipynb"
-    try:
-        execute(NOTEBOOKS / "assessment.md", out, {"results_dir": a.results_dir,
-                                                   "downloads_dir": str(GENERATED / "downloads")})
-    except Exception as e:
-        print(f"error: the assessment notebook failed: {str(e).strip()[-3000:]}", file=sys.stderr)
-        return 1
-    print(f"wrote {out}")
+    for name in ANALYSES:
+        params = {"results_dir": a.results_dir}
+        if name == "assessment":
+            params["downloads_dir"] = str(GENERATED / "downloads")
+        else:
+            params["reference"] = a.reference
+        out = BOOK / f"{name}.ipynb"
+        try:
+            execute(NOTEBOOKS / f"{name}.md", out, params)
+        except Exception as e:
+            print(f"error: the {name} notebook failed: {str(e).strip()[-3000:]}", file=sys.stderr)
+            return 1
+        print(f"wrote {out}")
     return 0
 
 
@@ -209,6 +218,7 @@ def main(argv=None) -> int:
     r.add_argument("--out", default=None)
     s = sub.add_parser("assessment")
     s.add_argument("--results-dir", default="results")
+    s.add_argument("--reference", default="data/reference")
     sub.add_parser("toc")
     a = ap.parse_args(argv)
     from .errors import LcstudyError
