@@ -174,13 +174,17 @@ def frontier(points: pd.DataFrame, x: str, y: str = "bd_rate_vs_x265_pct") -> pd
 def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame) -> pd.DataFrame:
     """BD-rate vs x265 beside decoder kMAC/px (full-size counts) and our median decode time."""
     bdr = bd_rates(rd_points(reference, df))
-    c = cx[(cx.stage == "total") & (cx.direction == "decode") & (cx.height * cx.width >= 512 * 768)]
+    # kMAC/px barely depends on the size (padding aside): use whatever size was counted
+    c = cx[(cx.stage == "total") & (cx.direction == "decode")]
     kmac = c.groupby("codec").kmac_per_px.agg(["min", "max"]).rename(
         columns={"min": "dec_kmac_px_min", "max": "dec_kmac_px_max"})
     t = df[(df.stage == "total") & (df.direction == "decode") & df.crop.isna() & (df.device == "cpu")]
     dec = t.groupby("codec").seconds.median().rename("decode_seconds_cpu")
     thr = t.groupby("codec").threads.first().rename("threads")
-    out = bdr.merge(kmac, left_on="codec", right_index=True, how="left")
+    sizes = c.assign(size=c.width.astype(str) + "×" + c.height.astype(str)).groupby("codec")["size"].agg(
+        lambda v: ", ".join(sorted(set(v)))).rename("counted_at")
+    out = bdr.merge(kmac, left_on="codec", right_index=True, how="left").merge(
+        sizes, left_on="codec", right_index=True, how="left")
     out = out.merge(dec, left_on="codec", right_index=True, how="left").merge(thr, left_on="codec",
                                                                               right_index=True, how="left")
     out["order"] = out.codec.map({s.label: i for i, s in enumerate(CODECS)})
