@@ -44,7 +44,8 @@ def execute(source: Path, out: Path, parameters: dict, timeout_s: int | None = N
 
     nb = jupytext.read(source)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".exec-") as tmp:
+    _clear_stale(out.parent)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".exec-{os.getpid()}-") as tmp:
         src = Path(tmp) / "in.ipynb"
         dst = Path(tmp) / out.name
         nbformat.write(nb, src)
@@ -58,6 +59,25 @@ def execute(source: Path, out: Path, parameters: dict, timeout_s: int | None = N
         nbformat.write(done, dst)
         os.replace(dst, out)
     return out
+
+
+def _clear_stale(folder: Path) -> None:
+    """Remove work folders left by an execution that was killed (its pid is gone)."""
+    import shutil
+
+    for d in folder.glob(".exec-*"):
+        try:
+            pid = int(d.name.split("-")[1])
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except (ValueError, IndexError, PermissionError):
+            if not d.name.split("-")[1].isdigit():
+                pass  # an old-style name: no owner to ask, treat as stale
+            else:
+                continue
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def run_notebook_path(params: dict, defaults: dict | None = None) -> Path:

@@ -73,7 +73,7 @@ def run_profile(codec: str, quality: int = 1, device: str = "cpu", threads=None,
         paths = paths[:limit]
     with timing_lock(f"{c.label} q{c.quality} on {device}", wait=wait):
         df = profile(c, paths, repeats=repeats, warmup=warmup, crop=crop, threads=threads, results_dir=results_dir,
-                     progress=progress, log=notes.append)
+                     progress=progress, log=lambda m: (notes.append(m), print(m, flush=True)))
     first = load_image(paths[0], crop=crop)
     # counting MACs is not timing: it runs outside the lock
     cx = count_complexity(c, first.height, first.width)
