@@ -335,3 +335,33 @@ def write_downloads(tables: dict[str, pd.DataFrame], out_dir) -> list[Path]:
             atomic_write_csv(p, t)
             files.append(p)
     return files
+
+
+def flops_vs_runtime(df: pd.DataFrame, cx: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per codec/quality/platform: kMAC/px beside measured time and megapixels/second, and the
+    correlation between the two per platform and direction (Pearson on log values, Spearman on ranks).
+
+    kMAC/px comes from the counts at the run's own image size; time is the mean over images of the
+    per-image median total.
+    """
+    from scipy.stats import pearsonr, spearmanr
+
+    if df.empty or cx.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    t = df[df.stage == "total"].copy()
+    t["platform"] = _platform(t)
+    t["mpx"] = t.height * t.width / 1e6
+    g = t.groupby(["codec", "quality", "platform", "direction", "run_id"], as_index=False).agg(
+        seconds=("seconds", "mean"), mpx=("mpx", "mean"))
+    k = cx[cx.stage == "total"][["run_id", "direction", "kmac_per_px"]].drop_duplicates(["run_id", "direction"])
+    m = g.merge(k, on=["run_id", "direction"], how="inner")
+    m["mpx_per_s"] = m.mpx / m.seconds
+    rows = []
+    for (plat, d), h in m.groupby(["platform", "direction"]):
+        if len(h) >= 3:
+            import numpy as np
+
+            r, _ = pearsonr(np.log(h.kmac_per_px), np.log(h.seconds))
+            rho, _ = spearmanr(h.kmac_per_px, h.seconds)
+            rows.append({"platform": plat, "direction": d, "codecs": len(h), "pearson_log": r, "spearman": rho})
+    return m.drop(columns="run_id"), pd.DataFrame(rows)
