@@ -191,10 +191,11 @@ def overall(df: pd.DataFrame) -> pd.DataFrame:
     """Per codec/quality/platform: mean over images of the median total (the paper's AVG)."""
     d = df[df.stage == "total"].copy()
     d["platform"] = _platform(d)
-    t = d.groupby(["codec", "quality", "weights", "platform", "crop", "direction"], dropna=False).agg(
-        seconds=("seconds", "mean"), images=("image", "nunique"), bpp=("bpp", "mean")).reset_index()
-    return t.pivot_table(index=["codec", "quality", "weights", "platform", "crop", "images"],
-                         columns="direction", values="seconds", dropna=False).reset_index()
+    d["size"] = d.crop.map(lambda c: "full" if pd.isna(c) else f"{int(c)}² crop")
+    t = d.groupby(["codec", "quality", "weights", "platform", "size", "direction"]).agg(
+        seconds=("seconds", "mean"), images=("image", "nunique")).reset_index()
+    return t.pivot_table(index=["codec", "quality", "weights", "platform", "size", "images"],
+                         columns="direction", values="seconds").reset_index()
 
 
 def fig_overall(df: pd.DataFrame):
