@@ -29,7 +29,7 @@ BOOK_OUT ?= $(BOOK)/_build
 NOWAIT ?=
 
 # every notebook parameter can be set as the make variable of its upper-case name
-NB_PARAMS := CODEC QUALITY DEVICE THREADS IMAGES LIMIT CROP REPEATS WARMUP WEIGHTS SEED
+NB_PARAMS := CODEC QUALITY DEVICE THREADS IMAGES LIMIT CROP REPEATS WARMUP WEIGHTS SEED RESIZE KERNELS MACS
 RUN_OVERRIDES := $(foreach v,$(filter-out CODEC QUALITY DEVICE,$(NB_PARAMS)),$(if $($(v)),$(shell echo $(v) | tr A-Z a-z)=$($(v))))
 ifneq ($(NOWAIT),)
 export LCSTUDY_NOWAIT := 1

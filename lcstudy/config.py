@@ -7,6 +7,13 @@
   through (N, M)): FP/HP q1, q6; MS-HP/ARC q1, q5; DGM/DGM-ATT q1, q4; CKBD, ELIC q1.
 * ``paper``: every quality the ICASSP 2023 paper measured (FP–ARC q1–8, DGM q1–6), plus
   CKBD and ELIC.
+
+Beyond the paper, ``standard`` and ``paper`` add (at each codec's lowest quality, on CPU):
+a 1-thread pass over 4 images (FLOPs versus runtime: a second CPU platform), the
+resolution-scaling runs (kodim01 as a 512×512 centre crop and upscaled to 1920×1080 and
+3840×2160; its native size comes from the main run), and the standard codecs' quality
+sweep. ``quick`` runs the standard codecs on its 2 cropped images with a short sweep, and
+its resolution chapter has only its one (smallest) size.
 """
 from __future__ import annotations
 
@@ -25,6 +32,13 @@ class Profile:
     warmup: int
     qualities: str  # "lowest" | "per-config" | "all"
     description: str
+    #: (threads, images) of the extra CPU pass for FLOPs vs runtime, or None
+    thread_pass: tuple[int, int] | None = None
+    #: resolution-scaling sizes beyond the main runs: "crop512" or "WxH" (synthetic), kodim01 only
+    scaling: tuple[str, ...] = ()
+    scaling_repeats: int = 3
+    #: standard codecs: "full" or "short" quality sweep
+    standard_sweep: str = "full"
 
     def qualities_of(self, spec: CodecSpec) -> tuple[int, ...]:
         if self.qualities == "lowest":
@@ -35,10 +49,13 @@ class Profile:
 
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
-    Profile("quick", 2, 256, 1, 1, "lowest", "2 images, 256×256 centre crop, 1 repeat, lowest quality"),
+    Profile("quick", 2, 256, 1, 1, "lowest", "2 images, 256×256 centre crop, 1 repeat, lowest quality",
+            standard_sweep="short"),
     Profile("standard", None, None, 3, 1, "per-config",
-            "24 Kodak images, full size, 3 repeats, lowest quality of each channel configuration"),
-    Profile("paper", None, None, 3, 1, "all", "24 Kodak images, full size, 3 repeats, every quality"),
+            "24 Kodak images, full size, 3 repeats, lowest quality of each channel configuration",
+            thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160")),
+    Profile("paper", None, None, 3, 1, "all", "24 Kodak images, full size, 3 repeats, every quality",
+            thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160")),
 )}
 
 
@@ -54,17 +71,46 @@ class PlannedRun:
     codec: str
     quality: int
     device: str
+    #: notebook parameters beyond the profile's (e.g. threads=1, limit=4), as (name, value) pairs
+    params: tuple[tuple[str, object], ...] = ()
+    #: file-name suffix of the run notebook ("" for the main runs)
+    suffix: str = ""
+    notebook: str = "profile_codec"
 
     @property
     def stem(self) -> str:
-        return f"{self.codec}-q{self.quality}"
+        if self.notebook == "profile_standard":
+            return f"standard-codecs{self.suffix}"
+        return f"{self.codec}-q{self.quality}{self.suffix}"
+
+
+def scaling_params(size: str, repeats: int) -> tuple[tuple[str, object], ...]:
+    """One resolution-scaling run: kodim01 only, no profiler pass and no MAC count (MACs per
+    pixel are those of the main run). Warm-up only at the crop: at 2–8 Mpx the first call's
+    extra cost (kernel selection, first-touch allocation) is far below the repeat spread, and an
+    autoregressive codec's extra coding at 4K costs ~5 minutes here."""
+    base: tuple[tuple[str, object], ...] = (("limit", 1), ("repeats", repeats), ("kernels", False), ("macs", False))
+    if size.startswith("crop"):
+        return base + (("crop", int(size[4:])), ("warmup", 1))
+    return base + (("resize", size), ("warmup", 0))
 
 
 def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) -> list[PlannedRun]:
     from .codecs import get_spec
 
     specs = [get_spec(c) for c in codecs] if codecs else list(CODECS)
-    return [PlannedRun(s.label, q, d) for d in devices for s in specs for q in profile.qualities_of(s)]
+    runs = [PlannedRun(s.label, q, d) for d in devices for s in specs for q in profile.qualities_of(s)]
+    if profile.thread_pass and "cpu" in devices:
+        t, n = profile.thread_pass
+        runs += [PlannedRun(s.label, s.qualities[0], "cpu", (("threads", t), ("limit", n)), f"-{t}thread")
+                 for s in specs]
+    if "cpu" in devices:
+        for size in profile.scaling:
+            runs += [PlannedRun(s.label, s.qualities[0], "cpu", scaling_params(size, profile.scaling_repeats),
+                                f"-scale-{size}") for s in specs]
+        runs.append(PlannedRun("standard", 0, "cpu", (("sweep", profile.standard_sweep),),
+                               notebook="profile_standard"))
+    return runs
 
 
 def default_devices() -> list[str]:

@@ -6,6 +6,8 @@ is centred, with zeros (``compressai.ops.compute_padding``), and undone after de
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,8 +55,23 @@ def list_images(images) -> list[Path]:
     return files
 
 
-def load_image(path, crop: int | None = None) -> TestImage:
-    """Read ``path`` as 8-bit RGB; ``crop=N`` keeps the centred N×N square."""
+#: How synthetic sizes are made from the Kodak images (stated in every table that uses them)
+RESIZE_FILTER = "Lanczos (Pillow), scaled to cover the target, then centre-cropped"
+
+
+def parse_size(resize) -> tuple[int, int] | None:
+    """``"1920x1080"`` → (1920, 1080) (width, height); None stays None."""
+    if resize is None or (isinstance(resize, str) and resize.strip().lower() in ("", "none")):
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*[x×]\s*(\d+)\s*", str(resize))
+    if not m or int(m.group(1)) < 16 or int(m.group(2)) < 16:
+        raise InputError(f"resize must be WIDTHxHEIGHT in pixels, each ≥ 16 (e.g. 1920x1080), got {resize!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def load_image(path, crop: int | None = None, resize=None) -> TestImage:
+    """Read ``path`` as 8-bit RGB; ``crop=N`` keeps the centred N×N square; ``resize="WxH"`` makes a
+    synthetic W×H image (:data:`RESIZE_FILTER`), in 8-bit like the original."""
     path = Path(path)
     notes: list[str] = []
     if not path.exists():
@@ -79,6 +96,12 @@ def load_image(path, crop: int | None = None) -> TestImage:
         raise InputError(f"not an image (or an unsupported format): {path}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"cannot read image {path}: {e} (truncated or corrupt file? fetch it again)") from None
+    size = parse_size(resize)
+    if size is not None:
+        if crop is not None:
+            raise InputError("give either crop or resize, not both")
+        im8 = _cover(im8, *size)
+        notes.append(f"{path.name}: synthetic {size[0]}×{size[1]} ({RESIZE_FILTER})")
     arr = np.asarray(im8, dtype=np.uint8)
     if arr.ndim == 3 and arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and \
             np.array_equal(arr[..., 1], arr[..., 2]) and mode in ("L", "LA", "I;16", "I"):
@@ -87,6 +110,13 @@ def load_image(path, crop: int | None = None) -> TestImage:
     if crop is not None:
         x = centre_crop(x, int(crop), path)
     return TestImage(path.stem, path, x.contiguous(), notes)
+
+
+def _cover(im: Image.Image, w: int, h: int) -> Image.Image:
+    s = max(w / im.width, h / im.height)
+    big = im.resize((max(w, math.ceil(im.width * s)), max(h, math.ceil(im.height * s))), Image.Resampling.LANCZOS)
+    left, top = (big.width - w) // 2, (big.height - h) // 2
+    return big.crop((left, top, left + w, top + h))
 
 
 def centre_crop(x: torch.Tensor, size: int, path=None) -> torch.Tensor:

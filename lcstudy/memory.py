@@ -88,13 +88,13 @@ def _child_main() -> None:
     torch.set_num_threads(args["threads"])
     codec = load_codec(args["codec"], args["quality"], weights=args["weights"], device=args["device"],
                        seed=args["seed"])
-    img = load_image(args["image"], crop=args["crop"])
+    img = load_image(args["image"], crop=args["crop"], resize=args.get("resize"))
     x, _ = pad(img.x)
     rows = measure_in_process(codec, x.to(codec.device))
     sys.stdout.write("\n@@LCSTUDY@@" + json.dumps(rows))
 
 
-def measure_isolated(codec, image_path, crop, threads, timeout_s: float = 1800) -> list[dict]:
+def measure_isolated(codec, image_path, crop, threads, timeout_s: float = 3600, resize=None) -> list[dict]:
     """Peak memory measured in a fresh Python process (see module docstring)."""
     import json
     import subprocess
@@ -102,7 +102,7 @@ def measure_isolated(codec, image_path, crop, threads, timeout_s: float = 1800) 
 
     args = {"codec": codec.spec.label, "quality": codec.quality,
             "weights": codec.weights, "seed": codec.seed if codec.seed is not None else 0,
-            "device": str(codec.device), "image": str(image_path), "crop": crop, "threads": threads}
+            "device": str(codec.device), "image": str(image_path), "crop": crop, "threads": threads, "resize": resize}
     try:
         out = subprocess.run([sys.executable, "-m", "lcstudy.memory"], input=json.dumps(args), text=True,
                              capture_output=True, timeout=timeout_s)

@@ -23,7 +23,11 @@ BOOK = Path(os.environ.get("LCSTUDY_BOOK") or ROOT / "book").resolve()
 RUNS = BOOK / "runs"
 GENERATED = BOOK / "_generated"
 PARAMS = ("codec", "quality", "device", "threads", "images", "limit", "crop", "repeats", "warmup", "weights", "seed",
-          "results_dir")
+          "results_dir", "resize", "kernels", "macs")
+#: parameters of each run notebook
+NOTEBOOK_PARAMS = {"profile_codec": PARAMS,
+                   "profile_standard": ("images", "limit", "crop", "repeats", "warmup", "threads", "sweep", "codecs",
+                                        "results_dir")}
 
 
 def parse_value(v: str):
@@ -31,6 +35,8 @@ def parse_value(v: str):
     s = v.strip()
     if s.lower() in ("none", "null", ""):
         return None
+    if s.lower() in ("true", "false"):
+        return s.lower() == "true"
     try:
         return int(s)
     except ValueError:
@@ -106,12 +112,20 @@ def cmd_plan(a) -> int:
     for r in plan(prof, devices, a.codecs.split() if a.codecs else None):
         out = f"$(BOOK)/runs/{host}/{r.device}/{r.stem}.ipynb"
         outs.append(out)
+        extra = " ".join(f"{k}={v}" for k, v in r.params)
         # the notebook source and setup are order-only: editing them does not redo hours of finished runs
         # (make -B or make clean-runs does); a change of profile does, through the profile stamp
-        lines.append(f"{out}: $(PROFILE_STAMP) | notebooks/profile_codec.md $(STAMP)")
-        lines.append(f"\t@echo '>>> run {r.codec} q{r.quality} on {r.device} (profile {prof.name})'")
-        lines.append(f"\t$(PIPE) run codec={r.codec} quality={r.quality} device={r.device} profile={prof.name} "
-                     f"results_dir=$(RESULTS_DIR) $(RUN_OVERRIDES) --out $@")
+        lines.append(f"{out}: $(PROFILE_STAMP) | notebooks/{r.notebook}.md $(STAMP)")
+        if r.notebook == "profile_codec":
+            lines.append(f"\t@echo '>>> run {r.codec} q{r.quality}{r.suffix} on {r.device} (profile {prof.name})'")
+            # the make variables (RUN_OVERRIDES) apply to every run; the plan's own parameters of the
+            # extra passes (threads=1, resize=…) come last and win
+            lines.append(f"\t$(PIPE) run codec={r.codec} quality={r.quality} device={r.device} profile={prof.name} "
+                         f"results_dir=$(RESULTS_DIR) $(RUN_OVERRIDES) {extra} --out $@")
+        else:
+            lines.append(f"\t@echo '>>> run the standard codecs on {r.device} (profile {prof.name})'")
+            lines.append(f"\t$(PIPE) run --notebook {r.notebook} profile={prof.name} results_dir=$(RESULTS_DIR) "
+                         f"{extra} --out $@")
     lines.insert(1, "RUN_NOTEBOOKS := " + " ".join(outs))
     print("\n".join(lines))
     return 0
@@ -131,10 +145,17 @@ def cmd_run(a) -> int:
         if k == "profile":
             profile = get_profile(v)
             continue
-        if k not in PARAMS:
-            print(f"error: unknown notebook parameter {k!r}; parameters: {', '.join(PARAMS)}", file=sys.stderr)
+        allowed = NOTEBOOK_PARAMS.get(a.notebook, ())
+        if k not in allowed:
+            print(f"error: unknown parameter {k!r} of notebook {a.notebook}; parameters: {', '.join(allowed)}",
+                  file=sys.stderr)
             return 2
         params[k] = parse_value(v)
+    if a.notebook not in NOTEBOOK_PARAMS:
+        print(f"error: unknown run notebook {a.notebook!r}; valid: {', '.join(NOTEBOOK_PARAMS)}", file=sys.stderr)
+        return 2
+    if a.notebook == "profile_standard":
+        return _run_standard(a, params, profile)
     if "codec" not in params:
         print("error: give the codec, e.g. `make run CODEC=ARC`", file=sys.stderr)
         return 2
@@ -155,8 +176,30 @@ def cmd_run(a) -> int:
     return 0
 
 
+def _run_standard(a, params: dict, profile) -> int:
+    base = {"images": "data/kodak", "results_dir": "results"}
+    if profile is not None:
+        base.update({"limit": profile.limit, "crop": profile.crop, "repeats": profile.repeats,
+                     "warmup": profile.warmup, "sweep": profile.standard_sweep})
+    base.update(params)
+    out = Path(a.out) if a.out else RUNS / _host() / "cpu" / "standard-codecs.ipynb"
+    try:
+        execute(NOTEBOOKS / "profile_standard.md", out, base)
+    except Exception as e:
+        print(f"error: the standard-codec run failed: {str(e).strip()[-3000:]}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}")
+    return 0
+
+
+def _host() -> str:
+    from .environ import host_name
+
+    return host_name()
+
+
 #: analysis notebooks executed by `make assessment`, in book order
-ANALYSES = ("assessment", "paper_comparison", "rd_frontier")
+ANALYSES = ("assessment", "paper_comparison", "flops_runtime", "rd_frontier", "standard_codecs", "scaling")
 
 
 def cmd_assessment(a) -> int:
@@ -236,6 +279,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("run")
     r.add_argument("params", nargs="*", help="name=value notebook parameters (and profile=NAME)")
     r.add_argument("--out", default=None)
+    r.add_argument("--notebook", default="profile_codec", help="profile_codec (default) or profile_standard")
     s = sub.add_parser("assessment")
     s.add_argument("--results-dir", default="results")
     s.add_argument("--reference", default="data/reference")

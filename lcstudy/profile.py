@@ -27,7 +27,7 @@ from .timing import Measurement, StageClock
 #: Columns every tidy row has, in this order (provenance columns follow).
 COLUMNS = ["codec", "quality", "device", "threads", "weights", "seed", "image", "height", "width", "direction",
            "stage", "level", "seconds", "iqr_seconds", "n_samples", "noisy", "bpp", "psnr", "ms_ssim",
-           "nbytes", "repeats", "warmup", "crop", "run_id"]
+           "nbytes", "repeats", "warmup", "crop", "resize", "run_id"]
 
 
 @dataclass(frozen=True)
@@ -44,9 +44,12 @@ class RunSpec:
     warmup: int
     crop: int | None
     weights_source: str
+    resize: str | None = None  # "WxH": synthetic size made from each image (images.RESIZE_FILTER)
 
     def run_id(self, env: dict) -> str:
         key = {**asdict(self), **{k: env[k] for k in FINGERPRINT_KEYS}}
+        if self.resize is None:  # fields added later enter the hash only when set: earlier runs keep their ids
+            key.pop("resize")
         return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -65,7 +68,7 @@ def run_dir(results_dir, env: dict, spec: RunSpec) -> Path:
 
 def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int | None = None,
             threads: int | None = None, results_dir=None, memory: bool = True, kernels: bool = True,
-            progress: bool = True, log=print) -> pd.DataFrame:
+            progress: bool = True, log=print, resize: str | None = None, peak: bool = True) -> pd.DataFrame:
     """Measure ``codec`` on ``images``; return the tidy table (one row per image × direction × stage).
 
     With ``results_dir``, every finished image is written at once (atomically) and a rerun
@@ -79,10 +82,12 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
     if threads is not None:
         torch.set_num_threads(_check_int("threads", threads, 1))
     threads = torch.get_num_threads()
+    size = _images.parse_size(resize)
+    resize = f"{size[0]}x{size[1]}" if size else None
     paths = _images.list_images(images)
     # read and validate every image before measuring anything: a bad file fails the run
     # up front, naming the file, with nothing written
-    imgs = [_images.load_image(p, crop=crop) for p in paths]
+    imgs = [_images.load_image(p, crop=crop, resize=resize) for p in paths]
     names = [im.name for im in imgs]
     if len(set(names)) != len(names):
         raise InputError(f"two images share a name: {sorted(n for n in names if names.count(n) > 1)}")
@@ -92,7 +97,7 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
 
     env = environ(codec.device, threads)
     spec = RunSpec(codec.spec.label, codec.quality, str(codec.device), codec.weights, codec.seed, threads, repeats,
-                   warmup, crop, codec.weights_source)
+                   warmup, crop, codec.weights_source, resize)
     rid = spec.run_id(env)
     rdir = run_dir(results_dir, env, spec) if results_dir is not None else None
     done: dict[str, dict] = {}
@@ -136,8 +141,17 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
     if bar is not None:
         bar.close()
 
+    if peak:
+        # the machine's arithmetic ceiling, measured under the same lock and thread count (roofline)
+        from .machine import peak_matmul
+
+        env = {**env, **peak_matmul(dev, threads)}
+        if rdir is not None:
+            meta = json.loads((rdir / "run.json").read_text())
+            meta["environ"].update({k: v for k, v in env.items() if k.startswith("peak_")})
+            store.atomic_write_json(rdir / "run.json", meta)
     base = {**env, "codec": spec.codec, "quality": spec.quality, "device": spec.device, "weights": spec.weights,
-            "seed": spec.seed, "repeats": repeats, "warmup": warmup, "crop": crop, "run_id": rid,
+            "seed": spec.seed, "repeats": repeats, "warmup": warmup, "crop": crop, "resize": resize, "run_id": rid,
             "load_seconds": codec.load_seconds, "weights_source": codec.weights_source}
     df, samples = _tables(per_image, names, base)
     extra: dict[str, pd.DataFrame] = {}
@@ -145,7 +159,7 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
     if memory:
         from .memory import measure_isolated
 
-        mem = pd.DataFrame(measure_isolated(codec, first.path, crop, threads))
+        mem = pd.DataFrame(measure_isolated(codec, first.path, crop, threads, resize=resize))
         extra["memory"] = _with(mem, base, first)
     if kernels:
         from .kernels import profile_ops

@@ -13,7 +13,7 @@ import pandas as pd
 
 from .codecs import CODECS, get_spec
 from .errors import InputError
-from .results import read_paper_reference
+from .results import main_rows, read_paper_reference
 
 LC_TIMING = "lc-assessment/FALCON_ICASSP2023_WP1_V1.0/Timing"
 CAI = "compressai-results"
@@ -56,7 +56,8 @@ def paper_module_times(reference) -> pd.DataFrame:
 
 
 def ours_module_times(df: pd.DataFrame) -> pd.DataFrame:
-    d = df[(df.level.isin([0, 2])) & (df.stage != "network") & (df.crop.isna())]
+    d = main_rows(df)
+    d = d[(d.level.isin([0, 2])) & (d.stage != "network") & (d.crop.isna())]
     d = d.assign(device=d.device.astype(str).str.split(":").str[0])
     return d.groupby(["codec", "quality", "device", "threads", "host", "direction", "stage"],
                      as_index=False).seconds.mean()
@@ -136,11 +137,44 @@ def rd_points(reference, df: pd.DataFrame | None = None) -> pd.DataFrame:
         rows.append({"codec": "x265 (BPG)", "quality": i, "bpp": b, "psnr": p,
                      "source": "CompressAI published (BPG 0.9.8, x265, 4:4:4)"})
     if df is not None and not df.empty:
-        pre = df[(df.weights == "pretrained") & (df.stage == "total") & (df.direction == "encode") & df.crop.isna()]
+        m = main_rows(df, all_threads=False)
+        pre = m[(m.weights == "pretrained") & (m.stage == "total") & (m.direction == "encode") & m.crop.isna()]
         for (c, q), g in pre.groupby(["codec", "quality"]):
             rows.append({"codec": c, "quality": q, "bpp": g.bpp.mean(), "psnr": g.psnr.mean(),
                          "source": "ours (pretrained)"})
     return pd.DataFrame(rows)
+
+
+OURS_X265 = "x265 HEIC (ours)"
+
+
+def standard_rd_points(std: pd.DataFrame) -> pd.DataFrame:
+    """Our measured standard-codec RD points (mean bpp and PSNR over the images per sweep value,
+    the way CompressAI averages its curves); x265 is named :data:`OURS_X265`, the others
+    ``"<codec> (ours)"``. One host's measurement (the first, if several)."""
+    if std is None or std.empty:
+        return pd.DataFrame(columns=["codec", "quality", "bpp", "psnr", "source"])
+    h = sorted(std.host.unique())[0]
+    s = std[(std.host == h) & (std.direction == "encode")]
+    g = s.groupby(["codec", "value"], as_index=False).agg(bpp=("bpp", "mean"), psnr=("psnr", "mean"),
+                                                         images=("image", "nunique"))
+    g["codec"] = [OURS_X265 if c == "HEVC (x265)" else f"{c} (ours)" for c in g.codec]
+    g["source"] = [f"ours (measured on {h}, {n} images)" for n in g.images]
+    return g.rename(columns={"value": "quality"})[["codec", "quality", "bpp", "psnr", "source"]]
+
+
+def bd_rates_both(rd: pd.DataFrame) -> pd.DataFrame:
+    """BD-rate against the published BPG/x265 anchor and, where measured, against our own x265."""
+    out = bd_rates(rd[rd.codec != OURS_X265])
+    if (rd.codec == OURS_X265).sum() >= 2:
+        ours = bd_rates(rd[rd.codec != "x265 (BPG)"], anchor=OURS_X265).rename(
+            columns={"bd_rate_vs_x265_pct": "bd_rate_vs_x265_ours_pct"})
+        out = out.merge(ours[["codec", "source", "bd_rate_vs_x265_ours_pct"]], on=["codec", "source"], how="outer")
+        ref = bd_rates(rd[rd.codec.isin(["x265 (BPG)", OURS_X265])], anchor="x265 (BPG)")
+        out = pd.concat([out, ref], ignore_index=True).drop_duplicates(["codec", "source"])
+    else:
+        out["bd_rate_vs_x265_ours_pct"] = float("nan")
+    return out
 
 
 def bd_rates(rd: pd.DataFrame, anchor: str = "x265 (BPG)") -> pd.DataFrame:
@@ -171,14 +205,17 @@ def frontier(points: pd.DataFrame, x: str, y: str = "bd_rate_vs_x265_pct") -> pd
     return pd.Series(keep, index=points.index)
 
 
-def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame) -> pd.DataFrame:
-    """BD-rate vs x265 beside decoder kMAC/px (full-size counts) and our median decode time."""
-    bdr = bd_rates(rd_points(reference, df))
+def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame, std: pd.DataFrame | None = None) -> pd.DataFrame:
+    """BD-rate vs x265 (published, and ours where measured) beside decoder kMAC/px (full-size
+    counts) and our median decode time; our standard codecs enter with their decode time."""
+    rd = pd.concat([rd_points(reference, df), standard_rd_points(std)], ignore_index=True)
+    bdr = bd_rates_both(rd)
     # kMAC/px barely depends on the size (padding aside): use whatever size was counted
     c = cx[(cx.stage == "total") & (cx.direction == "decode")]
     kmac = c.groupby("codec").kmac_per_px.agg(["min", "max"]).rename(
         columns={"min": "dec_kmac_px_min", "max": "dec_kmac_px_max"})
-    t = df[(df.stage == "total") & (df.direction == "decode") & df.crop.isna() & (df.device == "cpu")]
+    m = main_rows(df, all_threads=False)
+    t = m[(m.stage == "total") & (m.direction == "decode") & m.crop.isna() & (m.device == "cpu")]
     dec = t.groupby("codec").seconds.median().rename("decode_seconds_cpu")
     thr = t.groupby("codec").threads.first().rename("threads")
     sizes = c.assign(size=c.width.astype(str) + "×" + c.height.astype(str)).groupby("codec")["size"].agg(
@@ -187,7 +224,14 @@ def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame) -> pd.DataFrame
         sizes, left_on="codec", right_index=True, how="left")
     out = out.merge(dec, left_on="codec", right_index=True, how="left").merge(thr, left_on="codec",
                                                                               right_index=True, how="left")
-    out["order"] = out.codec.map({s.label: i for i, s in enumerate(CODECS)})
+    if std is not None and not std.empty:
+        h = sorted(std.host.unique())[0]
+        sd = std[(std.host == h) & (std.direction == "decode")].groupby("codec").seconds.median()
+        sd.index = [OURS_X265 if c == "HEVC (x265)" else f"{c} (ours)" for c in sd.index]
+        fill = out.codec.map(sd)
+        out["decode_seconds_cpu"] = out.decode_seconds_cpu.fillna(fill)
+        out["threads"] = out.threads.where(fill.isna(), int(std.threads.iloc[0]))
+    out["order"] = out.codec.map({s.label: i for i, s in enumerate(CODECS)}).fillna(99)
     out = out.sort_values("order").drop(columns="order").reset_index(drop=True)
     ok = out.dropna(subset=["bd_rate_vs_x265_pct", "dec_kmac_px_min"])
     out["frontier_kmac"] = False

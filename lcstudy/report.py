@@ -17,7 +17,7 @@ from . import results as _results  # noqa: E402
 from .codecs import CODECS, load_codec  # noqa: E402
 from .complexity import count_complexity  # noqa: E402
 from .errors import InputError  # noqa: E402
-from .images import list_images, load_image  # noqa: E402
+from .images import RESIZE_FILTER, list_images, load_image  # noqa: E402
 from .lock import timing_lock  # noqa: E402
 from .profile import profile  # noqa: E402
 
@@ -42,7 +42,7 @@ class ProfileRun:
     def info(self) -> dict:
         r = self.timings.iloc[0]
         return {k: r[k] for k in ("codec", "quality", "device", "host", "weights", "threads", "cpu_model",
-                                  "gpu_name", "repeats", "crop", "run_id", "torch_version", "compressai_version")}
+                                  "gpu_name", "repeats", "crop", "resize", "run_id", "torch_version", "compressai_version")}
 
     @property
     def label(self) -> str:
@@ -56,9 +56,16 @@ def _none(v):
 
 def run_profile(codec: str, quality: int = 1, device: str = "cpu", threads=None, images="data/kodak", limit=None,
                 crop=None, repeats: int = 3, warmup: int = 1, weights: str = "random", seed: int = 0,
-                results_dir="results", wait: bool | None = None, progress: bool = True) -> ProfileRun:
-    """Load, profile (under the machine-wide timing lock) and count one codec; save everything."""
-    threads, limit, crop = _none(threads), _none(limit), _none(crop)
+                results_dir="results", wait: bool | None = None, progress: bool = True, resize=None,
+                kernels: bool = True, macs: bool = True) -> ProfileRun:
+    """Load, profile (under the machine-wide timing lock) and count one codec; save everything.
+
+    ``resize="WxH"`` measures synthetic W×H versions of the images (resolution scaling);
+    ``kernels=False`` skips the profiler pass and ``macs=False`` the MAC count (both cost one or
+    more extra codings, minutes per coding for an autoregressive codec at 4K; MACs per pixel do
+    not depend on the size).
+    """
+    threads, limit, crop, resize = _none(threads), _none(limit), _none(crop), _none(resize)
     if wait is None:  # NOWAIT=1 (make) sets LCSTUDY_NOWAIT: refuse instead of queueing behind another run
         import os
 
@@ -73,8 +80,12 @@ def run_profile(codec: str, quality: int = 1, device: str = "cpu", threads=None,
         paths = paths[:limit]
     with timing_lock(f"{c.label} q{c.quality} on {device}", wait=wait):
         df = profile(c, paths, repeats=repeats, warmup=warmup, crop=crop, threads=threads, results_dir=results_dir,
-                     progress=progress, log=lambda m: (notes.append(m), print(m, flush=True)))
-    first = load_image(paths[0], crop=crop)
+                     progress=progress, log=lambda m: (notes.append(m), print(m, flush=True)), resize=resize,
+                     kernels=bool(kernels))
+    if not macs:
+        return ProfileRun(df, pd.DataFrame(), df.attrs.get("memory", pd.DataFrame()),
+                          df.attrs.get("kernels", pd.DataFrame()), df.attrs.get("run_dir"), notes)
+    first = load_image(paths[0], crop=crop, resize=resize)
     # counting MACs is not timing: it runs outside the lock
     cx = count_complexity(c, first.height, first.width)
     base = df.iloc[0]
@@ -93,7 +104,9 @@ def header_markdown(run: ProfileRun) -> str:
     i = run.info
     lines = [f"**{i['codec']} q{i['quality']}** on **{i['device']}** ({i['gpu_name'] or i['cpu_model']}), host "
              f"`{i['host']}`, {i['threads']} threads, {i['repeats']} repeats"
-             + (f", {i['crop']}×{i['crop']} centre crop" if pd.notna(i["crop"]) else ", full-size images")
+             + (f", {i['crop']}×{i['crop']} centre crop" if pd.notna(i["crop"]) else
+                f", synthetic {i['resize']} images ({RESIZE_FILTER})" if isinstance(i.get("resize"), str)
+                else ", full-size images")
              + f"; torch {i['torch_version']}, CompressAI {i['compressai_version']}; run `{i['run_id']}`."]
     if i["weights"] == "random":
         lines.append(f"\n```{{warning}}\n{WEIGHTS_NOTE}\n```")
@@ -139,6 +152,8 @@ def substage_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def complexity_table(cx: pd.DataFrame) -> pd.DataFrame:
+    if cx.empty:
+        return pd.DataFrame({"note": ["MACs not counted in this run (macs=False); see the full-size runs"]})
     c = cx[["direction", "stage", "count_mode", "gmac", "kmac_per_px", "params", "mac_vs_torch"]].copy()
     c["params_M"] = c.pop("params") / 1e6
     return c.round(4)
@@ -171,9 +186,16 @@ def top_ops(run: ProfileRun, n: int = 8) -> pd.DataFrame:
 # --- the assessment (all runs) --------------------------------------------------------
 
 def load_all(results_dir="results") -> dict[str, pd.DataFrame]:
+    """The main runs' tables (see :func:`lcstudy.results.main_rows`; the resolution-scaling runs
+    have their own chapter)."""
     out = {t: _results.load_results(results_dir, t) for t in ("timings", "complexity", "memory", "kernels")}
     if out["timings"].empty:
         raise InputError(f"no results under {results_dir}; run `make runs` first")
+    out["timings"] = _results.main_rows(out["timings"])
+    ids = set(out["timings"].run_id)
+    for k in ("complexity", "memory", "kernels"):
+        if not out[k].empty:
+            out[k] = out[k][out[k].run_id.isin(ids)]
     return out
 
 

@@ -70,7 +70,8 @@ def load_results(results_dir, table: str = "timings") -> pd.DataFrame:
             spec, env = meta["spec"], meta["environ"]
             base = {**env, "codec": spec["codec"], "quality": spec["quality"], "device": spec["device"],
                     "weights": spec["weights"], "seed": spec["seed"], "repeats": spec["repeats"],
-                    "warmup": spec["warmup"], "crop": spec["crop"], "run_id": meta["run_id"],
+                    "warmup": spec["warmup"], "crop": spec["crop"], "resize": spec.get("resize"),
+                    "run_id": meta["run_id"],
                     "weights_source": spec.get("weights_source", ""),
                     "load_seconds": meta.get("load_seconds", float("nan"))}
             order = [n for n in meta["images"] if n in recs]
@@ -83,6 +84,26 @@ def load_results(results_dir, table: str = "timings") -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
+
+
+def main_rows(df: pd.DataFrame, all_threads: bool = True) -> pd.DataFrame:
+    """The study's main measurements: the images at their own size — or, where a profile crops
+    (``quick``), its common crop — not the resolution-scaling runs (synthetic sizes, 512² crops).
+
+    ``all_threads=False`` keeps, per host and device, only the runs with the most threads (the
+    1-thread pass of the FLOPs-vs-runtime chapter is a second platform, not a second sample).
+    """
+    if df.empty:
+        return df
+    d = df[df["resize"].isna()] if "resize" in df.columns else df
+    if d.crop.isna().any():
+        d = d[d.crop.isna()]
+    elif not d.empty:
+        d = d[d.crop == d.crop.mode().iloc[0]]
+    if not all_threads and not d.empty:
+        top = d.groupby(["host", "device"]).threads.transform("max")
+        d = d[d.threads == top]
+    return d
 
 
 def save_table(df: pd.DataFrame, run_dir, name: str) -> Path:
