@@ -105,11 +105,12 @@ def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) 
         runs += [PlannedRun(s.label, s.qualities[0], "cpu", (("threads", t), ("limit", n)), f"-{t}thread")
                  for s in specs]
     if "cpu" in devices:
+        runs.append(PlannedRun("standard", 0, "cpu", (("sweep", profile.standard_sweep),),
+                               notebook="profile_standard"))
+        # smallest sizes first: the 4K runs of the autoregressive codecs take the longest
         for size in profile.scaling:
             runs += [PlannedRun(s.label, s.qualities[0], "cpu", scaling_params(size, profile.scaling_repeats),
                                 f"-scale-{size}") for s in specs]
-        runs.append(PlannedRun("standard", 0, "cpu", (("sweep", profile.standard_sweep),),
-                               notebook="profile_standard"))
     return runs
 
 

@@ -77,3 +77,90 @@ def _read(path: Path) -> dict:
         return json.loads(path.read_text() or "{}")
     except (OSError, json.JSONDecodeError):
         return {}
+
+
+def pause_path() -> Path:
+    """``<lock>.pause``: while this file exists, timing runs wait between images."""
+    return lock_path().with_name(lock_path().name + ".pause")
+
+
+def wait_if_paused(log=print, poll_s: float = 1.0) -> float:
+    """Block while the pause file exists; return the seconds waited.
+
+    Why: anything else that runs on the machine (a test suite, a build) distorts the timings
+    of the run in progress. ``touch`` the pause file and the run stops *between* images (never
+    inside a timed repeat), writes ``<pause>.ack`` with its pid, and goes on when the file is
+    removed — no sample ever contains the pause. ``python -m lcstudy.lock pause|resume``.
+    """
+    p = pause_path()
+    if not p.exists():
+        return 0.0
+    ack = p.with_name(p.name + ".ack")
+    t0 = time.monotonic()
+    log(f"paused: {p} exists (remove it, or `python -m lcstudy.lock resume`, to go on)")
+    try:
+        ack.write_text(f"{os.getpid()}\n")
+    except OSError:
+        pass
+    while p.exists():
+        time.sleep(poll_s)
+    try:
+        ack.unlink()
+    except OSError:
+        pass
+    waited = time.monotonic() - t0
+    log(f"resumed after {waited:.0f} s")
+    return waited
+
+
+def _main(argv=None) -> int:
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m lcstudy.lock",
+                                 description="pause/resume timing runs between images, or show who holds the lock")
+    ap.add_argument("cmd", choices=["pause", "resume", "status"])
+    ap.add_argument("--timeout", type=float, default=600, help="pause: seconds to wait for the run to stop")
+    a = ap.parse_args(argv)
+    p = pause_path()
+    ack = p.with_name(p.name + ".ack")
+    if a.cmd == "pause":
+        p.touch()
+        held = lock_path().exists() and _held()
+        if not held:
+            print("paused (no timing run holds the lock now)")
+            return 0
+        t0 = time.monotonic()
+        while not ack.exists() and time.monotonic() - t0 < a.timeout:
+            if not _held():
+                break
+            time.sleep(1)
+        print("paused: the timing run is waiting between images" if ack.exists() else
+              "pause requested; the run holding the lock has not reached an image boundary yet", file=sys.stderr)
+        return 0 if ack.exists() or not _held() else 1
+    if a.cmd == "resume":
+        p.unlink(missing_ok=True)
+        print("resumed")
+        return 0
+    print(("held" if _held() else "free") + (", pause requested" if p.exists() else ""))
+    return 0
+
+
+def _held() -> bool:
+    """Whether some process holds the timing lock now (a non-blocking flock attempt)."""
+    path = lock_path()
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

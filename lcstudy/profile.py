@@ -127,7 +127,11 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
 
         bar = tqdm(total=len(todo) * repeats, desc=f"{spec.codec} q{spec.quality} {dev}", unit="rep")
     per_image: dict[str, dict] = dict(done)
+    from .lock import wait_if_paused
+
     for im in todo:
+        if wait_if_paused(log):
+            shapes_warm.clear()  # warm up again: caches went cold during the pause
         x, _unpad = _images.pad(im.x)
         x = x.to(dev)
         if tuple(x.shape[-2:]) not in shapes_warm:

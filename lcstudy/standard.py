@@ -174,6 +174,10 @@ def measure(images, codecs=None, sweep: str = "full", repeats: int = 3, warmup: 
                     if rec.get("schema_version") != SCHEMA_VERSION:
                         rec = None
                 if rec is None:
+                    from .lock import wait_if_paused
+
+                    if wait_if_paused(log):
+                        warmed = False  # caches went cold while paused
                     pil = Image.fromarray((im.x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
                     if not warmed:
                         for _ in range(warmup):
