@@ -33,11 +33,19 @@ def test_book_has_assessment_runs_and_downloads(built):
     assert len(re.findall(r"<img [^>]*src=\"_images/", page)) >= 4  # the assessment's figures
     assert "random" in page and "Warning" in page  # the weights disclosure
     runs = sorted((html / "runs").rglob("*.html"))
-    assert len(runs) == 8, runs
+    assert len(runs) == 9, runs  # 8 codecs + the standard codecs
     for r in runs:
         assert "<img" in r.read_text()
+    for chapter in ("paper_comparison", "flops_runtime", "rd_frontier", "standard_codecs", "scaling"):
+        page = (html / f"{chapter}.html").read_text()
+        assert "<img" in page and "Traceback" not in page, chapter
+    std = (html / "standard_codecs.html").read_text()
+    assert "encode_x_JPEG" in std and "HEVC (x265)" in std
+    assert "x265 HEIC (ours)" in (html / "rd_frontier.html").read_text()
     names = {p.name for p in (html / "_downloads").rglob("*") if p.is_file()}
-    assert {"All_enc_report_CPU.xlsx", "All_dec_report_CPU.xlsx", "lcstudy_timings.csv"} <= names
+    assert {"All_enc_report_CPU.xlsx", "All_dec_report_CPU.xlsx", "lcstudy_timings.csv",
+            "lcstudy_flops_runtime.xlsx", "lcstudy_standard_codecs.xlsx", "lcstudy_scaling.xlsx",
+            "lcstudy_rd_frontier.xlsx", "lcstudy_paper_comparison.xlsx"} <= names
     data = (html / "data.html").read_text()
     assert "All_enc_report_CPU.xlsx" in data and "_downloads/" in data
     assert "book:" in out.stdout

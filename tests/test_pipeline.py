@@ -16,13 +16,23 @@ def test_unknown_profile_lists_the_valid_ones():
         get_profile("fast")
 
 
-def test_profiles_plan_what_the_issue_asks():
-    std = {(r.codec, r.quality) for r in plan(PROFILES["standard"], ["cpu"])}
-    assert std == {("FP", 1), ("FP", 6), ("HP", 1), ("HP", 6), ("MS-HP", 1), ("MS-HP", 5), ("ARC", 1), ("ARC", 5),
-                   ("DGM", 1), ("DGM", 4), ("DGM-ATT", 1), ("DGM-ATT", 4), ("CKBD", 1), ("ELIC", 1)}
+def test_profiles_plan_what_the_issues_ask():
+    runs = plan(PROFILES["standard"], ["cpu"])
+    main = {(r.codec, r.quality) for r in runs if not r.params}
+    assert main == {("FP", 1), ("FP", 6), ("HP", 1), ("HP", 6), ("MS-HP", 1), ("MS-HP", 5), ("ARC", 1), ("ARC", 5),
+                    ("DGM", 1), ("DGM", 4), ("DGM-ATT", 1), ("DGM-ATT", 4), ("CKBD", 1), ("ELIC", 1)}
+    one = [dict(r.params) for r in runs if r.suffix == "-1thread"]
+    assert len(one) == 8 and all(p == {"threads": 1, "limit": 4} for p in one)
+    scale = [dict(r.params) for r in runs if "-scale-" in r.suffix]
+    assert len(scale) == 3 * 8
+    assert {p.get("resize") for p in scale} == {None, "1920x1080", "3840x2160"}
+    assert all(p["limit"] == 1 and p["macs"] is False and p["kernels"] is False for p in scale)
+    assert [r.stem for r in runs if r.notebook == "profile_standard"] == ["standard-codecs"]
+    assert len({r.stem for r in runs}) == len(runs)  # one notebook file per run
     quick = plan(PROFILES["quick"], ["cpu", "cuda"])
-    assert len(quick) == 16 and {r.quality for r in quick} == {1}
-    assert len(plan(PROFILES["paper"], ["cpu"])) == 4 * 8 + 2 * 6 + 2
+    assert len(quick) == 17 and {r.quality for r in quick if r.notebook == "profile_codec"} == {1}
+    assert [dict(r.params) for r in quick if r.params] == [{"sweep": "short"}]
+    assert len([r for r in plan(PROFILES["paper"], ["cpu"]) if not r.params]) == 4 * 8 + 2 * 6 + 2
 
 
 def test_wrong_parameter_type_through_papermill(tmp_path):
