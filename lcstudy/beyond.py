@@ -389,3 +389,22 @@ def write_tables(downloads_dir, name: str, tables: dict[str, pd.DataFrame]) -> l
         atomic_write_csv(p, v)
         files.append(p)
     return files
+
+
+def first_repeat_ratio(samples: pd.DataFrame, st: pd.DataFrame) -> pd.DataFrame:
+    """For the scaling runs without warm-up: the first repeat's total over the median of the
+    repeats, per run and direction — the check that skipping the warm-up costs nothing
+    measurable (a ratio near 1, inside the spread)."""
+    if samples.empty or st.empty:
+        return pd.DataFrame()
+    s = samples[samples.run_id.isin(st.run_id) & (samples.stage == "total")]
+    rows = []
+    for (rid, d), g in s.groupby(["run_id", "direction"]):
+        g = g.sort_values("repeat")
+        if len(g) >= 2:
+            rows.append({"run_id": rid, "direction": d, "first_over_median": g.seconds.iloc[0] / g.seconds.median(),
+                         "max_over_min": g.seconds.max() / g.seconds.min(), "repeats": len(g)})
+    r = pd.DataFrame(rows)
+    if r.empty:
+        return r
+    return st[["run_id", "codec", "size"]].drop_duplicates().merge(r, on="run_id").drop(columns="run_id")
