@@ -218,7 +218,7 @@ def scaling_table(df: pd.DataFrame, mem: pd.DataFrame, image: str = "kodim01") -
     if not mem.empty:
         m = mem[mem.memory == "cpu_rss"].assign(working_mb=lambda x: x.peak_mb - x.baseline_mb)
         w = m.pivot_table(index="run_id", columns="direction", values=["peak_mb", "working_mb"], aggfunc="first")
-        w.columns = [f"{b}_{a}" for a, b in w.columns]
+        w.columns = [f"{a}_{b}" for a, b in w.columns]
         t = t.merge(w.reset_index(), on="run_id", how="left")
     t["order"] = t.codec.map({c: i for i, c in enumerate(CODEC_ORDER)})
     return t.sort_values(["host", "order", "mpx"]).drop(columns="order").reset_index(drop=True)

@@ -44,12 +44,19 @@ def test_scaling_exponents_recover_known_slopes():
                               direction=d)[0]
                     r["stage"] = stage
                     rows.append(r)
-    st = beyond.scaling_table(pd.DataFrame(rows), pd.DataFrame())
+    df = pd.DataFrame(rows)
+    mem = pd.DataFrame([{"run_id": rid, "memory": "cpu_rss", "direction": d, "baseline_mb": 900.0,
+                         "peak_mb": 900.0 + 100.0 * m} for rid, m in df.groupby("run_id").height.first().items()
+                        for d in ("encode", "decode")])
+    st = beyond.scaling_table(df, mem)
+    assert {"peak_mb_encode", "working_mb_decode"} <= set(st.columns)
     assert st.mpx.nunique() == 4 and set(st["size"]) >= {"3840×2160 (synthetic)", "768×512 (native)"}
     ex = beyond.fit_exponents(st).set_index("codec")
     assert ex.loc["FP", "exp_encode_total"] == pytest.approx(1.0)
     assert ex.loc["ARC", "exp_decode_total"] == pytest.approx(1.5)
     assert ex.loc["ARC", "exp_decode_network"] == pytest.approx(1.5)
+    assert ex.loc["FP", "exp_working_decode"] == pytest.approx(np.polyfit(np.log(st[st.codec == "FP"].mpx),
+                                                                          np.log([512, 512, 1080, 2160]), 1)[0])
 
 
 def test_standard_at_bpp_interpolates_log_linearly():
