@@ -82,26 +82,30 @@ def ranks(t: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([k, r], ignore_index=True)[["codec", "direction", "platform", "rank", "seconds", "kmac_per_px"]]
 
 
+def column_pairs(t: pd.DataFrame, column: str, values: str):
+    """Per direction, every pair (a, b) of ``column``'s values, with the codecs both have:
+    yields (direction, a, b, frame with one row per codec and columns a, b)."""
+    for d, g in t.groupby("direction"):
+        w = g.pivot_table(index="codec", columns=column, values=values)
+        cols = list(w.columns)
+        for i, a in enumerate(cols):
+            for b in cols[i + 1:]:
+                yield d, a, b, w[[a, b]].dropna()
+
+
 def inversions(rk: pd.DataFrame) -> pd.DataFrame:
     """Pairs of codecs whose order flips between two platforms (including the kMAC/px ranking)."""
+    from itertools import combinations
+
     rows = []
-    for d, g in rk.groupby("direction"):
-        w = g.pivot_table(index="codec", columns="platform", values="rank")
-        plats = list(w.columns)
-        for i, a in enumerate(plats):
-            for b in plats[i + 1:]:
-                both = w[[a, b]].dropna()
-                codecs = list(both.index)
-                for x in range(len(codecs)):
-                    for y in range(x + 1, len(codecs)):
-                        c1, c2 = codecs[x], codecs[y]
-                        s1 = np.sign(both.loc[c1, a] - both.loc[c2, a])
-                        s2 = np.sign(both.loc[c1, b] - both.loc[c2, b])
-                        if s1 * s2 < 0:
-                            faster_a, faster_b = (c1, c2) if s1 < 0 else (c2, c1), (c1, c2) if s2 < 0 else (c2, c1)
-                            rows.append({"direction": d, "platform_a": a, "platform_b": b,
-                                         "faster_on_a": faster_a[0], "faster_on_b": faster_b[0],
-                                         "pair": " vs ".join(sorted((c1, c2)))})
+    for d, a, b, both in column_pairs(rk, "platform", "rank"):
+        for c1, c2 in combinations(both.index, 2):
+            s1 = np.sign(both.loc[c1, a] - both.loc[c2, a])
+            s2 = np.sign(both.loc[c1, b] - both.loc[c2, b])
+            if s1 * s2 < 0:
+                rows.append({"direction": d, "platform_a": a, "platform_b": b,
+                             "faster_on_a": c1 if s1 < 0 else c2, "faster_on_b": c1 if s2 < 0 else c2,
+                             "pair": " vs ".join(sorted((c1, c2)))})
     return pd.DataFrame(rows)
 
 

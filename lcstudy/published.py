@@ -105,15 +105,12 @@ def kendall(rank: pd.DataFrame) -> pd.DataFrame:
     out = []
     if rank.empty:
         return pd.DataFrame(columns=["direction", "a", "b", "codecs", "tau", "p_value"])
-    for d, g in rank.groupby("direction"):
-        w = g.pivot_table(index="codec", columns="source", values="seconds")
-        srcs = list(w.columns)
-        for i, a in enumerate(srcs):
-            for b in srcs[i + 1:]:
-                both = w[[a, b]].dropna()
-                if len(both) >= 3:
-                    tau, p = kendalltau(both[a], both[b])
-                    out.append({"direction": d, "a": a, "b": b, "codecs": len(both), "tau": tau, "p_value": p})
+    from .beyond import column_pairs
+
+    for d, a, b, both in column_pairs(rank, "source", "seconds"):
+        if len(both) >= 3:
+            tau, p = kendalltau(both[a], both[b])
+            out.append({"direction": d, "a": a, "b": b, "codecs": len(both), "tau": tau, "p_value": p})
     return pd.DataFrame(out)
 
 
