@@ -212,7 +212,9 @@ def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame, std: pd.DataFra
     kmac = c.groupby("codec").kmac_per_px.agg(["min", "max"]).rename(
         columns={"min": "dec_kmac_px_min", "max": "dec_kmac_px_max"})
     m = main_rows(df, all_threads=False)
-    t = m[(m.stage == "total") & (m.direction == "decode") & m.crop.isna() & (m.device == "cpu")]
+    # the main size (the same images as the standard codecs), each codec at its lowest quality measured
+    t = m[(m.stage == "total") & (m.direction == "decode") & (m.device == "cpu")]
+    t = t[t.quality == t.groupby("codec").quality.transform("min")]
     dec = t.groupby("codec").seconds.median().rename("decode_seconds_cpu")
     thr = t.groupby("codec").threads.first().rename("threads")
     sizes = c.assign(size=c.width.astype(str) + "×" + c.height.astype(str)).groupby("codec")["size"].agg(
