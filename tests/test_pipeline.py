@@ -49,4 +49,4 @@ def test_wrong_parameter_type_through_papermill(tmp_path):
 def test_unknown_parameter_is_refused(tmp_path):
     out = subprocess.run([sys.executable, "-m", "lcstudy.pipeline", "run", "codec=HP", "repeat=3"], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
-    assert out.returncode == 2 and "unknown notebook parameter 'repeat'" in out.stderr
+    assert out.returncode == 2 and "unknown parameter 'repeat'" in out.stderr and "repeats" in out.stderr
