@@ -62,7 +62,7 @@ data: $(STAMP) ## fetch Kodak and the reference data into data/ (LCSTUDY_MIRROR=
 PLAN := $(BOOK)/_generated/plan-$(PROFILE).mk
 PROFILE_STAMP := $(BOOK)/runs/.profile-$(PROFILE)
 
-ifeq ($(filter help setup test clean clean-runs data bench-overhead check-html,$(MAKECMDGOALS)),)
+ifeq ($(filter help setup test clean clean-runs data bench-overhead check-html pause resume,$(MAKECMDGOALS)),)
 ifneq ($(MAKECMDGOALS),)
 -include $(PLAN)
 endif
@@ -113,6 +113,13 @@ test: $(STAMP) ## run the test suite (sets up first if needed)
 .PHONY: bench-overhead
 bench-overhead: $(STAMP) ## instrumented vs plain compress()+decompress() per codec (target ≤ 1.01)
 	$(PY) -m lcstudy.bench overhead --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
+
+.PHONY: pause resume
+pause: $(STAMP) ## make the timing run in progress wait between images (to use the machine meanwhile)
+	$(PY) -m lcstudy.lock pause
+
+resume: $(STAMP) ## let a paused timing run go on
+	$(PY) -m lcstudy.lock resume
 
 .PHONY: clean-runs
 clean-runs: ## forget executed run notebooks (results/ is kept: runs resume from it)
