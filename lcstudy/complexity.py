@@ -83,7 +83,7 @@ def count_complexity(codec: Codec, height: int = 512, width: int = 768) -> pd.Da
         # capture pass: records each stage's calls and arguments (zeros image: shapes are what matter;
         # MACs of convolutions do not depend on the values)
         encode_decode(codec, x, StageClock(codec.device), recorder=rec)
-    # recorder keys are per call site; split encode/decode by which pass recorded them
+    # the recorder keys calls by (direction, stage): compress() calls are encode, decompress() decode
     rows = []
     pixels = height * width
     # FlopCounterMode's module tracker hooks parameters that require grad, which fails on
@@ -92,32 +92,28 @@ def count_complexity(codec: Codec, height: int = 512, width: int = 768) -> pd.Da
     for p, _ in req:
         p.requires_grad_(False)
     try:
-        for key, calls in rec.calls.items():
+        for (direction, key), calls in rec.calls.items():
             macs = flops = 0
             for fn, args, kwargs, sig in calls:
-                n = rec.counts[(key, sig)]
+                n = rec.counts[((direction, key), sig)]
                 with torch.no_grad():
                     macs += n * _ptflops_macs(fn, args, kwargs)
                     flops += n * _torch_flops(fn, args, kwargs)
             params = sum(rec.param_numel[i] for i in rec.params.get(key, ()))
-            rows.append({"stage": key, "macs": macs, "flops_torch": flops, "params": params,
-                         "count_mode": "executed"})
+            rows.append({"direction": direction, "stage": key, "macs": macs, "flops_torch": flops,
+                         "params": params, "count_mode": "executed"})
         parallel = _parallel_counts(codec, hp, wp) if codec.spec.family == "autoregressive" else None
     finally:
         for p, r in req:
             p.requires_grad_(r)
-    for key in rec.countable:  # stages recorded but never counted (entropy coder calls): 0 MACs
-        if key not in rec.calls:
+    for (direction, key) in rec.countable:  # stages recorded but never counted (entropy coder calls): 0 MACs
+        if (direction, key) not in rec.calls:
             params = sum(rec.param_numel[i] for i in rec.params.get(key, ()))
-            rows.append({"stage": key, "macs": 0, "flops_torch": 0, "params": params, "count_mode": "executed"})
+            rows.append({"direction": direction, "stage": key, "macs": 0, "flops_torch": 0, "params": params,
+                         "count_mode": "executed"})
     df = pd.DataFrame(rows)
-    out = []
-    for direction, names in (("encode", top_stages(codec, "encode")), ("decode", top_stages(codec, "decode"))):
-        for _, row in df.iterrows():
-            top = row["stage"].split("/")[0]
-            if top in names:
-                out.append({**row.to_dict(), "direction": direction})
-    df = pd.DataFrame(out)
+    tops = {d: set(top_stages(codec, d)) for d in ("encode", "decode")}
+    df = df[[s.split("/")[0] in tops[d] for d, s in zip(df.direction, df.stage)]].reset_index(drop=True)
     if parallel is not None:
         df = pd.concat([df, parallel], ignore_index=True)
     for direction in ("encode", "decode"):

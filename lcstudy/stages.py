@@ -124,11 +124,14 @@ class _Recorder:
     """What a capture pass saw: each stage's calls (replayable copies) and its parameters."""
 
     def __init__(self):
-        self.calls: dict[str, list[tuple[Callable, tuple, dict]]] = {}
-        self.counts: dict[tuple[str, str], int] = {}
+        # keyed by (direction, stage): a stage that runs in both directions (h_s, the hyper-latent
+        # decoder, runs in compress() and in decompress()) is counted once in each, not twice in both
+        self.direction = "encode"
+        self.calls: dict[tuple[str, str], list[tuple[Callable, tuple, dict]]] = {}
+        self.counts: dict[tuple[tuple[str, str], str], int] = {}
         self.params: dict[str, set[int]] = {}
         self.param_numel: dict[int, int] = {}
-        self.countable: dict[str, bool] = {}
+        self.countable: dict[tuple[str, str], bool] = {}
 
     @staticmethod
     def signature(args, kwargs) -> str:
@@ -141,17 +144,18 @@ class _Recorder:
         return ",".join(sig(a) for a in (*args, *kwargs.values()))
 
     def record(self, key: str, fn: Callable, args, kwargs, countable: bool, param_modules) -> None:
-        self.countable[key] = self.countable.get(key, True) and countable
+        dk = (self.direction, key)
+        self.countable[dk] = self.countable.get(dk, True) and countable
         for m in param_modules:
             ids = self.params.setdefault(key, set())
             for p in m.parameters():
                 ids.add(id(p))
                 self.param_numel[id(p)] = p.numel()
         sig = self.signature(args, kwargs)
-        n = self.counts.get((key, sig), 0)
-        self.counts[(key, sig)] = n + 1
+        n = self.counts.get((dk, sig), 0)
+        self.counts[(dk, sig)] = n + 1
         if n == 0 and countable:
-            self.calls.setdefault(key, []).append((fn, copy.deepcopy(args), copy.deepcopy(kwargs), sig))
+            self.calls.setdefault(dk, []).append((fn, copy.deepcopy(args), copy.deepcopy(kwargs), sig))
 
 
 @contextmanager
@@ -314,6 +318,8 @@ def encode_decode(codec: Codec, x: torch.Tensor, clock: StageClock | None = None
     model = codec.model
     with torch.inference_mode(), instrument(codec, clock, recorder):
         clock.reset()
+        if recorder is not None:
+            recorder.direction = "encode"
         sync()
         t0 = time.perf_counter()
         enc = model.compress(x)
@@ -322,6 +328,8 @@ def encode_decode(codec: Codec, x: torch.Tensor, clock: StageClock | None = None
         enc_stages = _finish(clock.totals, enc_total, top_stages(codec, "encode"))
 
         clock.reset()
+        if recorder is not None:
+            recorder.direction = "decode"
         sync()
         t0 = time.perf_counter()
         dec = model.decompress(enc["strings"], enc["shape"])

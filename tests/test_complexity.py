@@ -43,3 +43,25 @@ def test_ar_context_counted_as_executed_and_parallel():
     assert ctx["executed"] == ctx["parallel"] > 0
     ep = cx[cx.stage == "ADy/entropy_parameters"].set_index("count_mode").macs
     assert ep["executed"] == ep["parallel"] > 0
+
+
+@pytest.mark.parametrize("label", ["MS-HP", "ARC", "CKBD"])
+def test_h_s_counted_once_per_direction(label):
+    """h_s runs in compress() and in decompress(): one call each, not two in both (a bug until
+    session 2 counted both calls in each direction, doubling h_s)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    import torch
+
+    codec = lcstudy.load_codec(label, 1)
+    cx = count_complexity(codec, 128, 192)
+    hs = cx[cx.stage == "h_s"].set_index("direction").macs
+    model = codec.model
+    h_s = model.latent_codec["hyper"].h_s if label == "CKBD" else model.h_s
+    n = next(m for m in h_s.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d))).in_channels
+    z = torch.zeros(1, n, 128 // 64, 192 // 64)
+    with torch.no_grad(), FlopCounterMode(display=False) as fc:
+        h_s(z)
+    assert hs["encode"] == hs["decode"]
+    assert hs["encode"] == pytest.approx(fc.get_total_flops() / 2, rel=0.01)
+    enc = cx[(cx.direction == "encode") & ~cx.stage.str.contains("/") & (cx.stage != "total")].macs.sum()
+    assert cx[(cx.stage == "total") & (cx.direction == "encode")].macs.iloc[0] == enc
