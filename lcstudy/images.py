@@ -38,8 +38,13 @@ class TestImage:
         return int(self.x.shape[-1])
 
 
-def list_images(images) -> list[Path]:
-    """A folder, a glob-free list of paths, or one path → sorted list of image files."""
+def list_images(images, limit=None) -> list[Path]:
+    """A folder, a glob-free list of paths, or one path → sorted list of image files (the first
+    ``limit`` of them, if given)."""
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InputError(f"limit must be a positive integer (number of images), got {limit!r}")
+        return list_images(images)[:limit]
     if isinstance(images, (str, Path)):
         p = Path(images)
         if p.is_dir():
@@ -106,10 +111,16 @@ def load_image(path, crop: int | None = None, resize=None) -> TestImage:
     if arr.ndim == 3 and arr.shape[2] == 3 and np.array_equal(arr[..., 0], arr[..., 1]) and \
             np.array_equal(arr[..., 1], arr[..., 2]) and mode in ("L", "LA", "I;16", "I"):
         notes.append(f"{path.name}: grayscale replicated to 3 channels")
-    x = torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+    x = to_tensor(arr)
     if crop is not None:
         x = centre_crop(x, int(crop), path)
     return TestImage(path.stem, path, x.contiguous(), notes)
+
+
+def to_tensor(img) -> torch.Tensor:
+    """8-bit RGB (PIL image or H×W×3 uint8 array) → 1×3×H×W float32 in [0, 1]."""
+    arr = np.asarray(img, dtype=np.uint8)
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
 
 
 def _cover(im: Image.Image, w: int, h: int) -> Image.Image:

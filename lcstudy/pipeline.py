@@ -159,10 +159,7 @@ def cmd_run(a) -> int:
     if "codec" not in params:
         print("error: give the codec, e.g. `make run CODEC=ARC`", file=sys.stderr)
         return 2
-    base = {"images": "data/kodak", "results_dir": "results"}
-    if profile is not None:
-        base.update({"limit": profile.limit, "crop": profile.crop, "repeats": profile.repeats,
-                     "warmup": profile.warmup})
+    base = _profile_base(profile)
     defaults = dict(base)
     base.update(params)
     out = Path(a.out) if a.out else run_notebook_path(base, defaults)
@@ -176,12 +173,17 @@ def cmd_run(a) -> int:
     return 0
 
 
-def _run_standard(a, params: dict, profile) -> int:
+def _profile_base(profile) -> dict:
+    """Notebook parameters every run takes from its profile (and the default folders)."""
     base = {"images": "data/kodak", "results_dir": "results"}
     if profile is not None:
         base.update({"limit": profile.limit, "crop": profile.crop, "repeats": profile.repeats,
-                     "warmup": profile.warmup, "sweep": profile.standard_sweep})
-    base.update(params)
+                     "warmup": profile.warmup})
+    return base
+
+
+def _run_standard(a, params: dict, profile) -> int:
+    base = {**_profile_base(profile), **({"sweep": profile.standard_sweep} if profile else {}), **params}
     out = Path(a.out) if a.out else RUNS / _host() / "cpu" / "standard-codecs.ipynb"
     try:
         execute(NOTEBOOKS / "profile_standard.md", out, base)

@@ -145,6 +145,11 @@ def rd_points(reference, df: pd.DataFrame | None = None) -> pd.DataFrame:
 OURS_X265 = "x265 HEIC (ours)"
 
 
+def ours_label(codec: str) -> str:
+    """How our measured standard codec is named beside the published curves."""
+    return OURS_X265 if codec == "HEVC (x265)" else f"{codec} (ours)"
+
+
 def standard_rd_points(std: pd.DataFrame) -> pd.DataFrame:
     """Our measured standard-codec RD points (mean bpp and PSNR over the images per sweep value,
     the way CompressAI averages its curves); x265 is named :data:`OURS_X265`, the others
@@ -155,7 +160,7 @@ def standard_rd_points(std: pd.DataFrame) -> pd.DataFrame:
     s = std[(std.host == h) & (std.direction == "encode")]
     g = s.groupby(["codec", "value"], as_index=False).agg(bpp=("bpp", "mean"), psnr=("psnr", "mean"),
                                                          images=("image", "nunique"))
-    g["codec"] = [OURS_X265 if c == "HEVC (x265)" else f"{c} (ours)" for c in g.codec]
+    g["codec"] = g.codec.map(ours_label)
     g["source"] = [f"ours (measured on {h}, {n} images)" for n in g.images]
     return g.rename(columns={"value": "quality"})[["codec", "quality", "bpp", "psnr", "source"]]
 
@@ -226,7 +231,7 @@ def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame, std: pd.DataFra
     if std is not None and not std.empty:
         h = sorted(std.host.unique())[0]
         sd = std[(std.host == h) & (std.direction == "decode")].groupby("codec").seconds.median()
-        sd.index = [OURS_X265 if c == "HEVC (x265)" else f"{c} (ours)" for c in sd.index]
+        sd.index = sd.index.map(ours_label)
         fill = out.codec.map(sd)
         out["decode_seconds_cpu"] = out.decode_seconds_cpu.fillna(fill)
         out["threads"] = out.threads.where(fill.isna(), int(std.threads.iloc[0]))

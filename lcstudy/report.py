@@ -73,11 +73,7 @@ def run_profile(codec: str, quality: int = 1, device: str = "cpu", threads=None,
     notes: list[str] = []
     c = load_codec(codec, quality, weights=weights, device=device, seed=seed)
     notes += c.notes
-    paths = list_images(images)
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"limit must be a positive integer (number of images), got {limit!r}")
-        paths = paths[:limit]
+    paths = list_images(images, limit)
     with timing_lock(f"{c.label} q{c.quality} on {device}", wait=wait):
         df = profile(c, paths, repeats=repeats, warmup=warmup, crop=crop, threads=threads, results_dir=results_dir,
                      progress=progress, log=lambda m: (notes.append(m), print(m, flush=True)), resize=resize,

@@ -117,10 +117,6 @@ def _decode(data: bytes) -> tuple[Image.Image, float]:
     return out, time.perf_counter() - t0
 
 
-def _to_tensor(im: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).unsqueeze(0).float() / 255.0
-
-
 def run_id(spec: dict, env: dict, libs: dict) -> str:
     key = {**spec, **{k: env[k] for k in FINGERPRINT_KEYS}, "libs": libs}
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
@@ -211,7 +207,7 @@ def _measure_one(c: StandardCodec, value: int, kw: dict, im, pil: Image.Image, r
         dec.add(td)
     if rec_img.size != pil.size:
         raise RuntimeError(f"{c.name} decoded {im.name} at {rec_img.size}, expected {pil.size}")
-    q = metrics.quality(im.x, _to_tensor(rec_img))
+    q = metrics.quality(im.x, _images.to_tensor(rec_img))
     return {"schema_version": SCHEMA_VERSION, "image": im.name, "height": im.height, "width": im.width,
             "value": value, "nbytes": len(data), "bpp": metrics.bpp(len(data), im.height, im.width),
             "psnr": q["psnr"], "ms_ssim": q["ms_ssim"], "save_kwargs": {k: v for k, v in kw.items()},
@@ -256,11 +252,7 @@ def run(images="data/kodak", limit=None, crop=None, repeats: int = 3, warmup: in
     limit, crop, threads = (None if v in none else v for v in (limit, crop, threads))
     if isinstance(codecs, str):
         codecs = [c.strip() for c in codecs.split(",") if c.strip()]
-    paths = _images.list_images(images)
-    if limit is not None:
-        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-            raise InputError(f"limit must be a positive integer (number of images), got {limit!r}")
-        paths = paths[:limit]
+    paths = _images.list_images(images, limit)
     if wait is None:
         wait = not os.environ.get("LCSTUDY_NOWAIT")
     with timing_lock("standard codecs on cpu", wait=wait):
@@ -278,10 +270,11 @@ def options_table() -> pd.DataFrame:
 
 def header_markdown(std: pd.DataFrame) -> str:
     r = std.iloc[0]
+    libs = _register()
     size = f"{int(r.crop)}×{int(r.crop)} centre crops" if pd.notna(r.crop) else "full-size images"
     return (f"Host `{r.host}` ({r.cpu_model}), {r.threads} threads, {std.image.nunique()} images ({size}), "
             f"{r.repeats} repeats after {r.warmup} warm-up per codec and quality; Pillow "
-            f"{_register()['pillow']}, pillow-heif {_register()['pillow_heif']}.")
+            f"{libs['pillow']}, pillow-heif {libs['pillow_heif']}.")
 
 
 def fig_rd_time(summary: pd.DataFrame, std: pd.DataFrame):
