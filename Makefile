@@ -114,6 +114,10 @@ test: $(STAMP) ## run the test suite (sets up first if needed)
 bench-overhead: $(STAMP) ## instrumented vs plain compress()+decompress() per codec (target ≤ 1.01)
 	$(PY) -m lcstudy.bench overhead --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
 
+.PHONY: cost
+cost: $(STAMP) ## what the runs cost: wall time per run notebook, share of it spent in codec work
+	$(PIPE) cost --results-dir $(RESULTS_DIR)
+
 .PHONY: pause resume
 pause: $(STAMP) ## make the timing run in progress wait between images (to use the machine meanwhile)
 	$(PY) -m lcstudy.lock pause

@@ -272,6 +272,49 @@ def cmd_toc(a) -> int:
     return 0
 
 
+def notebook_costs(runs_dir=None) -> pd.DataFrame:
+    """Wall time of every executed run notebook (papermill's own record of its last execution)."""
+    import json
+
+    import pandas as pd
+
+    rows = []
+    for nb in sorted(Path(runs_dir or RUNS).glob("*/*/*.ipynb")):
+        pm = json.loads(nb.read_text()).get("metadata", {}).get("papermill", {})
+        rows.append({"host": nb.parent.parent.name, "device": nb.parent.name, "notebook": nb.stem,
+                     "start_utc": pm.get("start_time"), "duration_s": pm.get("duration")})
+    return pd.DataFrame(rows, columns=["host", "device", "notebook", "start_utc", "duration_s"])
+
+
+def cmd_cost(a) -> int:
+    """Print what the runs cost: per run notebook, its wall time; per run, its codec-work share."""
+    import pandas as pd
+
+    from .results import run_costs
+
+    nbs = notebook_costs(a.runs_dir)
+    runs = run_costs(a.results_dir) if Path(a.results_dir).exists() else pd.DataFrame()
+    with pd.option_context("display.width", 200, "display.max_rows", 500, "display.max_columns", 30):
+        print("run notebooks (papermill: wall time of the last execution; a resumed run's earlier executions "
+              "are not in it)")
+        print(nbs.round(1).to_string(index=False) if not nbs.empty else "  none")
+        print(f"total: {nbs.duration_s.sum() / 3600:.2f} h over {len(nbs)} notebooks\n")
+        print("runs (results/: codec_s = Σ timed encode+decode samples; image_wall_s = Σ wall time of the same "
+              "images incl. warm-up and metrics; runs measured before lcstudy recorded it show NaN)")
+        if runs.empty:
+            print("  none")
+            return 0
+        cols = ["host", "device", "codec", "quality", "threads", "crop", "resize", "images", "images_with_wall",
+                "codec_s", "image_wall_s", "codec_share", "phase_s"]
+        print(runs[cols].round(3).to_string(index=False))
+        t = runs[runs.images_with_wall > 0]
+        if not t.empty:
+            print(f"codec work / image wall over {t.images_with_wall.sum()} images with a recorded wall time: "
+                  f"{t.codec_s.sum():.0f} s / {t.image_wall_s.sum():.0f} s = {t.codec_s.sum() / t.image_wall_s.sum():.1%}")
+        print(f"all timed samples, all runs: {runs.codec_s_all_images.sum() / 3600:.2f} h")
+    return 0
+
+
 def main(argv=None) -> int:
     import warnings
 
@@ -290,11 +333,15 @@ def main(argv=None) -> int:
     s.add_argument("--results-dir", default="results")
     s.add_argument("--reference", default="data/reference")
     sub.add_parser("toc")
+    c = sub.add_parser("cost", help="what the runs cost: notebook wall times, codec-work share")
+    c.add_argument("--results-dir", default="results")
+    c.add_argument("--runs-dir", default=None)
     a = ap.parse_args(argv)
     from .errors import LcstudyError
 
     try:
-        return {"plan": cmd_plan, "run": cmd_run, "assessment": cmd_assessment, "toc": cmd_toc}[a.cmd](a)
+        return {"plan": cmd_plan, "run": cmd_run, "assessment": cmd_assessment, "toc": cmd_toc,
+                "cost": cmd_cost}[a.cmd](a)
     except LcstudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import warnings
+from datetime import datetime, timezone
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -132,6 +134,7 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
     for im in todo:
         if wait_if_paused(log):
             shapes_warm.clear()  # warm up again: caches went cold during the pause
+        t_image = time.perf_counter()  # after any pause: an image's wall time never contains one
         x, _unpad = _images.pad(im.x)
         x = x.to(dev)
         if tuple(x.shape[-2:]) not in shapes_warm:
@@ -139,21 +142,24 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
                 encode_decode(codec, x, clock)
             shapes_warm.add(tuple(x.shape[-2:]))
         rec = _measure_image(codec, im, x, _unpad, repeats, clock, bar)
+        # what this image cost in wall time (its warm-up if it had one, the repeats, the metrics):
+        # with the samples, the share of a run spent in codec work (`lcstudy.results.run_costs`)
+        rec["wall_seconds"] = time.perf_counter() - t_image
+        rec["measured_utc"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         per_image[im.name] = rec
         if rdir is not None:
             store.atomic_write_json(rdir / "images" / f"{store.safe_name(im.name)}.json", rec)
     if bar is not None:
         bar.close()
 
+    phases: dict[str, float] = {}
     if peak:
         # the machine's arithmetic ceiling, measured under the same lock and thread count (roofline)
         from .machine import peak_matmul
 
+        t0 = time.perf_counter()
         env = {**env, **peak_matmul(dev, threads)}
-        if rdir is not None:
-            meta = json.loads((rdir / "run.json").read_text())
-            meta["environ"].update({k: v for k, v in env.items() if k.startswith("peak_")})
-            store.atomic_write_json(rdir / "run.json", meta)
+        phases["peak_matmul"] = time.perf_counter() - t0
     base = {**env, "codec": spec.codec, "quality": spec.quality, "device": spec.device, "weights": spec.weights,
             "seed": spec.seed, "repeats": repeats, "warmup": warmup, "crop": crop, "resize": resize, "run_id": rid,
             "load_seconds": codec.load_seconds, "weights_source": codec.weights_source}
@@ -163,13 +169,23 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
     if memory:
         from .memory import measure_isolated
 
+        t0 = time.perf_counter()
         mem = pd.DataFrame(measure_isolated(codec, first.path, crop, threads, resize=resize))
         extra["memory"] = _with(mem, base, first)
+        phases["memory"] = time.perf_counter() - t0
     if kernels:
         from .kernels import profile_ops
 
+        t0 = time.perf_counter()
         x, _ = _images.pad(first.x)
         extra["kernels"] = _with(profile_ops(codec, x.to(dev)), base, first)
+        phases["kernels"] = time.perf_counter() - t0
+    if rdir is not None and (peak or phases):
+        meta = json.loads((rdir / "run.json").read_text())
+        meta["environ"].update({k: v for k, v in env.items() if k.startswith("peak_")})
+        # wall seconds of the run's phases after the images, in this execution (the last one wins)
+        meta["phase_seconds"] = {**meta.get("phase_seconds", {}), **phases}
+        store.atomic_write_json(rdir / "run.json", meta)
     if rdir is not None:
         store.atomic_write_csv(rdir / "samples.csv", samples)
         for k, t in extra.items():

@@ -271,3 +271,41 @@ def read_paper_reference(folder) -> pd.DataFrame:
     if not files:
         raise InputError(f"no All_*_report_*.xlsx under {folder}; run `make data`")
     return pd.concat([read_paper_xlsx(f) for f in files], ignore_index=True)
+
+
+def run_costs(results_dir) -> pd.DataFrame:
+    """What each run cost: one row per run folder under ``results_dir`` (learned and standard codecs).
+
+    ``codec_s`` is the sum of every timed encode and decode (all repeats) of the images whose
+    wall time was recorded; ``image_wall_s`` the sum of those images' wall times (warm-up,
+    repeats, metrics; images measured before lcstudy recorded it are left out, and a run with
+    none has NaN); ``codec_share`` = codec_s / image_wall_s. ``phase_s``: wall time of a learned
+    run's phases after its images (peak matmul, memory, kernel profile) in its last execution.
+    MAC counting and plotting happen in the notebook, outside all of these.
+    """
+    results_dir = Path(results_dir)
+    rows = []
+    learned = [(p, False) for p in _run_dirs(results_dir)]
+    standard = [(p.parent, True) for p in sorted(results_dir.glob("*/*/standard/*/*/run.json"))]
+    for rdir, is_std in learned + standard:
+        meta = _read_run(rdir)
+        spec = meta["spec"]
+        recs = [json.loads(p.read_text()) for p in sorted((rdir / "images").glob("*.json"))]
+        keys = ("encode", "decode") if is_std else ("encode|total", "decode|total")
+
+        def work(rs):
+            return sum(sum(r["samples"].get(k, [])) for r in rs for k in keys)
+
+        timed = [r for r in recs if "wall_seconds" in r]
+        wall = sum(r["wall_seconds"] for r in timed) if timed else float("nan")
+        phases = meta.get("phase_seconds", {})
+        rows.append({"host": meta["environ"]["host"], "device": spec.get("device", "cpu"), "codec": spec["codec"],
+                     "quality": spec.get("quality"), "threads": spec["threads"], "crop": spec["crop"],
+                     "resize": spec.get("resize"), "run_id": meta["run_id"], "images": len(recs),
+                     "images_with_wall": len(timed), "codec_s_all_images": work(recs), "codec_s": work(timed),
+                     "image_wall_s": wall, "codec_share": work(timed) / wall if timed else float("nan"),
+                     "phase_s": sum(phases.values()) if phases else float("nan")})
+    out = pd.DataFrame(rows)
+    if not out.empty:
+        out["quality"] = out["quality"].astype("Int64")
+    return out

@@ -174,6 +174,7 @@ def measure(images, codecs=None, sweep: str = "full", repeats: int = 3, warmup: 
 
                     if wait_if_paused(log):
                         warmed = False  # caches went cold while paused
+                    t_image = time.perf_counter()  # after any pause (see lcstudy.results.run_costs)
                     pil = Image.fromarray((im.x[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8), "RGB")
                     if not warmed:
                         for _ in range(warmup):
@@ -181,6 +182,7 @@ def measure(images, codecs=None, sweep: str = "full", repeats: int = 3, warmup: 
                             _decode(d)
                         warmed = True
                     rec = _measure_one(c, value, kw, im, pil, repeats)
+                    rec["wall_seconds"] = time.perf_counter() - t_image
                     if f is not None:
                         store.atomic_write_json(f, rec)
                 rows += _rows(rec, c, env, rid, spec)

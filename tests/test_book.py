@@ -53,6 +53,19 @@ def test_book_has_assessment_runs_and_downloads(built):
     assert "book:" in out.stdout
 
 
+def test_cost_table(built):
+    tmp, _ = built
+    env = {**os.environ, "LCSTUDY_MIRROR": str(MIRROR)}
+    out = subprocess.run(["make", "--no-print-directory", "cost", f"BOOK={tmp / 'book'}",
+                          f"RESULTS_DIR={tmp / 'results'}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    m = re.search(r"total: ([0-9.]+) h over (\d+) notebooks", out.stdout)
+    assert m and int(m.group(2)) == 9 and float(m.group(1)) > 0, out.stdout[-2000:]
+    m = re.search(r"codec work / image wall over (\d+) images .*= ([0-9.]+)%", out.stdout)
+    assert m and 0 < float(m.group(2)) < 100, out.stdout[-2000:]
+
+
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium not installed (.ci/run installs it)")
 def test_check_html_offline(built):
     tmp, _ = built

@@ -42,6 +42,16 @@ def test_profile_tidy_table_and_resume(hp, kodak, tmp_path):
     assert df3.run_id.iloc[0] != df.run_id.iloc[0]
     back = lcstudy.load_results(tmp_path)
     assert len(back) == len(df) + len(df3)
+    # what the runs cost: codec work is the sum of the timed encode+decode samples, inside each image's wall
+    from lcstudy.results import run_costs
+
+    cost = run_costs(tmp_path).set_index("run_id")
+    first = cost.loc[df.run_id.iloc[0]]
+    s = df.attrs["samples"]
+    work = s[s.stage == "total"].seconds.sum()
+    assert first.images == first.images_with_wall == 2
+    assert first.codec_s == pytest.approx(work) and first.codec_s_all_images == pytest.approx(work)
+    assert work < first.image_wall_s and 0.2 < first.codec_share < 1  # 1 warm-up + 2 repeats per shape
 
 
 def test_memory_and_kernels(hp, kodak):

@@ -28,6 +28,13 @@ def test_measure_sweep_resume_and_load(kodak, tmp_path):
     key = ["codec", "value", "direction"]
     assert loaded[cols].sort_values(key).reset_index(drop=True).equals(
         again[cols].sort_values(key).reset_index(drop=True))
+    from lcstudy.results import run_costs
+
+    cost = run_costs(tmp_path).set_index("codec")
+    jp = df[df.codec == "JPEG"]
+    assert cost.loc["JPEG", "images_with_wall"] == len(jp) // 2 == cost.loc["JPEG", "images"]
+    assert cost.loc["JPEG", "codec_s"] == pytest.approx(2 * jp.seconds.sum())  # median of 2 samples = their mean
+    assert 0 < cost.loc["HEVC (x265)", "codec_share"] < 1
 
 
 def test_bad_inputs(kodak):
