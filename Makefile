@@ -98,7 +98,7 @@ book: runs ## everything: setup → data → runs → assessment → HTML (book/
 
 .PHONY: html
 html: $(STAMP) ## build the HTML from what has been executed (no execution)
-	$(PIPE) toc
+	$(PIPE) toc --results-dir $(RESULTS_DIR)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going --path-output $(BOOK_OUT)/.. $(BOOK)
 	@echo "book: $(abspath $(BOOK_OUT))/html/index.html"
 

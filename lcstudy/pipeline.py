@@ -219,6 +219,26 @@ def cmd_assessment(a) -> int:
     return 0
 
 
+def machines_markdown(results_dir) -> str:
+    """The introduction's machines table and what the runs cost, from the results and run notebooks."""
+    from .results import machines_table, run_costs
+
+    if not Path(results_dir).exists():
+        return "No results yet: `make runs`.\n"
+    m = machines_table(results_dir)
+    lines = ["| " + " | ".join(m.columns) + " |", "|" + " --- |" * len(m.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in m.itertuples(index=False)]
+    nbs, runs = notebook_costs(), run_costs(results_dir)
+    t = runs[runs.images_with_wall > 0] if not runs.empty else runs
+    cost = "" if nbs.empty else (f"The {len(nbs)} run notebooks took **{nbs.duration_s.sum() / 3600:.2f} h** of wall time in their last "
+            "executions (papermill's record; a run that was interrupted and resumed counts only its last part).")
+    if not t.empty:
+        cost += (f" Over the {t.images_with_wall.sum()} images whose wall time was recorded, the timed encodes and "
+                 f"decodes took **{t.codec_s.sum() / t.image_wall_s.sum():.0%}** of it (the rest: warm-up, metrics).")
+    cost += " `make cost` prints what each run cost."
+    return "\n".join(lines) + "\n\n" + cost + "\n"
+
+
 def cmd_toc(a) -> int:
     """Write book/_toc.yml (runs grouped by host and device) and book/data.md (downloads)."""
     from .store import atomic_write_text
@@ -268,6 +288,7 @@ def cmd_toc(a) -> int:
         data.append("| (none yet) | run `make book` |")
     data += ["", "Raw per-repeat samples of every stage are in each run's `samples.csv` under `results/`."]
     atomic_write_text(BOOK / "data.md", "\n".join(data) + "\n")
+    atomic_write_text(GENERATED / "machines.md", machines_markdown(a.results_dir))
     print(f"wrote {BOOK}/_toc.yml ({len(runs)} runs), runs_index.md, data.md ({len(dl)} downloads)")
     return 0
 
@@ -332,7 +353,8 @@ def main(argv=None) -> int:
     s = sub.add_parser("assessment")
     s.add_argument("--results-dir", default="results")
     s.add_argument("--reference", default="data/reference")
-    sub.add_parser("toc")
+    t = sub.add_parser("toc")
+    t.add_argument("--results-dir", default="results")
     c = sub.add_parser("cost", help="what the runs cost: notebook wall times, codec-work share")
     c.add_argument("--results-dir", default="results")
     c.add_argument("--runs-dir", default=None)

@@ -157,6 +157,7 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
         # the machine's arithmetic ceiling, measured under the same lock and thread count (roofline)
         from .machine import peak_matmul
 
+        wait_if_paused(log)  # the phases after the images are measurements too: never beside other work
         t0 = time.perf_counter()
         env = {**env, **peak_matmul(dev, threads)}
         phases["peak_matmul"] = time.perf_counter() - t0
@@ -169,6 +170,7 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
     if memory:
         from .memory import measure_isolated
 
+        wait_if_paused(log)
         t0 = time.perf_counter()
         mem = pd.DataFrame(measure_isolated(codec, first.path, crop, threads, resize=resize))
         extra["memory"] = _with(mem, base, first)
@@ -176,6 +178,7 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
     if kernels:
         from .kernels import profile_ops
 
+        wait_if_paused(log)
         t0 = time.perf_counter()
         x, _ = _images.pad(first.x)
         extra["kernels"] = _with(profile_ops(codec, x.to(dev)), base, first)

@@ -309,3 +309,35 @@ def run_costs(results_dir) -> pd.DataFrame:
     if not out.empty:
         out["quality"] = out["quality"].astype("Int64")
     return out
+
+
+def machines_table(results_dir) -> pd.DataFrame:
+    """One row per host × device that has results: the machine and software behind them (from
+    every run's ``environ`` block, learned and standard codecs), with the runs' thread counts,
+    the best measured float32 matmul rate and when the runs were made."""
+    results_dir = Path(results_dir)
+    metas = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*/*/*/*/run.json"))
+             + sorted(results_dir.glob("*/*/standard/*/*/run.json"))]
+    rows = []
+    for m in metas:
+        e = m["environ"]
+        rows.append({"host": e["host"], "device": m["spec"].get("device", "cpu"), "cpu": e.get("cpu_model", ""),
+                     "cores": e.get("cpu_count"), "gpu": e.get("gpu_name") or "—", "threads": e.get("threads"),
+                     "torch": e.get("torch_version"), "compressai": e.get("compressai_version"),
+                     "python": e.get("python_version"), "peak": e.get("peak_matmul_gflops"),
+                     "time": e.get("time_utc", "")})
+    cols = ["host", "device", "cpu", "cores", "gpu", "threads", "torch", "compressai", "python",
+            "peak matmul GFLOP/s", "runs", "measured (UTC)"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    d = pd.DataFrame(rows)
+    out = []
+    for (host, dev), g in d.groupby(["host", "device"], sort=True):
+        first = g.iloc[0]
+        peak = g.peak.dropna()
+        out.append([host, dev, first.cpu, first.cores, first.gpu,
+                    ", ".join(str(t) for t in sorted(g.threads.dropna().unique())),
+                    ", ".join(sorted(g.torch.dropna().unique())), ", ".join(sorted(g.compressai.dropna().unique())),
+                    first.python, f"{peak.max():.0f}" if len(peak) else "—", len(g),
+                    f"{g.time.min()[:10]} … {g.time.max()[:10]}"])
+    return pd.DataFrame(out, columns=cols)

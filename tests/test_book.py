@@ -29,6 +29,8 @@ def test_book_has_assessment_runs_and_downloads(built):
     tmp, out = built
     html = tmp / "book" / "_build" / "html"
     assert (html / "index.html").exists()
+    intro = (html / "intro.html").read_text()  # the machines table and the build's cost, from the results
+    assert "peak matmul GFLOP/s" in intro and "9 run notebooks took" in intro and "timed encodes and" in intro
     page = (html / "assessment.html").read_text()
     assert len(re.findall(r"<img [^>]*src=\"_images/", page)) >= 4  # the assessment's figures
     assert "random" in page and "Warning" in page  # the weights disclosure

@@ -93,3 +93,17 @@ def test_odd_images_are_converted_with_a_note(hp, small_png, mode):
     df = profile(hp, [p], repeats=1, warmup=0, memory=False, kernels=False, progress=False, log=notes.append)
     assert any("converted" in n for n in notes)
     assert (df.height == 80).all() and (df.width == 100).all()
+
+
+def test_pause_is_honoured_before_every_measured_phase(hp, kodak, monkeypatch):
+    """The peak matmul, memory and kernel phases are measurements too: a `make pause` must stop
+    the run before each of them, not only between images."""
+    from lcstudy import kernels, lock, machine, memory
+
+    events = []
+    monkeypatch.setattr(lock, "wait_if_paused", lambda log=print, poll_s=1.0: events.append("wait") or 0.0)
+    monkeypatch.setattr(machine, "peak_matmul", lambda dev, threads: events.append("peak") or {})
+    monkeypatch.setattr(memory, "measure_isolated", lambda *a, **k: events.append("memory") or [])
+    monkeypatch.setattr(kernels, "profile_ops", lambda *a, **k: events.append("kernels") or pd.DataFrame())
+    profile(hp, [kodak / "kodim01.png"], repeats=1, warmup=0, crop=64, progress=False)
+    assert events == ["wait", "wait", "peak", "wait", "memory", "wait", "kernels"]
