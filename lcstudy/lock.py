@@ -80,7 +80,8 @@ def _read(path: Path) -> dict:
 
 
 def pause_path() -> Path:
-    """``<lock>.pause``: while this file exists, timing runs wait between images."""
+    """``<lock>.pause``: while this file exists, timing runs wait between images and before each of
+    their later measured phases (peak matmul, memory, operator profile)."""
     return lock_path().with_name(lock_path().name + ".pause")
 
 
@@ -135,7 +136,8 @@ def _main(argv=None) -> int:
             if not _held():
                 break
             time.sleep(1)
-        print("paused: the timing run is waiting between images" if ack.exists() else
+        print("paused: the timing run is waiting (between images, or before its next measured phase)"
+              if ack.exists() else
               "pause requested; the run holding the lock has not reached an image boundary yet", file=sys.stderr)
         return 0 if ack.exists() or not _held() else 1
     if a.cmd == "resume":
