@@ -102,7 +102,10 @@ def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) 
     runs = [PlannedRun(s.label, q, d) for d in devices for s in specs for q in profile.qualities_of(s)]
     if profile.thread_pass and "cpu" in devices:
         t, n = profile.thread_pass
-        runs += [PlannedRun(s.label, s.qualities[0], "cpu", (("threads", t), ("limit", n)), f"-{t}thread")
+        # timings only: the operator profile and the MAC count are the main run's (MACs do not depend
+        # on threads; an AR codec's profiler pass alone costs ~7 minutes here)
+        runs += [PlannedRun(s.label, s.qualities[0], "cpu",
+                            (("threads", t), ("limit", n), ("kernels", False), ("macs", False)), f"-{t}thread")
                  for s in specs]
     if "cpu" in devices:
         runs.append(PlannedRun("standard", 0, "cpu", (("sweep", profile.standard_sweep),),

@@ -183,12 +183,15 @@ def top_ops(run: ProfileRun, n: int = 8) -> pd.DataFrame:
 
 def load_all(results_dir="results") -> dict[str, pd.DataFrame]:
     """The main runs' tables (see :func:`lcstudy.results.main_rows`; the resolution-scaling runs
-    have their own chapter)."""
+    have their own chapter). Timings keep every thread count; the other tables only the runs
+    with the most threads."""
     out = {t: _results.load_results(results_dir, t) for t in ("timings", "complexity", "memory", "kernels")}
     if out["timings"].empty:
         raise InputError(f"no results under {results_dir}; run `make runs` first")
     out["timings"] = _results.main_rows(out["timings"])
-    ids = set(out["timings"].run_id)
+    # memory, operators and MACs from the runs with the most threads per host and device: the
+    # 1-thread pass measures time only (its memory and operator mix would mix with the main run's)
+    ids = set(_results.main_rows(out["timings"], all_threads=False).run_id)
     for k in ("complexity", "memory", "kernels"):
         if not out[k].empty:
             out[k] = out[k][out[k].run_id.isin(ids)]

@@ -22,7 +22,7 @@ def test_profiles_plan_what_the_issues_ask():
     assert main == {("FP", 1), ("FP", 6), ("HP", 1), ("HP", 6), ("MS-HP", 1), ("MS-HP", 5), ("ARC", 1), ("ARC", 5),
                     ("DGM", 1), ("DGM", 4), ("DGM-ATT", 1), ("DGM-ATT", 4), ("CKBD", 1), ("ELIC", 1)}
     one = [dict(r.params) for r in runs if r.suffix == "-1thread"]
-    assert len(one) == 8 and all(p == {"threads": 1, "limit": 4} for p in one)
+    assert len(one) == 8 and all(p == {"threads": 1, "limit": 4, "kernels": False, "macs": False} for p in one)
     scale = [dict(r.params) for r in runs if "-scale-" in r.suffix]
     assert len(scale) == 3 * 8
     assert {p.get("resize") for p in scale} == {None, "1920x1080", "3840x2160"}

@@ -61,3 +61,24 @@ def test_old_schema_is_refused(kodak, tmp_path):
     run.write_text(json.dumps(meta))
     with pytest.raises(SchemaError, match="schema"):
         lcstudy.load_results(tmp_path)
+
+
+def test_thread_pass_is_a_timing_platform_only(kodak, tmp_path):
+    """The 1-thread pass adds a platform to the timings; memory, operators and MACs come from
+    the run with the most threads (they would otherwise be mixed under one codec/quality)."""
+    import torch
+
+    from lcstudy import report
+
+    before = torch.get_num_threads()
+    codec = lcstudy.load_codec("FP", 1)
+    try:
+        for t in (1, 2):
+            profile(codec, [kodak / "kodim05.png"], repeats=1, warmup=0, crop=64, threads=t, results_dir=tmp_path,
+                    memory=t == 2, kernels=True, progress=False, peak=False)
+    finally:
+        torch.set_num_threads(before)
+    t = report.load_all(tmp_path)
+    assert sorted(t["timings"].threads.unique()) == [1, 2]
+    two = set(t["timings"][t["timings"].threads == 2].run_id)
+    assert len(two) == 1 and set(t["kernels"].run_id) == two and set(t["memory"].run_id) == two
