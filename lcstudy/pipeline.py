@@ -221,20 +221,20 @@ def cmd_assessment(a) -> int:
 
 def machines_markdown(results_dir) -> str:
     """The introduction's machines table and what the runs cost, from the results and run notebooks."""
-    from .results import machines_table, run_costs
+    from .results import codec_work_share, machines_table, run_costs
 
     if not Path(results_dir).exists():
         return "No results yet: `make runs`.\n"
     m = machines_table(results_dir)
     lines = ["| " + " | ".join(m.columns) + " |", "|" + " --- |" * len(m.columns)]
     lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in m.itertuples(index=False)]
-    nbs, runs = notebook_costs(), run_costs(results_dir)
-    t = runs[runs.images_with_wall > 0] if not runs.empty else runs
+    nbs = notebook_costs()
+    n, work, wall = codec_work_share(run_costs(results_dir))
     cost = "" if nbs.empty else (f"The {len(nbs)} run notebooks took **{nbs.duration_s.sum() / 3600:.2f} h** of wall time in their last "
             "executions (papermill's record; a run that was interrupted and resumed counts only its last part).")
-    if not t.empty:
-        cost += (f" Over the {t.images_with_wall.sum()} images whose wall time was recorded, the timed encodes and "
-                 f"decodes took **{t.codec_s.sum() / t.image_wall_s.sum():.0%}** of it (the rest: warm-up, metrics).")
+    if n:
+        cost += (f" Over the {n} images whose wall time was recorded, the timed encodes and "
+                 f"decodes took **{work / wall:.0%}** of it (the rest: warm-up, metrics).")
     cost += " `make cost` prints what each run cost."
     return "\n".join(lines) + "\n\n" + cost + "\n"
 
@@ -311,7 +311,7 @@ def cmd_cost(a) -> int:
     """Print what the runs cost: per run notebook, its wall time; per run, its codec-work share."""
     import pandas as pd
 
-    from .results import run_costs
+    from .results import codec_work_share, run_costs
 
     nbs = notebook_costs(a.runs_dir)
     runs = run_costs(a.results_dir) if Path(a.results_dir).exists() else pd.DataFrame()
@@ -328,10 +328,10 @@ def cmd_cost(a) -> int:
         cols = ["host", "device", "codec", "quality", "threads", "crop", "resize", "images", "images_with_wall",
                 "codec_s", "image_wall_s", "codec_share", "phase_s"]
         print(runs[cols].round(3).to_string(index=False))
-        t = runs[runs.images_with_wall > 0]
-        if not t.empty:
-            print(f"codec work / image wall over {t.images_with_wall.sum()} images with a recorded wall time: "
-                  f"{t.codec_s.sum():.0f} s / {t.image_wall_s.sum():.0f} s = {t.codec_s.sum() / t.image_wall_s.sum():.1%}")
+        n, work, wall = codec_work_share(runs)
+        if n:
+            print(f"codec work / image wall over {n} images with a recorded wall time: "
+                  f"{work:.0f} s / {wall:.0f} s = {work / wall:.1%}")
         print(f"all timed samples, all runs: {runs.codec_s_all_images.sum() / 3600:.2f} h")
     return 0
 

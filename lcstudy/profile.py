@@ -7,6 +7,7 @@ encode in ten on a shared 2-core machine can take several times the others.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -157,10 +158,8 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
         # the machine's arithmetic ceiling, measured under the same lock and thread count (roofline)
         from .machine import peak_matmul
 
-        wait_if_paused(log)  # the phases after the images are measurements too: never beside other work
-        t0 = time.perf_counter()
-        env = {**env, **peak_matmul(dev, threads)}
-        phases["peak_matmul"] = time.perf_counter() - t0
+        with _phase("peak_matmul", phases, log):
+            env = {**env, **peak_matmul(dev, threads)}
     base = {**env, "codec": spec.codec, "quality": spec.quality, "device": spec.device, "weights": spec.weights,
             "seed": spec.seed, "repeats": repeats, "warmup": warmup, "crop": crop, "resize": resize, "run_id": rid,
             "load_seconds": codec.load_seconds, "weights_source": codec.weights_source}
@@ -170,20 +169,16 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
     if memory:
         from .memory import measure_isolated
 
-        wait_if_paused(log)
-        t0 = time.perf_counter()
-        mem = pd.DataFrame(measure_isolated(codec, first.path, crop, threads, resize=resize))
-        extra["memory"] = _with(mem, base, first)
-        phases["memory"] = time.perf_counter() - t0
+        with _phase("memory", phases, log):
+            mem = pd.DataFrame(measure_isolated(codec, first.path, crop, threads, resize=resize))
+            extra["memory"] = _with(mem, base, first)
     if kernels:
         from .kernels import profile_ops
 
-        wait_if_paused(log)
-        t0 = time.perf_counter()
-        x, _ = _images.pad(first.x)
-        extra["kernels"] = _with(profile_ops(codec, x.to(dev)), base, first)
-        phases["kernels"] = time.perf_counter() - t0
-    if rdir is not None and (peak or phases):
+        with _phase("kernels", phases, log):
+            x, _ = _images.pad(first.x)
+            extra["kernels"] = _with(profile_ops(codec, x.to(dev)), base, first)
+    if rdir is not None and phases:
         meta = json.loads((rdir / "run.json").read_text())
         meta["environ"].update({k: v for k, v in env.items() if k.startswith("peak_")})
         # wall seconds of the run's phases after the images, in this execution (the last one wins)
@@ -197,6 +192,19 @@ def profile(codec: Codec, images, repeats: int = 3, warmup: int = 1, crop: int |
     df.attrs.update(extra)
     df.attrs["run_dir"] = str(rdir) if rdir else None
     return df
+
+
+@contextlib.contextmanager
+def _phase(name: str, phases: dict, log):
+    """One measured phase after the images (peak matmul, memory, operator profile): it waits for a
+    pause like an image does — it is a measurement too, never to run beside other work — and its
+    wall time goes into ``phases``."""
+    from .lock import wait_if_paused
+
+    wait_if_paused(log)
+    t0 = time.perf_counter()
+    yield
+    phases[name] = time.perf_counter() - t0
 
 
 def _with(t: pd.DataFrame, base: dict, im) -> pd.DataFrame:

@@ -26,6 +26,21 @@ def _run_dirs(results_dir: Path) -> list[Path]:
     return sorted(p.parent for p in Path(results_dir).glob("*/*/*/*/run.json"))
 
 
+def _all_run_dirs(results_dir: Path) -> list[tuple[Path, bool]]:
+    """(run folder, is a standard-codec run) for the learned and the standard-codec runs."""
+    std = sorted(p.parent for p in Path(results_dir).glob("*/*/standard/*/*/run.json"))
+    return [(p, False) for p in _run_dirs(results_dir)] + [(p, True) for p in std]
+
+
+def codec_work_share(costs: pd.DataFrame) -> tuple[int, float, float]:
+    """(images, codec seconds, image wall seconds) over the runs of :func:`run_costs` that
+    recorded image wall times."""
+    t = costs[costs.images_with_wall > 0] if not costs.empty else costs
+    if t.empty:
+        return 0, 0.0, 0.0
+    return int(t.images_with_wall.sum()), float(t.codec_s.sum()), float(t.image_wall_s.sum())
+
+
 def _read_run(rdir: Path) -> dict:
     meta = json.loads((rdir / "run.json").read_text())
     v = meta.get("schema_version")
@@ -285,9 +300,7 @@ def run_costs(results_dir) -> pd.DataFrame:
     """
     results_dir = Path(results_dir)
     rows = []
-    learned = [(p, False) for p in _run_dirs(results_dir)]
-    standard = [(p.parent, True) for p in sorted(results_dir.glob("*/*/standard/*/*/run.json"))]
-    for rdir, is_std in learned + standard:
+    for rdir, is_std in _all_run_dirs(results_dir):
         meta = _read_run(rdir)
         spec = meta["spec"]
         recs = [json.loads(p.read_text()) for p in sorted((rdir / "images").glob("*.json"))]
@@ -316,8 +329,7 @@ def machines_table(results_dir) -> pd.DataFrame:
     every run's ``environ`` block, learned and standard codecs), with the runs' thread counts,
     the best measured float32 matmul rate and when the runs were made."""
     results_dir = Path(results_dir)
-    metas = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*/*/*/*/run.json"))
-             + sorted(results_dir.glob("*/*/standard/*/*/run.json"))]
+    metas = [json.loads((p / "run.json").read_text()) for p, _ in _all_run_dirs(results_dir)]
     rows = []
     for m in metas:
         e = m["environ"]
