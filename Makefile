@@ -1,13 +1,14 @@
 # lcstudy — what learned image codecs cost to run. `make help` lists the targets.
 #
 #   make book                       set up, fetch data, run every codec × device, build the HTML
-#   make book PROFILE=quick         the same in minutes (2 cropped images, 1 repeat)
+#   make book PROFILE=quick         the same in minutes (2 cropped images)
+#   make book EXECUTOR=slurm        every run a SLURM job on a node of its own
 #   make run CODEC=ARC QUALITY=5 THREADS=1   rerun one notebook with new parameters
 #   make test                       set up if needed, run the tests
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
-# timing runs must never overlap on one machine: no parallel make here (the runs also
-# take a machine-wide lock, so two separate `make` invocations queue as well)
+# timing runs never overlap on one machine: make runs them one after another, and every run also
+# holds a machine-wide lock (two separate `make` invocations queue behind each other)
 .NOTPARALLEL:
 
 PYTHON ?= python3.11
@@ -19,29 +20,53 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 PROFILE ?= standard
 DEVICES ?=
+EXECUTOR ?= local
+NODES ?= 1,4,16
 LCSTUDY_MIRROR ?=
 export LCSTUDY_MIRROR
 RESULTS_DIR ?= $(if $(filter quick,$(PROFILE)),results-quick,results)
+REFERENCE ?= data/reference
+# codecs a user keeps in the study (a TOML file; see README "Profile your own codec")
+CODECS_FILE ?=
+ifneq ($(CODECS_FILE),)
+export LCSTUDY_CODECS := $(abspath $(CODECS_FILE))
+endif
 # the book's source folder (tests build a copy elsewhere) and where its HTML goes
 BOOK ?= book
 export LCSTUDY_BOOK := $(abspath $(BOOK))
 BOOK_OUT ?= $(BOOK)/_build
 NOWAIT ?=
-
-# every notebook parameter can be set as the make variable of its upper-case name
-NB_PARAMS := CODEC QUALITY DEVICE THREADS IMAGES LIMIT CROP REPEATS WARMUP WEIGHTS SEED RESIZE KERNELS MACS
-RUN_OVERRIDES := $(foreach v,$(filter-out CODEC QUALITY DEVICE,$(NB_PARAMS)),$(if $($(v)),$(shell echo $(v) | tr A-Z a-z)=$($(v))))
 ifneq ($(NOWAIT),)
 export LCSTUDY_NOWAIT := 1
 endif
+# SLURM settings (EXECUTOR=slurm): partitions per device, account, QOS, extra sbatch options, waiting
+SLURM_PARTITION ?=
+SLURM_GPU_PARTITION ?=
+SLURM_ACCOUNT ?=
+SLURM_QOS ?=
+SLURM_OPTS ?=
+SLURM_WAIT ?= 1
+export SLURM_PARTITION SLURM_GPU_PARTITION SLURM_ACCOUNT SLURM_QOS SLURM_OPTS
+
+# every notebook parameter can be set as the make variable of its upper-case name
+NB_PARAMS := CODEC QUALITY DEVICE THREADS IMAGES LIMIT CROP RESIZE REPEATS MIN_REPEATS MAX_REPEATS BUDGET TARGET \
+             WARMUP WEIGHTS SEED KERNELS MACS CODEC_ARGS
+lower = $(shell echo $(1) | tr A-Z a-z)
+RUN_PARAMS := $(foreach v,$(NB_PARAMS),$(if $(value $(v)),$(call lower,$(v))='$($(v))'))
+# for `make runs`/`make book`: what applies to every planned run (not the codec or its quality)
+PLAN_PARAMS := $(foreach v,$(filter-out CODEC QUALITY DEVICE CODEC_ARGS,$(NB_PARAMS)),$(if $(value $(v)),$(call lower,$(v))='$($(v))'))
+PLAN_ARGS = --profile $(PROFILE) --devices "$(DEVICES)" --results-dir $(RESULTS_DIR) $(if $(CODECS),--codecs "$(CODECS)")
 
 .PHONY: help
 help: ## list the targets and variables
 	@echo "lcstudy — targets:"
-	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 	@echo "variables: PROFILE=quick|standard|paper (now $(PROFILE)), DEVICES='cpu cuda' (default: cpu + cuda if present),"
-	@echo "  LCSTUDY_MIRROR=<folder> (copy data from a local mirror), RESULTS_DIR (now $(RESULTS_DIR)), NOWAIT=1,"
-	@echo "  notebook parameters for 'make run': $(NB_PARAMS) RESULTS_DIR"
+	@echo "  RESULTS_DIR (now $(RESULTS_DIR)), EXECUTOR=local|slurm, NODES=1,4,16 (make cost), CODECS='FP ARC' (a subset),"
+	@echo "  CODECS_FILE=<toml> (your own codecs), LCSTUDY_MIRROR=<folder> (data from a local mirror), NOWAIT=1,"
+	@echo "  SLURM_PARTITION SLURM_GPU_PARTITION SLURM_ACCOUNT SLURM_QOS SLURM_OPTS SLURM_WAIT=0|1,"
+	@echo "  notebook parameters (make run; the rest also make runs/book): $(NB_PARAMS)"
+	@echo "chapters, in book order: assessment paper_comparison flops_runtime rd_frontier standard_codecs scaling"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -56,55 +81,43 @@ setup: $(STAMP) ## create .venv and install the pinned dependencies (quick when 
 
 .PHONY: data
 data: $(STAMP) ## fetch Kodak and the reference data into data/ (LCSTUDY_MIRROR=<folder> copies instead)
-	$(PY) -m lcstudy.data --dest data
+	$(PY) -m lcstudy.pipeline.data --dest data
 
-# ---- runs ---------------------------------------------------------------------------
-PLAN := $(BOOK)/_generated/plan-$(PROFILE).mk
-PROFILE_STAMP := $(BOOK)/runs/.profile-$(PROFILE)
-
-ifeq ($(filter help setup test clean clean-runs data bench-overhead check-html pause resume,$(MAKECMDGOALS)),)
-ifneq ($(MAKECMDGOALS),)
--include $(PLAN)
-endif
-endif
-
-$(PLAN): lcstudy/config.py lcstudy/pipeline.py | $(STAMP)
-	@mkdir -p $(dir $@)
-	@$(PIPE) plan --profile $(PROFILE) --devices "$(DEVICES)" > $@.tmp && mv $@.tmp $@
-
-$(PROFILE_STAMP):
-	@mkdir -p $(dir $@)
-	@rm -f $(BOOK)/runs/.profile-*
-	@touch $@
+.PHONY: weights
+weights: $(STAMP) ## fetch every pretrained checkpoint the profile needs into the torch hub cache
+	$(PIPE) weights $(PLAN_ARGS)
 
 .PHONY: runs
-runs: $(STAMP) data $(PLAN) $(RUN_NOTEBOOKS) ## execute profile_codec once per codec × quality × device (finished runs are kept)
-	@echo "runs done: $(words $(RUN_NOTEBOOKS)) notebooks for profile $(PROFILE)"
+runs: $(STAMP) data ## execute every missing run of the profile (EXECUTOR=local|slurm); finished runs are kept
+	$(PIPE) runs $(PLAN_ARGS) --executor $(EXECUTOR) --wait $(SLURM_WAIT) $(PLAN_PARAMS)
 
 .PHONY: run
-run: $(STAMP) ## rerun one notebook: make run CODEC=ARC QUALITY=5 DEVICE=cpu THREADS=1 …
-	@test -n "$(CODEC)" || (echo "give CODEC=…, e.g. make run CODEC=ARC QUALITY=5" >&2; exit 2)
-	$(PIPE) run codec=$(CODEC) quality=$(or $(QUALITY),1) device=$(or $(DEVICE),cpu) results_dir=$(RESULTS_DIR) \
-	  $(RUN_OVERRIDES)
+run: $(STAMP) ## rerun one notebook: make run CODEC=ARC QUALITY=5 DEVICE=cpu THREADS=1 … (honours PROFILE)
+	$(PIPE) run profile=$(PROFILE) --results-dir $(RESULTS_DIR) $(RUN_PARAMS)
 
-.PHONY: assessment
-assessment: $(STAMP) ## execute the assessment, paper-comparison and RD-frontier notebooks over RESULTS_DIR
-	$(PIPE) assessment --results-dir $(RESULTS_DIR)
+.PHONY: chapters
+chapters: $(STAMP) ## execute the chapter notebooks over RESULTS_DIR
+	$(PIPE) chapters --results-dir $(RESULTS_DIR) --reference $(REFERENCE)
 
 .PHONY: book
-book: runs ## everything: setup → data → runs → assessment → HTML (book/_build/html/index.html)
-	@$(MAKE) --no-print-directory assessment PROFILE=$(PROFILE)
-	@$(MAKE) --no-print-directory html PROFILE=$(PROFILE)
+book: runs ## everything: setup → data → runs → chapters → HTML (book/_build/html/index.html)
+	@$(PIPE) missing $(PLAN_ARGS) $(PLAN_PARAMS)
+	@$(MAKE) --no-print-directory chapters html PROFILE=$(PROFILE)
 
 .PHONY: html
 html: $(STAMP) ## build the HTML from what has been executed (no execution)
-	$(PIPE) toc --results-dir $(RESULTS_DIR)
+	$(PIPE) book --results-dir $(RESULTS_DIR)
 	$(VENV)/bin/jupyter-book build -W -n --keep-going --path-output $(BOOK_OUT)/.. $(BOOK)
 	@echo "book: $(abspath $(BOOK_OUT))/html/index.html"
 
 .PHONY: check-html
-check-html: ## screenshot the assessment page in headless Chromium; fail on any non-local request
-	$(PY) -m lcstudy.checkhtml $(BOOK_OUT)/html
+check-html: ## load every page in headless Chromium; fail on any non-local request; screenshot three chapters
+	$(PY) -m lcstudy.pipeline.checkhtml $(BOOK_OUT)/html
+
+.PHONY: notebooks
+notebooks: $(STAMP) ## the run notebooks as .ipynb in book/_generated/notebooks, for plain papermill
+	$(PIPE) ipynb profile_codec $(BOOK)/_generated/notebooks/profile_codec.ipynb
+	$(PIPE) ipynb profile_standard $(BOOK)/_generated/notebooks/profile_standard.ipynb
 
 .PHONY: test
 test: $(STAMP) ## run the test suite (sets up first if needed)
@@ -112,23 +125,24 @@ test: $(STAMP) ## run the test suite (sets up first if needed)
 
 .PHONY: bench-overhead
 bench-overhead: $(STAMP) ## instrumented vs plain compress()+decompress() per codec (target ≤ 1.01)
-	$(PY) -m lcstudy.bench overhead --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
+	$(PY) -m lcstudy.core.bench overhead --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
 
 .PHONY: cost
-cost: $(STAMP) ## what the runs cost: wall time per run notebook, share of it spent in codec work
-	$(PIPE) cost --results-dir $(RESULTS_DIR)
+cost: $(STAMP) ## what the runs cost: per run and phase, codec-work share, projected total on NODES nodes
+	$(PIPE) cost $(PLAN_ARGS) --nodes $(NODES) $(PLAN_PARAMS)
 
 .PHONY: pause resume
 pause: $(STAMP) ## make the timing run in progress wait between images (to use the machine meanwhile)
-	$(PY) -m lcstudy.lock pause
+	$(PY) -m lcstudy.runs.lock pause
 
 resume: $(STAMP) ## let a paused timing run go on
-	$(PY) -m lcstudy.lock resume
+	$(PY) -m lcstudy.runs.lock resume
 
-.PHONY: clean-runs
-clean-runs: ## forget executed run notebooks (results/ is kept: runs resume from it)
-	rm -rf $(BOOK)/runs $(BOOK)/_generated/plan-*.mk
+.PHONY: clean-stale
+clean-stale: $(STAMP) ## move result folders of older result schemas to RESULTS_DIR/_stale
+	$(PIPE) clean-stale --results-dir $(RESULTS_DIR)
 
 .PHONY: clean
 clean: ## remove build outputs (keeps .venv, data and results)
-	rm -rf $(BOOK)/_build $(BOOK)/_generated $(BOOK)/*.ipynb .pytest_cache
+	rm -rf $(BOOK)/_build $(BOOK)/_generated $(BOOK)/runs $(BOOK)/*.ipynb $(BOOK)/_toc.yml $(BOOK)/runs_index.md \
+	  $(BOOK)/data.md .pytest_cache

@@ -7,12 +7,35 @@ The public API (the notebooks and any script use only this)::
     cx = lcstudy.count_complexity(codec, height=512, width=768)
     lcstudy.write_reports(df, out_dir)
     df = lcstudy.load_results(results_dir)
-"""
-from .codecs import CODECS, Codec, CodecSpec, codec_names, get_spec, load_codec
-from .complexity import count_complexity
-from .profile import RunSpec, profile
-from .results import load_results, read_paper_reference, read_paper_xlsx, write_reports
 
-__version__ = "0.1.0"
-__all__ = ["CODECS", "Codec", "CodecSpec", "RunSpec", "codec_names", "count_complexity", "get_spec", "load_codec",
-           "load_results", "profile", "read_paper_reference", "read_paper_xlsx", "write_reports", "__version__"]
+The package mirrors the study: ``core`` (the measurement core), ``runs`` (the run protocol and
+the results on disk), ``pipeline`` (planning and executing the run notebooks, locally or on
+SLURM, and laying out the book) and ``chapters`` (one module per chapter of the book).
+"""
+__version__ = "0.2.0"
+
+import warnings as _warnings
+
+# CompressAI scripts modules with torch.jit at import; torch deprecates that. Noise, not a finding.
+_warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated", category=FutureWarning)
+# tqdm.auto in a notebook without ipywidgets (imported by a dependency): we use plain tqdm
+_warnings.filterwarnings("ignore", message="IProgress not found")
+
+_API = {"load_codec": ("core.registry", "load_codec"), "CODECS": ("core.registry", "CODECS"),
+        "CodecSpec": ("core.registry", "CodecSpec"), "Codec": ("core.registry", "Codec"),
+        "get_spec": ("core.registry", "get_spec"), "codec_names": ("core.registry", "codec_names"),
+        "count_complexity": ("core.complexity", "count_complexity"), "profile": ("runs.learned", "profile"),
+        "load_results": ("runs.tables", "load_results"), "write_reports": ("chapters.workbooks", "write_reports"),
+        "read_paper_xlsx": ("chapters.workbooks", "read_paper_xlsx"),
+        "read_paper_reference": ("chapters.workbooks", "read_paper_reference"), "StopRule": ("core.stats", "StopRule")}
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name):
+    # lazy: `python -m lcstudy.pipeline` checks parameters without importing torch
+    if name in _API:
+        import importlib
+
+        mod, attr = _API[name]
+        return getattr(importlib.import_module(f".{mod}", __name__), attr)
+    raise AttributeError(f"module 'lcstudy' has no attribute {name!r}")

@@ -1,0 +1,299 @@
+"""Chapter "Assessment": the paper's own measurements, ours — encode and decode time per codec and
+platform, the share of each module, MACs and parameters, memory, operator categories."""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import style
+from .page import Page
+from .study import load, lowest_quality
+from .tables import ci_cell, present, summarise
+
+TITLE = "Assessment"
+
+
+def overall(main: pd.DataFrame) -> pd.DataFrame:
+    """Per codec, quality, platform and direction: the total time (median over images ± 95 % interval),
+    its rank and its ratio to the fastest codec of the platform and direction."""
+    d = main[main.stage == "total"]
+    s = summarise(d, ["codec", "quality", "platform", "device", "weights", "direction"])
+    s["rank"] = s.groupby(["platform", "direction"])["median"].rank(method="min").astype(int)
+    s["ratio_to_fastest"] = s["median"] / s.groupby(["platform", "direction"])["median"].transform("min")
+    s = s.rename(columns={"median": "median_s", "half": "ci_half_s"})
+    return style.sort_codecs(s, then=["quality", "platform", "direction"])
+
+
+def overall_wide(o: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for (c, q, p), g in o.groupby(["codec", "quality", "platform"], sort=False):
+        e, d = g[g.direction == "encode"], g[g.direction == "decode"]
+        rows.append({"codec": c, "quality": q, "platform": p,
+                     "encode_s": (e.median_s.iloc[0], e.ci_half_s.iloc[0]) if len(e) else None,
+                     "decode_s": (d.median_s.iloc[0], d.ci_half_s.iloc[0]) if len(d) else None,
+                     "precise": (bool(e.precise.iloc[0]) and bool(d.precise.iloc[0])) if len(e) and len(d) and
+                     e.precise.iloc[0] is not None and d.precise.iloc[0] is not None else None,
+                     "images": int(g.images.min())})
+    return pd.DataFrame(rows)
+
+
+def module_shares(main: pd.DataFrame, reference=None) -> pd.DataFrame:
+    """Share of each top-level stage in the total, per codec, quality, platform and direction (mean over
+    images, as the paper's AVG sheets), with the paper's share beside it where the paper has one."""
+    d = main[main.kind == "partition"]
+    t = d.groupby(["codec", "quality", "platform", "device", "direction", "stage"], as_index=False).seconds.mean()
+    t["share_pct"] = 100 * t.seconds / t.groupby(["codec", "quality", "platform", "direction"]).seconds.transform("sum")
+    t["source"] = "ours"
+    if reference is not None:
+        try:
+            from .published import paper_module_times
+
+            p = paper_module_times(reference)
+        except Exception:  # noqa: BLE001 - no reference data: ours alone
+            p = pd.DataFrame()
+        if not p.empty:
+            p = p[p.stage != "total"]
+            p["paper_share_pct"] = 100 * p.seconds / p.groupby(["codec", "quality", "device", "direction"]) \
+                .seconds.transform("sum")
+            t = t.merge(p[["codec", "quality", "device", "direction", "stage", "paper_share_pct"]],
+                        on=["codec", "quality", "device", "direction", "stage"], how="left")
+    return style.sort_codecs(t, then=["quality", "platform", "direction", "stage"])
+
+
+def fig_overall(o: pd.DataFrame, main: pd.DataFrame):
+    plt = style.setup()
+    plats = list(dict.fromkeys(o.platform))
+    fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.6), sharey=True)
+    codecs = list(dict.fromkeys(o.codec + " q" + o.quality.astype(str)))
+    width = 0.8 / max(len(plats), 1)
+    for ax, direction in zip(axes, ("encode", "decode")):
+        for j, p in enumerate(plats):
+            g = o[(o.direction == direction) & (o.platform == p)]
+            g = g.set_index(g.codec + " q" + g.quality.astype(str)).reindex(codecs)
+            x = [i + (j - (len(plats) - 1) / 2) * width for i in range(len(codecs))]
+            colors = [style.codec_color(c.split(" q")[0]) for c in codecs]
+            err = g.ci_half_s.fillna(0).values
+            ax.barh(x, g.median_s.values, height=width, color=colors, xerr=err, alpha=1.0 - 0.35 * j,
+                    label=p, error_kw={"lw": 0.8})
+        ax.set_yticks(range(len(codecs)), codecs)
+        ax.invert_yaxis()
+        ax.set(xscale="log", xlabel="seconds per image (median; bar: 95 % interval)", title=direction)
+    if len(plats) > 1:
+        axes[1].legend(title="platform (lighter: later)", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+    fig.suptitle(style.title("Encode and decode time per codec", main))
+    fig.tight_layout()
+    return fig
+
+
+def fig_module_shares(ms: pd.DataFrame, main: pd.DataFrame):
+    plt = style.setup()
+    ours = ms.copy()
+    ours["bar"] = ours.codec + " q" + ours.quality.astype(str) + " · ours"
+    bars = [ours]
+    if "paper_share_pct" in ms.columns and ms.paper_share_pct.notna().any():
+        p = ms.dropna(subset=["paper_share_pct"]).drop_duplicates(["codec", "quality", "device", "direction", "stage"])
+        p = p.assign(share_pct=p.paper_share_pct, bar=p.codec + " q" + p.quality.astype(str) + " · paper ("
+                     + p.device + ")")
+        bars.append(p)
+    t = pd.concat(bars, ignore_index=True)
+    panels = [(d, pl) for pl in dict.fromkeys(ms.platform) for d in ("encode", "decode")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(style.FIG_WIDTH, 0.28 * t.bar.nunique() * len(panels) + 1.2),
+                             squeeze=False)
+    stages = style.ordered_stages(t.stage)
+    for ax, (direction, plat) in zip(axes[:, 0], panels):
+        s = t[(t.direction == direction) & ((t.platform == plat) | t.bar.str.contains("paper"))]
+        w = s.pivot_table(index="bar", columns="stage", values="share_pct", fill_value=0)
+        order = [b for c in style.codec_order() for b in sorted(w.index) if b.startswith(c + " q")]
+        w = w.reindex(order)[[c for c in stages if c in w.columns]]
+        w.plot.barh(stacked=True, ax=ax, color=style.stage_colors(w.columns), legend=False, width=0.8)
+        ax.set(xlim=(0, 100), xlabel="share of the total (%)", ylabel="", title=f"{direction} · ours on {plat}")
+        ax.invert_yaxis()
+    style.legend_outside(axes[0, 0])
+    fig.suptitle(style.title("Share of each module in the total time, ours beside the paper's", main))
+    fig.tight_layout()
+    return fig
+
+
+def macs_table(cx: pd.DataFrame) -> pd.DataFrame:
+    if cx.empty:
+        return cx
+    c = cx[cx.stage == "total"].drop_duplicates(["codec", "quality", "direction"])
+    w = c.pivot_table(index=["codec", "quality"], columns="direction", values="kmac_per_px", aggfunc="first")
+    w = w.rename(columns={"encode": "kmac_encode", "decode": "kmac_decode"}).reset_index()
+    mp = cx.drop_duplicates(["codec", "quality"]).set_index(["codec", "quality"]).model_params
+    w["params_m"] = [mp[(c, q)] / 1e6 for c, q in zip(w.codec, w.quality)]
+    w["ratio_to_least"] = w.kmac_decode / w.kmac_decode.min()
+    size = c.drop_duplicates(["codec", "quality"]).set_index(["codec", "quality"])
+    w["size"] = [f"{int(size.loc[(a, b), 'width'])}×{int(size.loc[(a, b), 'height'])}" for a, b in zip(w.codec, w.quality)]
+    return style.sort_codecs(w, then=["quality"])
+
+
+def fig_macs(cx: pd.DataFrame):
+    plt = style.setup()
+    c = cx[(cx.kind == "partition") & (cx.macs > 0)].drop_duplicates(["codec", "quality", "direction", "stage"])
+    c = c.assign(bar=c.codec + " q" + c.quality.astype(str))
+    fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.4), sharey=True)
+    for ax, direction in zip(axes, ("encode", "decode")):
+        w = c[c.direction == direction].pivot_table(index="bar", columns="stage", values="kmac_per_px", fill_value=0)
+        order = [b for cc in style.codec_order() for b in sorted(w.index) if b.startswith(cc + " q")]
+        w = w.reindex(order)[[s for s in style.ordered_stages(w.columns)]]
+        w.plot.barh(stacked=True, ax=ax, color=style.stage_colors(w.columns), legend=False)
+        ax.set(xlabel="kMAC per pixel", ylabel="", title=direction)
+        ax.invert_yaxis()
+    style.legend_outside(axes[1])
+    fig.suptitle("MACs per module (ptflops aten, on the shapes each stage sees; independent of the weights)")
+    fig.tight_layout()
+    return fig
+
+
+def memory_table(mem: pd.DataFrame) -> pd.DataFrame:
+    if mem.empty:
+        return mem
+    m = mem[(mem.memory == mem.memory.map(lambda x: x)) & ~mem.contended.astype(bool)]
+    g = m.groupby(["codec", "quality", "platform", "memory", "direction"], as_index=False)[["peak_mb", "working_mb"]] \
+        .median()
+    w = g.pivot_table(index=["codec", "quality", "platform", "memory"], columns="direction",
+                      values=["peak_mb", "working_mb"]).reset_index()
+    w.columns = [f"{a}_{b}" if b else a for a, b in w.columns]
+    return style.sort_codecs(w, then=["quality", "platform", "memory"])
+
+
+def fig_kernel_shares(kern: pd.DataFrame):
+    from ..core.kernels import category_shares
+
+    if kern.empty:
+        return None
+    plt = style.setup()
+    s = category_shares(kern)
+    s = s.assign(bar=s.codec + " q" + s.quality.astype(str), panel=s.direction + " · " + s.kind)
+    panels = [p for p in ("encode · cpu_op", "decode · cpu_op", "encode · cuda_kernel", "decode · cuda_kernel")
+              if p in set(s.panel)]
+    cats = sorted(s.category.unique())
+    colors = dict(zip(cats, (style.LIGHT + style.BRIGHT)[: len(cats)]))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(style.FIG_WIDTH, 0.3 * s.bar.nunique() * len(panels) + 1.2),
+                             squeeze=False)
+    for ax, p in zip(axes[:, 0], panels):
+        w = s[s.panel == p].pivot_table(index="bar", columns="category", values="share", fill_value=0)
+        order = [b for cc in style.codec_order() for b in sorted(w.index) if b.startswith(cc + " q")]
+        w = w.reindex(order)
+        w.plot.barh(stacked=True, ax=ax, color=[colors[c] for c in w.columns], legend=False)
+        ax.set(xlim=(0, 1), xlabel="share of the call's time", ylabel="", title=p.replace("cpu_op", "CPU operators")
+               .replace("cuda_kernel", "CUDA kernels"))
+        ax.invert_yaxis()
+    style.legend_outside(axes[0, 0])
+    fig.suptitle(style.title("Time by operator category (torch.profiler, self time)", kern))
+    fig.tight_layout()
+    return fig
+
+
+def findings(page: Page, t: dict, study) -> None:
+    from .findings import fact
+
+    o = t["overall"]
+    lo = lowest_quality(o)
+    for plat in dict.fromkeys(lo.platform):
+        for direction in ("encode", "decode"):
+            g = lo[(lo.platform == plat) & (lo.direction == direction)]
+            if len(g) < 2:
+                continue
+            slow, fast = g.loc[g.median_s.idxmax()], g.loc[g.median_s.idxmin()]
+            key = lambda r: {"codec": r.codec, "quality": r.quality, "platform": plat, "direction": direction}  # noqa
+            page.findings.add(
+                "On {plat}, the slowest " + direction + "r is {slow} at {ts} s per image and the fastest {fast} at "
+                "{tf} s: {ratio} apart (lowest quality of each codec).",
+                plat=plat, slow=slow.codec, fast=fast.codec,
+                ts=fact(t, "overall", key(slow), "median_s", "s"), tf=fact(t, "overall", key(fast), "median_s", "s"),
+                ratio=fact(t, "overall", key(slow), "ratio_to_fastest", "x"))
+            break  # one direction per platform here; the decode is below
+    ms = t["module_shares"]
+    ar = [c for c in ("ARC", "DGM", "DGM-ATT") if c in set(ms.codec)]
+    if ar:
+        c = ar[0]
+        q = int(ms[ms.codec == c].quality.min())
+        for plat in list(dict.fromkeys(ms.platform))[:1]:
+            w = {"codec": c, "quality": q, "platform": plat, "direction": "decode", "stage": "ADy"}
+            page.findings.add("{codec}'s decoder spends {share} of its time in the entropy decoding of y (ADy, the "
+                              "sequential autoregressive loop) on {plat}; its transforms are a small part.",
+                              codec=c, plat=plat,
+                              share=fact(t, "module_shares", w, "share_pct", "pct"))
+    for plat in list(dict.fromkeys(lo.platform))[:1]:
+        g = lo[(lo.platform == plat) & (lo.direction == "decode")]
+        if len(g) >= 2:
+            slow, fast = g.loc[g.median_s.idxmax()], g.loc[g.median_s.idxmin()]
+            key = lambda r: {"codec": r.codec, "quality": r.quality, "platform": plat, "direction": "decode"}  # noqa
+            page.findings.add("Decoding, {slow} takes {ratio} as long as {fast} on the same platform.",
+                              slow=slow.codec, fast=fast.codec,
+                              ratio=fact(t, "overall", key(slow), "ratio_to_fastest", "x"))
+    devices = set(lo.device)
+    if "cuda" in devices and "cpu" in devices:
+        page.findings.missing("GPU and CPU platforms are both here; their ratio per codec is in the overall table.")
+    else:
+        page.findings.missing("Only " + ", ".join(sorted(devices)) + " platforms are measured here: run "
+                              "`make runs DEVICES=cuda` on a machine with an NVIDIA GPU and copy its results folder "
+                              "here to set GPU against CPU.")
+    m = t["macs"]
+    if not m.empty and len(m) >= 2:
+        top = m.loc[m.kmac_decode.idxmax()]
+        least = m.loc[m.kmac_decode.idxmin()]
+        page.findings.add("{top} has the most decoder MACs, {k} kMAC per pixel, {ratio} {least}'s; MACs do not "
+                          "depend on the weights.", top=top.codec, least=least.codec,
+                          k=fact(t, "macs", {"codec": top.codec, "quality": top.quality}, "kmac_decode"),
+                          ratio=fact(t, "macs", {"codec": top.codec, "quality": top.quality}, "ratio_to_least", "x"))
+
+
+def build(results_dir, reference=None, downloads_dir=None) -> Page:
+    from ..runs.tables import TABLES
+    from .workbooks import write_reports
+
+    st = load(results_dir)
+    main = st.main
+    page = Page("assessment")
+    if main.empty:
+        page.header = "No learned-codec results yet: `make runs`."
+        return page
+    o = overall(main)
+    ms = module_shares(main, reference)
+    mt = macs_table(st.complexity)
+    mem = memory_table(st.memory)
+    tables = {"overall": o, "module_shares": ms, "macs": mt, "memory": mem}
+    findings(page, tables, st)
+    page.header = (f"{main.run_id.nunique()} runs on {main.platform.nunique()} platform(s) "
+                   f"({', '.join(sorted(main.platform.unique()))}); weights: **{st.weights}**.\n\n"
+                   + style.weights_banner(main))
+    ow = overall_wide(o)
+    page.table("overall", present(ow, ["codec", "quality", "platform", "encode_s", "decode_s", "precise", "images"]),
+               "Seconds per image: median over images of each image's median over repeats, ± half its 95 % "
+               "interval over images; ✓ where that half-width is within 5 % of the median (blank: fewer than 6 "
+               "images, no interval).")
+    page.figure("overall", fig_overall(o, main), "Bars are medians on a log scale, whiskers the 95 % interval: "
+                "look for the autoregressive codecs' decoders, an order of magnitude above the rest.")
+    page.figure("module_shares", fig_module_shares(ms, main),
+                "Each bar splits a codec's time into its modules, ours beside the paper's: look at how the entropy "
+                "coding of y (AEy/ADy) dominates the autoregressive codecs on both.")
+    if not mt.empty:
+        page.table("macs", present(mt, ["codec", "quality", "kmac_encode", "kmac_decode", "ratio_to_least", "params_m",
+                                        "size"]),
+                   "Thousand MACs per pixel per direction (counted at the image size shown) and the model's "
+                   "parameters.")
+        page.figure("macs", fig_macs(st.complexity), "MACs per module: the transforms g_a/g_s carry most of the "
+                    "arithmetic except in the context codecs, whose context model and entropy parameters add to it.")
+    if not mem.empty:
+        cols = [c for c in ["codec", "quality", "platform", "memory", "peak_mb_encode", "working_mb_encode",
+                            "peak_mb_decode", "working_mb_decode"] if c in mem.columns]
+        page.table("memory", present(mem, cols), "Memory around the timed calls (median over images and repeats): "
+                   "peak resident memory and the working set (peak minus the memory just before the call).")
+    page.figure("kernels", fig_kernel_shares(st.kernels), "Where the self time goes by operator category: "
+                "'outside torch ops' is the Python loop and the entropy coder, which no MAC count sees.")
+    page.write(downloads_dir, tables)
+    if downloads_dir is not None:
+        from pathlib import Path
+
+        from ..runs.store import atomic_write_csv
+
+        page.downloads += write_reports(main, downloads_dir)
+        for name in TABLES:
+            df = getattr(st, name, None) if name not in ("timings",) else st.timings
+            if df is not None and not df.empty:
+                p = Path(downloads_dir) / f"lcstudy_{name}.csv"
+                atomic_write_csv(p, df)
+                page.downloads.append(p)
+    return page

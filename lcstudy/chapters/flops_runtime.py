@@ -1,0 +1,268 @@
+"""Chapter "FLOPs versus runtime": does counting MACs tell which codec is faster? kMAC/px against the
+measured time per platform, correlations, the pairs MACs order wrongly, rank flips between
+platforms, and a roofline (each stage's achieved MAC rate against the machine's matmul peak)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import style
+from .page import Page
+from .ranking import inversions
+from .study import load, lowest_quality
+from .tables import present
+
+TITLE = "FLOPs versus runtime"
+
+
+def common_image_times(main: pd.DataFrame) -> pd.DataFrame:
+    """Median total time per codec (lowest quality measured), platform and direction, over the images
+    that every platform on the same machine measured — so a 4-image 1-thread pass is compared with the
+    same 4 images of the all-threads run, not with 24."""
+    t = lowest_quality(main[main.stage == "total"])
+    if t.empty:
+        return t
+    out = []
+    for cpu, h in t.groupby(["cpu_model", "device"], sort=False):
+        per = h.groupby("platform").image.apply(set)
+        common = set.intersection(*per.tolist())
+        h = h[h.image.isin(common)].assign(mpx=lambda x: x.height * x.width / 1e6)
+        g = h.groupby(["codec", "quality", "platform", "device", "threads", "direction"], as_index=False).agg(
+            seconds=("seconds", "median"), images=("image", "nunique"), mpx=("mpx", "mean"))
+        out.append(g)
+    g = pd.concat(out, ignore_index=True)
+    g["mpx_per_s"] = g.mpx / g.seconds
+    return style.sort_codecs(g, then=["platform", "direction"])
+
+
+def with_kmac(times: pd.DataFrame, cx: pd.DataFrame) -> pd.DataFrame:
+    """Add each codec's kMAC/px (the size-independent count) to each row."""
+    if cx.empty:
+        return times.assign(kmac_per_px=np.nan)
+    c = cx[(cx.stage == "total")].groupby(["codec", "quality", "direction"], as_index=False).kmac_per_px.median()
+    return times.merge(c, on=["codec", "quality", "direction"], how="left")
+
+
+def correlations(t: pd.DataFrame) -> pd.DataFrame:
+    """Pearson on log values and Spearman on ranks of kMAC/px vs seconds, per platform and direction."""
+    from scipy.stats import pearsonr, spearmanr
+
+    rows = []
+    for (plat, d), h in t.dropna(subset=["kmac_per_px"]).groupby(["platform", "direction"], sort=False):
+        if len(h) >= 3:
+            r, _ = pearsonr(np.log(h.kmac_per_px), np.log(h.seconds))
+            rho, p = spearmanr(h.kmac_per_px, h.seconds)
+            rows.append({"platform": plat, "direction": d, "codecs": len(h), "images": int(h.images.min()),
+                         "pearson_log": float(r), "spearman": float(rho), "spearman_p": float(p)})
+    return pd.DataFrame(rows, columns=["platform", "direction", "codecs", "images", "pearson_log", "spearman",
+                                       "spearman_p"])
+
+
+def ranks(t: pd.DataFrame) -> pd.DataFrame:
+    """Rank of each codec by median time (1 = fastest) per platform and direction, beside its rank by
+    kMAC/px (what FLOPs alone would predict)."""
+    r = t.copy()
+    r["rank_time"] = r.groupby(["platform", "direction"]).seconds.rank(method="min").astype(int)
+    r["rank_kmac"] = r.groupby(["platform", "direction"]).kmac_per_px.rank(method="min")
+    return r[["codec", "quality", "direction", "platform", "seconds", "rank_time", "kmac_per_px", "rank_kmac"]]
+
+
+def mac_flips(t: pd.DataFrame) -> pd.DataFrame:
+    """Codec pairs whose order by kMAC/px is the opposite of their order by time, per platform and
+    direction, with both ratios."""
+    rows = []
+    for (plat, d), h in t.dropna(subset=["kmac_per_px"]).groupby(["platform", "direction"], sort=False):
+        h = h.set_index("codec")
+        codecs = list(h.index)
+        for i, a in enumerate(codecs):
+            for b in codecs[i + 1:]:
+                ka, kb, ta, tb = h.loc[a, "kmac_per_px"], h.loc[b, "kmac_per_px"], h.loc[a, "seconds"], h.loc[b, "seconds"]
+                if (ka - kb) * (ta - tb) < 0:
+                    more, fewer = (a, b) if ka > kb else (b, a)
+                    rows.append({"platform": plat, "direction": d, "more_macs": more, "fewer_macs": fewer,
+                                 "mac_ratio": h.loc[more, "kmac_per_px"] / h.loc[fewer, "kmac_per_px"],
+                                 "time_ratio": h.loc[more, "seconds"] / h.loc[fewer, "seconds"]})
+    return pd.DataFrame(rows, columns=["platform", "direction", "more_macs", "fewer_macs", "mac_ratio", "time_ratio"])
+
+
+def roofline(main: pd.DataFrame, cx: pd.DataFrame) -> pd.DataFrame:
+    """Achieved GMAC/s of each stage = its MACs (counted at the run's image size) / its median time, and
+    the fraction of the platform's peak (the best float32 matmul measured by its runs, MAC = 2 FLOPs).
+
+    A fraction near the matmul's says the stage is arithmetic-bound; far below says its time goes
+    elsewhere: memory traffic, the per-position Python loop, the rANS coder."""
+    if main.empty or cx.empty or "peak_matmul_gflops" not in main.columns:
+        return pd.DataFrame()
+    d = main[main.kind == "partition"]
+    c = cx[(cx.kind == "partition") & (cx.macs > 0)][["run_id", "direction", "stage", "height", "width", "gmac"]] \
+        .drop_duplicates(["run_id", "direction", "stage"])
+    m = d.merge(c, on=["run_id", "direction", "stage"], suffixes=("", "_counted"))
+    m = m[(m.height * m.width) == (m.height_counted * m.width_counted)]
+    if m.empty:
+        return pd.DataFrame()
+    peaks = d.groupby("platform").peak_matmul_gflops.max().rename("peak_gflops")
+    g = m.groupby(["codec", "quality", "platform", "direction", "stage"], as_index=False).agg(
+        seconds=("seconds", "median"), gmac=("gmac", "first"), images=("image", "nunique"))
+    g = g.merge(peaks.reset_index(), on="platform", how="left")
+    g["achieved_gmac_s"] = g.gmac / g.seconds
+    g["peak_gmac_s"] = g.peak_gflops / 2
+    g["fraction_of_peak_pct"] = 100 * g.achieved_gmac_s / g.peak_gmac_s
+    return style.sort_codecs(g.drop(columns="peak_gflops"), then=["platform", "direction", "stage"])
+
+
+def fig_scatter(t: pd.DataFrame, df):
+    plt = style.setup()
+    plats = list(dict.fromkeys(t.platform))
+    fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.6))
+    markers = "os^Dv"
+    for ax, d in zip(axes, ("encode", "decode")):
+        for j, p in enumerate(plats):
+            g = t[(t.platform == p) & (t.direction == d)].dropna(subset=["kmac_per_px"])
+            for _, r in g.iterrows():
+                ax.scatter(r.kmac_per_px, r.seconds, color=style.codec_color(r.codec), marker=markers[j % 5], s=36,
+                           label=r.codec if j == 0 else None)
+                if j == 0:
+                    ax.annotate(r.codec, (r.kmac_per_px, r.seconds), xytext=(4, 2), textcoords="offset points",
+                                fontsize=7)
+        ax.set(xscale="log", yscale="log", xlabel=f"{d}r kMAC per pixel", ylabel="seconds per image (median)",
+               title=d)
+    if len(plats) > 1:
+        from matplotlib.lines import Line2D
+
+        axes[1].legend([Line2D([], [], ls="", marker=markers[j % 5], color="k") for j in range(len(plats))], plats,
+                       title="platform", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=7)
+    fig.suptitle(style.title("MACs per pixel against time", df))
+    fig.tight_layout()
+    return fig
+
+
+def fig_slope(rk: pd.DataFrame, df):
+    plt = style.setup()
+    fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.6))
+    for ax, d in zip(axes, ("encode", "decode")):
+        g = rk[rk.direction == d]
+        plats = list(dict.fromkeys(g.platform))
+        cols = ["by kMAC/px"] + [p.replace(", ", "\n", 1) for p in plats]
+        for c, h in g.groupby("codec", sort=False):
+            ys = [h.rank_kmac.iloc[0]] + [h[h.platform == p].rank_time.iloc[0] if (h.platform == p).any() else np.nan
+                                          for p in plats]
+            ax.plot(range(len(cols)), ys, marker="o", color=style.codec_color(c))
+            ax.annotate(c, (len(cols) - 1, ys[-1]), xytext=(5, 0), textcoords="offset points", fontsize=7,
+                        va="center")
+        ax.set_xticks(range(len(cols)), cols, fontsize=7)
+        ax.invert_yaxis()
+        ax.set(ylabel="rank (1 = fewest MACs / fastest)", title=d, xlim=(-0.2, len(cols) - 0.4))
+    fig.suptitle(style.title("Codec ranks by kMAC/px and by time", df))
+    fig.tight_layout()
+    return fig
+
+
+def fig_roofline(rf: pd.DataFrame, df):
+    if rf.empty or rf.fraction_of_peak_pct.isna().all():
+        return None
+    plt = style.setup()
+    plats = list(dict.fromkeys(rf.platform))
+    fig, axes = plt.subplots(len(plats), 2, figsize=(style.FIG_WIDTH, 3.2 * len(plats)), squeeze=False)
+    stages = style.ordered_stages(rf.stage)
+    for row, p in zip(axes, plats):
+        for ax, d in zip(row, ("encode", "decode")):
+            g = rf[(rf.platform == p) & (rf.direction == d)]
+            w = g.pivot_table(index="codec", columns="stage", values="fraction_of_peak_pct")
+            w = w.reindex([c for c in style.codec_order() if c in w.index])[[s for s in stages if s in w.columns]]
+            w.plot.bar(ax=ax, color=style.stage_colors(w.columns), legend=False, width=0.8)
+            ax.set_yscale("log")
+            ax.axhline(100, color="k", lw=0.8, ls="--")
+            ax.set(xlabel="", ylabel="achieved / matmul peak (%)", title=f"{d} · {p}")
+            ax.tick_params(axis="x", labelrotation=45)
+        style.legend_outside(row[1])
+    fig.suptitle(style.title("Achieved MAC rate of each stage against the matmul peak", df))
+    fig.tight_layout()
+    return fig
+
+
+def findings(page: Page, t: dict) -> None:
+    from .findings import fact
+
+    corr = t["correlation"]
+    for _, r in corr[corr.direction == "decode"].iterrows():
+        w = {"platform": r.platform, "direction": "decode"}
+        page.findings.add("On {plat}, decoder kMAC/px and decode time correlate with Spearman ρ = {rho} over {n} "
+                          "codecs (Pearson on logs: {r}): MACs alone misorder the codecs.",
+                          plat=r.platform, rho=fact(t, "correlation", w, "spearman"),
+                          n=fact(t, "correlation", w, "codecs", "int"), r=fact(t, "correlation", w, "pearson_log"))
+        break
+    fl = t["mac_flips"]
+    dec = fl[(fl.direction == "decode")].sort_values("time_ratio")
+    if len(dec):
+        r = dec.iloc[0]
+        w = {"platform": r.platform, "direction": "decode", "more_macs": r.more_macs, "fewer_macs": r.fewer_macs}
+        from ..core.registry import get_spec
+
+        fam = {c: get_spec(c).family for c in (r.more_macs, r.fewer_macs)}
+        why = (f" {r.more_macs}'s context model runs in parallel passes, {r.fewer_macs}'s in a sequential loop "
+               "over the latent positions." if fam[r.more_macs] == "latent_codec" and fam[r.fewer_macs] ==
+               "autoregressive" else "")
+        page.findings.add("{a} has {m} {b}'s decoder MACs but takes {tr} its decode time on {plat}." + why,
+                          a=r.more_macs, b=r.fewer_macs, plat=r.platform, m=fact(t, "mac_flips", w, "mac_ratio", "x"),
+                          tr=fact(t, "mac_flips", w, "time_ratio", "x"))
+    plats = t["times"].platform.nunique() if not t["times"].empty else 0
+    pf = t["platform_flips"]
+    if plats < 2:
+        page.findings.missing("One platform only: the standard profile adds a 1-thread CPU pass (`make book`), and "
+                              "a GPU host adds its own, to see which codec pairs change order between platforms.")
+    elif len(pf):
+        pairs = "; ".join(f"{r.pair} ({r.direction})" for r in pf.itertuples())
+        page.findings.add("Codec pairs whose order flips between platforms: " + pairs + ".")
+    else:
+        page.findings.add("No codec pair changes order between the platforms measured.")
+    rf = t["roofline"]
+    if not rf.empty:
+        g = rf[(rf.stage == "g_s") & (rf.direction == "decode")]
+        if len(g):
+            best = g.loc[g.fraction_of_peak_pct.idxmax()]
+            w = {"codec": best.codec, "quality": best.quality, "platform": best.platform, "direction": "decode",
+                 "stage": "g_s"}
+            page.findings.add("The fastest synthesis transform ({c}'s g_s) reaches {f} of the platform's float32 "
+                              "matmul peak; the autoregressive loops reach far less (see the roofline).",
+                              c=best.codec, f=fact(t, "roofline", w, "fraction_of_peak_pct", "pct"))
+
+
+def build(results_dir, reference=None, downloads_dir=None) -> Page:
+    st = load(results_dir)
+    page = Page("flops_runtime")
+    times = with_kmac(common_image_times(st.main), st.complexity) if not st.main.empty else pd.DataFrame()
+    if times.empty:
+        page.header = "No results yet: `make runs`."
+        return page
+    corr = correlations(times)
+    rk = ranks(times)
+    flips = mac_flips(times)
+    pflips = inversions(times.assign(source=times.platform), "platform", "seconds")
+    rf = roofline(st.main, st.complexity)
+    tables = {"times": times, "correlation": corr, "ranks": rk, "mac_flips": flips, "platform_flips": pflips,
+              "roofline": rf}
+    findings(page, tables)
+    plats = list(dict.fromkeys(times.platform))
+    page.header = (f"Platforms: {'; '.join(plats)}; weights: **{st.weights}**. Each codec at its lowest quality; "
+                   "time = median over the images that every platform of a machine measured "
+                   f"({', '.join(str(n) for n in sorted(times.images.unique()))} images).\n\n"
+                   + style.weights_banner(st.main))
+    page.table("times", present(times, ["codec", "platform", "direction", "kmac_per_px", "seconds", "mpx_per_s",
+                                        "images"]), "kMAC per pixel beside the measured time and throughput.")
+    page.figure("times", fig_scatter(times, st.main), "Each point is a codec; if MACs predicted time the points "
+                "would lie on a rising line — look for the context codecs far above it.")
+    page.table("correlation", present(corr, ["platform", "direction", "codecs", "pearson_log", "spearman",
+                                             "spearman_p"]), "Correlation of kMAC/px with time per platform.")
+    page.figure("ranks", fig_slope(rk, st.main), "Ranks by MACs (left column) and by time on each platform: a line "
+                "that crosses another is a pair whose order depends on where, or whether, you measure.")
+    if not flips.empty:
+        page.table("ranks", present(flips, ["platform", "direction", "more_macs", "fewer_macs", "mac_ratio",
+                                            "time_ratio"]), "Pairs that MACs order the wrong way round.")
+    if not rf.empty:
+        page.table("roofline", present(rf, ["codec", "platform", "direction", "stage", "gmac", "seconds",
+                                            "achieved_gmac_s", "fraction_of_peak_pct"]),
+                   "Each stage's achieved MAC rate and its share of the platform's float32 matmul peak.")
+        page.figure("roofline", fig_roofline(rf, st.main), "Bars near the dashed line are arithmetic-bound; the "
+                    "entropy-coding stages sit orders of magnitude below it.")
+    page.write(downloads_dir, tables)
+    return page

@@ -1,0 +1,190 @@
+"""Chapter "The RD-complexity frontier": rate-distortion (CompressAI's published pretrained results, the
+RD points it quotes for CKBD and ELIC, ours where a run used real weights) and BD-rate against HEVC
+intra — the published BPG/x265 anchor and our own x265 measurement — beside decoder kMAC/px and
+our decode time; the Pareto frontier over each."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..core.registry import CODECS
+from . import style
+from .page import Page
+from .published import rd_points, standard_rd_points
+from .study import load
+from .style import X265_OURS, X265_PUBLISHED
+from .tables import present
+
+TITLE = "The RD-complexity frontier"
+
+
+def bd_rates_both(rd: pd.DataFrame) -> pd.DataFrame:
+    """BD-rate against the published BPG/x265 anchor and, where measured, against our own x265."""
+    out = bd_rates(rd[rd.codec != X265_OURS])
+    if (rd.codec == X265_OURS).sum() >= 2:
+        ours = bd_rates(rd[rd.codec != X265_PUBLISHED], anchor=X265_OURS).rename(
+            columns={"bd_rate_vs_x265_pct": "bd_rate_vs_x265_ours_pct"})
+        out = out.merge(ours[["codec", "source", "bd_rate_vs_x265_ours_pct"]], on=["codec", "source"], how="outer")
+        ref = bd_rates(rd[rd.codec.isin([X265_PUBLISHED, X265_OURS])], anchor=X265_PUBLISHED)
+        out = pd.concat([out, ref], ignore_index=True).drop_duplicates(["codec", "source"])
+    else:
+        out["bd_rate_vs_x265_ours_pct"] = float("nan")
+    return out
+
+
+def bd_rates(rd: pd.DataFrame, anchor: str = X265_PUBLISHED) -> pd.DataFrame:
+    """BD-rate (%) of each codec's published curve against the anchor (the ``bjontegaard`` package,
+    Akima interpolation; negative = fewer bits at equal PSNR)."""
+    import bjontegaard as bd
+
+    a = rd[rd.codec == anchor].sort_values("bpp")
+    out = []
+    for (c, src), g in rd[rd.codec != anchor].groupby(["codec", "source"]):
+        g = g.sort_values("bpp")
+        try:
+            val = bd.bd_rate(a.bpp.values, a.psnr.values, g.bpp.values, g.psnr.values, method="akima",
+                             require_matching_points=False, min_overlap=0.0)
+        except Exception as e:  # too little overlap between the curves
+            val, src = float("nan"), f"{src} ({type(e).__name__})"
+        out.append({"codec": c, "source": src, "points": len(g), "bd_rate_vs_x265_pct": float(val)})
+    return pd.DataFrame(out)
+
+
+def frontier(points: pd.DataFrame, x: str, y: str = "bd_rate_vs_x265_pct") -> pd.Series:
+    """Pareto frontier (lower x and lower y are better): True where no other point is better on both."""
+    pts = points[[x, y]].to_numpy(dtype=float)
+    keep = []
+    for i, (xi, yi) in enumerate(pts):
+        dominated = np.any((pts[:, 0] <= xi) & (pts[:, 1] <= yi) & ((pts[:, 0] < xi) | (pts[:, 1] < yi)))
+        keep.append(not dominated and not np.isnan(xi) and not np.isnan(yi))
+    return pd.Series(keep, index=points.index)
+
+
+def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame, std: pd.DataFrame | None = None) -> pd.DataFrame:
+    """BD-rate vs x265 (published, and ours where measured) beside decoder kMAC/px (full-size
+    counts) and our median decode time; our standard codecs enter with their decode time."""
+    rd = pd.concat([rd_points(reference, df), standard_rd_points(std)], ignore_index=True)
+    bdr = bd_rates_both(rd)
+    # kMAC/px barely depends on the size (padding aside): use whatever size was counted
+    c = cx[(cx.stage == "total") & (cx.direction == "decode")]
+    kmac = c.groupby("codec").kmac_per_px.agg(["min", "max"]).rename(
+        columns={"min": "dec_kmac_px_min", "max": "dec_kmac_px_max"})
+    from ..runs.tables import main_rows
+
+    m = main_rows(df, all_threads=False)
+    # the main size (the same images as the standard codecs), each codec at its lowest quality measured
+    t = m[(m.stage == "total") & (m.direction == "decode") & (m.device == "cpu")]
+    t = t[t.quality == t.groupby("codec").quality.transform("min")]
+    dec = t.groupby("codec").seconds.median().rename("decode_seconds_cpu")
+    thr = t.groupby("codec").threads.first().rename("threads")
+    sizes = c.assign(size=c.width.astype(str) + "×" + c.height.astype(str)).groupby("codec")["size"].agg(
+        lambda v: ", ".join(sorted(set(v)))).rename("counted_at")
+    out = bdr.merge(kmac, left_on="codec", right_index=True, how="left").merge(
+        sizes, left_on="codec", right_index=True, how="left")
+    out = out.merge(dec, left_on="codec", right_index=True, how="left").merge(thr, left_on="codec",
+                                                                              right_index=True, how="left")
+    if std is not None and not std.empty:
+        h = sorted(std.platform.unique())[0]
+        sd = std[(std.platform == h) & (std.direction == "decode")].groupby("codec").seconds.median()
+        from .published import ours_label
+
+        sd.index = sd.index.map(ours_label)
+        fill = out.codec.map(sd)
+        out["decode_seconds_cpu"] = out.decode_seconds_cpu.fillna(fill)
+        out["threads"] = out.threads.where(fill.isna(), int(std.threads.iloc[0]))
+    out = style.sort_codecs(out)
+    ok = out.dropna(subset=["bd_rate_vs_x265_pct", "dec_kmac_px_min"])
+    out["frontier_kmac"] = False
+    out.loc[ok.index, "frontier_kmac"] = frontier(ok, "dec_kmac_px_min")
+    ok = out.dropna(subset=["bd_rate_vs_x265_pct", "decode_seconds_cpu"])
+    out["frontier_time"] = False
+    out.loc[ok.index, "frontier_time"] = frontier(ok, "decode_seconds_cpu")
+    return out
+
+
+def fig_frontier(rd: pd.DataFrame, t: pd.DataFrame, df):
+    plt = style.setup()
+    fig, axes = plt.subplots(1, 3, figsize=(style.FIG_WIDTH, 3.5))
+    for c, g in rd.groupby("codec", sort=False):
+        g = g.sort_values("bpp")
+        ours = "ours" in c or "x265" in c
+        axes[0].plot(g.bpp, g.psnr, marker="s" if ours else "o", ms=2.5, label=c, color=style.codec_color(c),
+                     ls="--" if ours else "-", lw=1)
+    axes[0].set(xlabel="bits per pixel", ylabel="PSNR RGB (dB)", xlim=(0, 2.0), title="RD (Kodak); dashed: standard")
+    for ax, x, title_ in ((axes[1], "dec_kmac_px_min", "decoder kMAC per pixel"),
+                          (axes[2], "decode_seconds_cpu", "our decode time on CPU (s)")):
+        ok = t.dropna(subset=[x, "bd_rate_vs_x265_pct"])
+        for _, r in ok.iterrows():
+            ax.scatter(r[x], r.bd_rate_vs_x265_pct, color=style.codec_color(r.codec), s=28, zorder=3)
+            ax.annotate(r.codec.replace(" (ours)", ""), (r[x], r.bd_rate_vs_x265_pct), xytext=(3, 3),
+                        textcoords="offset points", fontsize=7)
+        f = ok[ok["frontier_kmac" if "kmac" in x else "frontier_time"]].sort_values(x)
+        ax.step(f[x], f.bd_rate_vs_x265_pct, where="post", color="k", lw=0.8, label="frontier")
+        ax.axhline(0, color="grey", lw=0.6, ls=":")
+        ax.set(xscale="log", xlabel=title_, ylabel="BD-rate vs x265 (%)", title=f"BD-rate against {title_}")
+    style.legend_outside(axes[0], fontsize=6)
+    fig.suptitle(style.title("Rate-distortion and complexity", df))
+    fig.tight_layout()
+    return fig
+
+
+def findings(page: Page, t: dict) -> None:
+    from .findings import fact
+
+    b = t["bd_rate_complexity"]
+    learned = b[b.codec.isin([s for s in style.codec_order()]) & b.bd_rate_vs_x265_pct.notna()]
+    if learned.empty:
+        page.findings.missing("No BD-rates: the reference data is missing (`make data`).")
+        return
+    best = learned.loc[learned.bd_rate_vs_x265_pct.idxmin()]
+    w = {"codec": best.codec, "source": best.source}
+    page.findings.add("{c} saves the most bits: BD-rate {bd} against the published x265 (BPG) anchor"
+                      + (", {bo} against our own x265 measurement" if pd.notna(best.get("bd_rate_vs_x265_ours_pct"))
+                         else "") + ".", c=best.codec, bd=fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct"),
+                      **({"bo": fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_ours_pct", "pct")}
+                         if pd.notna(best.get("bd_rate_vs_x265_ours_pct")) else {}))
+    fk = learned[learned.frontier_kmac.astype(bool)].sort_values("dec_kmac_px_min")
+    if len(fk):
+        parts, facts = [], {}
+        for i, r in enumerate(fk.itertuples()):
+            w = {"codec": r.codec, "source": r.source}
+            facts[f"k{i}"] = fact(t, "bd_rate_complexity", w, "dec_kmac_px_min")
+            facts[f"b{i}"] = fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct")
+            parts.append(f"{r.codec} ({{k{i}}} kMAC/px, {{b{i}}})")
+        page.findings.add("On the frontier of BD-rate against decoder MACs: " + ", ".join(parts) + ".", **facts)
+    ft = b[b.frontier_time.astype(bool)].sort_values("decode_seconds_cpu")
+    if len(ft):
+        page.findings.add("On the frontier of BD-rate against our CPU decode time: " + ", ".join(ft.codec) + ".")
+    x = b[b.codec == X265_OURS]
+    if len(x) and pd.notna(x.bd_rate_vs_x265_pct.iloc[0]):
+        w = {"codec": X265_OURS, "source": x.source.iloc[0]}
+        page.findings.add("Our x265 (HEIC through pillow-heif, 4:4:4) needs {bd} more bits than the published BPG "
+                          "points: libheif's x265 settings and colour path are not BPG's, which is why both anchors "
+                          "are given.", bd=fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct"))
+    else:
+        page.findings.missing("No x265 measurement of ours yet: the `standard-codecs` run (`make runs`) adds the "
+                              "second anchor.")
+
+
+def build(results_dir, reference=None, downloads_dir=None) -> Page:
+    st = load(results_dir)
+    page = Page("rd_frontier")
+    df, cx, std = st.main, st.complexity, st.standard
+    rd = pd.concat([rd_points(reference, df), standard_rd_points(std)], ignore_index=True)
+    t = rd_complexity(reference, df, cx, std) if not df.empty else pd.DataFrame()
+    tables = {"rd_points": rd, "bd_rate_complexity": t}
+    if not t.empty:
+        findings(page, tables)
+    page.header = ("Rate-distortion is *published* (CompressAI's pretrained results; CKBD and ELIC from the RD "
+                   "points CompressAI quotes from their papers); complexity is ours (MACs counted, decode time "
+                   f"measured with **{st.weights}** weights — its entropy-decoding part depends on the weights). "
+                   "BD-rate: the `bjontegaard` package, Akima interpolation.\n\n" + style.weights_banner(df))
+    if not t.empty:
+        page.table("table", present(t, ["codec", "bd_rate_vs_x265_pct", "bd_rate_vs_x265_ours_pct", "dec_kmac_px_min",
+                                        "decode_seconds_cpu", "frontier_kmac", "frontier_time"]),
+                   "BD-rate against both x265 anchors beside decoder MACs and our decode time; ✓ marks the "
+                   "Pareto frontier.")
+        page.figure("figure", fig_frontier(rd, t, df), "Left, the RD curves; middle and right, each codec's BD-rate "
+                    "against its complexity: codecs on the black step are not beaten on both axes by any other.")
+    page.write(downloads_dir, tables)
+    return page

@@ -1,0 +1,131 @@
+"""The page of one run (the ``profile_codec`` notebook): where the time goes, MACs, memory, operators."""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import style
+from .page import Page
+from .tables import ci_cell, present, summarise
+
+
+def header_markdown(result) -> str:
+    t = result.tables["timings"]
+    r = result.run
+    req = r.meta["request"]
+    env = r.meta["environ"]
+    i = t.iloc[0]
+    rule = req["rule"]
+    if rule["min_repeats"] == rule["max_repeats"]:
+        reps = f"{rule['min_repeats']} repeats per image"
+    else:
+        reps = (f"{rule['min_repeats']}–{rule['max_repeats']} repeats per image (stop at a 95 % interval within "
+                f"±{rule['target']:.0%} of the median, or after {rule['budget_s']:g} s of codings)")
+    size = (f"{int(i.crop)}×{int(i.crop)} centre crops" if pd.notna(i.crop) else
+            f"synthetic {i.resize} images" if isinstance(i.get("resize"), str) else "full-size images")
+    runs = result.tables["runs"].iloc[0]
+    lines = [f"**{i.codec} q{i.quality}** on **{i.device}** — platform *{i.platform}*, node(s) `{runs.nodes}`, "
+             f"{i.threads} threads; {t.image.nunique()} {size}; {reps}; weights: **{env.get('weights_label')}**; "
+             f"channels {env.get('codec_channels')}; stage split: {env.get('codec_family')}; torch "
+             f"{i.torch_version}, CompressAI {i.compressai_version}; run `{i.run_id}`.",
+             f"\nRepeats made: {int(runs.repeats)} ({int(runs.contended)} contended by other processes and "
+             f"measured again: {runs.contended_share:.1%}); stopped by: {runs.stops}."]
+    if env.get("codec_family") == "generic":
+        lines.append("\n```{note}\nThis codec does not follow CompressAI's module names, so its time is split by "
+                     "its top-level modules, each timed as a whole: a coarser split than the other codecs'.\n```")
+    banner = style.weights_banner(t)
+    if banner:
+        lines.append("\n" + banner)
+    for n in result.codec_notes:
+        lines.append(f"\n- {n}")
+    for n in sorted({n for rec in r.items() for n in rec.get("notes", [])}):
+        lines.append(f"\n- {n}")
+    return "\n".join(lines)
+
+
+def stage_rows(t: pd.DataFrame, kinds=("partition", "aggregate")) -> pd.DataFrame:
+    d = t[t.kind.isin(kinds) & (t.stage != "network")]
+    s = summarise(d, ["direction", "stage"])
+    tot = s[s.stage == "total"].set_index("direction")["median"]
+    s["share_pct"] = [100 * m / tot.get(dr, float("nan")) for dr, m in zip(s.direction, s["median"])]
+    order = {x: i for i, x in enumerate(list(style.ordered_stages(s.stage)) + ["total"])}
+    s = s.assign(_d=s.direction.map({"encode": 0, "decode": 1}), _s=s.stage.map(lambda x: order.get(x, 99)))
+    s = s.sort_values(["_d", "_s"]).drop(columns=["_d", "_s"]).reset_index(drop=True)
+    s["median_s"] = ci_cell(s)
+    return s
+
+
+def fig_stages_per_image(t: pd.DataFrame, label: str):
+    plt = style.setup()
+    fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.4))
+    for ax, direction in zip(axes, ("encode", "decode")):
+        d = t[(t.direction == direction) & (t.kind == "partition")]
+        w = d.pivot_table(index="image", columns="stage", values="seconds")
+        cols = style.ordered_stages(w.columns)
+        w[cols].plot.bar(stacked=True, ax=ax, color=style.stage_colors(cols), width=0.8, legend=False)
+        ax.set(title=direction, ylabel="seconds (median of repeats)", xlabel="")
+        ax.tick_params(axis="x", labelrotation=90)
+    style.legend_outside(axes[1])
+    fig.suptitle(f"Stage times per image — {label}")
+    fig.tight_layout()
+    return fig
+
+
+def fig_kernels(k: pd.DataFrame, label: str):
+    if k.empty:
+        return None
+    plt = style.setup()
+    k = k[k.kind == ("cuda_kernel" if (k.kind == "cuda_kernel").any() else "cpu_op")]
+    g = k.groupby(["direction", "category"]).share.sum().unstack(fill_value=0).reindex(["encode", "decode"])
+    fig, ax = plt.subplots(figsize=(style.FIG_WIDTH, 2.4))
+    g.plot.barh(stacked=True, ax=ax, color=style.LIGHT[: len(g.columns)] if len(g.columns) <= 9 else None)
+    ax.set(xlabel="share of the call's time", ylabel="", xlim=(0, 1), title=f"Operator categories — {label}")
+    style.legend_outside(ax)
+    fig.tight_layout()
+    return fig
+
+
+def build(result) -> Page:
+    t = result.tables["timings"]
+    page = Page("run")
+    page.header = header_markdown(result)
+    i = t.iloc[0]
+    label = f"{i.codec} q{i.quality} · {i.platform} · {style.weights_text(t)}"
+    s = stage_rows(t)
+    page.table("stages", present(s, ["direction", "stage", "median_s", "share_pct", "images"]),
+               "Median over images of each image's median over repeats, ± half its 95 % interval over images "
+               "(blank below 6 images); `misc` is the total minus the stages.")
+    page.figure("per_image", fig_stages_per_image(t, label), "Each bar is one image; the colours are the stages, "
+                "bottom to top in coding order — compare the height of the entropy-coding stages with the transforms.")
+    subs = t[t.kind == "sub"]
+    if not subs.empty:
+        ss = summarise(subs, ["direction", "stage"])
+        ss["median_s"] = ci_cell(ss)
+        page.table("substages", present(ss, ["direction", "stage", "median_s", "images"]),
+                   "Inside the entropy coding of y: context model, entropy parameters, rANS and the rest of the loop.")
+    cx = result.tables["complexity"]
+    if cx.empty:
+        page.text("complexity", "MACs were not counted in this run (MACS=false); the main run of this codec has them.")
+    else:
+        c = cx.assign(params_m=cx.model_params / 1e6)
+        page.table("complexity", present(c, ["direction", "stage", "count_mode", "gmac", "kmac_per_px", "params",
+                                             "mac_vs_torch", "uncounted"]),
+                   "ptflops (`backend='aten'`) on the shapes each stage sees; the last columns compare it with "
+                   "FlopCounterMode (1 = equal) and name modules with parameters that neither counter counted.")
+    mem = result.tables["memory"]
+    if not mem.empty:
+        m = mem[~mem.contended.astype(bool)] if "contended" in mem else mem
+        mm = m.groupby(["direction", "memory", "method"], as_index=False)[["baseline_mb", "peak_mb", "working_mb"]] \
+            .median()
+        page.table("memory", present(mm, ["direction", "memory", "baseline_mb", "peak_mb", "working_mb", "method"]),
+                   "Memory around the timed calls, median over images and repeats.")
+    k = result.tables["kernels"]
+    if not k.empty:
+        top = k[~k.op.str.startswith("(rest")].sort_values("self_seconds", ascending=False) \
+            .groupby(["direction", "kind"]).head(8)
+        page.table("ops", present(top, ["direction", "op", "category", "self_seconds", "calls", "share"]),
+                   "The heaviest operators of one encode and one decode (torch.profiler, self time)"
+                   + (f", on a {int(k.height.iloc[0])}×{int(k.width.iloc[0])} crop" if "height" in k and
+                      int(k.height.iloc[0]) < int(t.height.max()) else "") + ".")
+        page.figure("kernels", fig_kernels(k, label), "The share of each operator category in the call's time; "
+                    "'outside torch ops' is the Python loop and the entropy coder.")
+    return page

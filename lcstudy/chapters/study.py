@@ -1,0 +1,57 @@
+"""The study's tables as the chapters read them (one load per notebook)."""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+from ..runs.tables import load_results, main_rows
+
+
+@dataclass
+class Study:
+    results_dir: Path
+    timings: pd.DataFrame  # every learned run (main, thread pass, scaling)
+    main: pd.DataFrame  # the main measurements (no scaling runs)
+    complexity: pd.DataFrame  # from the main runs with the most threads per platform
+    memory: pd.DataFrame
+    kernels: pd.DataFrame
+    standard: pd.DataFrame
+    samples: pd.DataFrame
+    runs: pd.DataFrame
+    memory_all: pd.DataFrame  # every run's, the scaling runs' included
+
+    @property
+    def weights(self) -> str:
+        from .style import weights_text
+
+        return weights_text(self.main if not self.main.empty else self.timings)
+
+
+@functools.lru_cache(maxsize=4)
+def load(results_dir) -> Study:
+    """Every table under ``results_dir``. Memory, operators and MACs come from the main runs with the
+    most threads per platform: the 1-thread pass measures time only, and its memory would mix with the
+    main run's."""
+    d = Path(results_dir)
+    if not d.exists():
+        raise InputError(f"no results under {d}; run `make runs` first")
+    t = {k: load_results(d, k) for k in ("timings", "complexity", "memory", "kernels", "standard", "samples", "runs")}
+    timings = t["timings"]
+    main = main_rows(timings) if not timings.empty else timings
+    ids = set(main_rows(timings, all_threads=False).run_id) if not timings.empty else set()
+    side = {}
+    for k in ("complexity", "memory", "kernels"):
+        side[k] = t[k][t[k].run_id.isin(ids)] if not t[k].empty else t[k]
+    return Study(d, timings, main, side["complexity"], side["memory"], side["kernels"], t["standard"], t["samples"],
+                 t["runs"], t["memory"])
+
+
+def lowest_quality(df: pd.DataFrame) -> pd.DataFrame:
+    """Each codec at the lowest quality measured (the paper's and the chapters' common ground)."""
+    if df.empty:
+        return df
+    return df[df.quality == df.groupby("codec").quality.transform("min")]

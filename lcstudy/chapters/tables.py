@@ -1,0 +1,307 @@
+"""Tables a reader can read, and the words for every column.
+
+Every column of every table the book shows or offers for download is documented once, in
+:data:`COLUMNS`: its header in words with its unit, how it is rounded, and what it means. The
+book's tables are pandas Stylers built by :func:`present`: no index column, headers from
+:data:`COLUMNS` (a column without an entry is an error, so a snake_case header cannot reach the
+page), numbers rounded by quantity (times to 3 significant digits, percentages to 1 decimal),
+a measured median shown with the half-width of its 95 % confidence interval, and a blank, not
+``0.0``, where there is no spread to show.
+
+:func:`summarise` turns per-image rows into per-codec rows: the median over images of each
+image's median over repeats, with the distribution-free 95 % interval of that median over the
+images (:func:`lcstudy.core.stats.median_ci`; blank below 6 images) and whether its half-width
+meets the study's precision target (5 % of the median).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..core.stats import TARGET_REL, median_ci
+
+# kind: how a value is written
+#   s: seconds, 3 significant digits · pct: percent, 1 decimal · x: ratio "×", 3 significant digits
+#   sig3: 3 significant digits · int: integer · text · bpp: 3 decimals · db: 2 decimals · frac: 3 decimals
+#   ci: "median ± half-width" (seconds) · flag: "✓"/"✗"/blank
+COLUMNS: dict[str, tuple[str, str, str]] = {
+    # who and what
+    "codec": ("codec", "text", "the codec's label (the paper's for its six; CompressAI class for CKBD and ELIC)"),
+    "quality": ("quality", "int", "CompressAI quality index (complexity depends on it only through the channels)"),
+    "label": ("run", "text", "the run's name: codec, quality and what differs from the profile's settings"),
+    "platform": ("platform", "text", "CPU model, cores and threads (CPU runs) or the GPU (CUDA runs)"),
+    "host": ("host", "text", "the results folder's host (the machine or cluster node that started the run)"),
+    "node": ("node", "text", "the machine that measured this item"),
+    "nodes": ("nodes", "text", "the machines that measured the run's items"),
+    "device": ("device", "text", "cpu or cuda"),
+    "threads": ("threads", "int", "torch intra-op threads during the run"),
+    "weights": ("weights", "text", "random (seeded), pretrained (CompressAI zoo) or checkpoint (a user's file)"),
+    "weights_label": ("weights used", "text", "the weights in words: seed, zoo, or checkpoint file and its sha256"),
+    "seed": ("seed", "int", "torch.manual_seed before building a random-weight model"),
+    "image": ("image", "text", "the test image"),
+    "images": ("images", "int", "how many images the value summarises"),
+    "height": ("height (px)", "int", "image height in pixels (before padding to a multiple of 64)"),
+    "width": ("width (px)", "int", "image width in pixels"),
+    "size": ("image size", "text", "width × height, and how it was made (native, crop, synthetic upscale)"),
+    "mpx": ("megapixels", "sig3", "width × height / 10⁶"),
+    "direction": ("direction", "text", "encode or decode"),
+    "stage": ("stage", "text", "CompressAI sub-module or coder call the time is billed to (see Methodology)"),
+    "kind": ("stage kind", "text", "partition (adds up to the total), sub (inside AEy/ADy) or aggregate"),
+    "measured": ("clocked", "text", "True: read by a clock; False: derived (misc, */other, network)"),
+    "run_id": ("run id", "text", "hash of the request and the platform fingerprint"),
+    "request_id": ("request id", "text", "hash of everything that changes a run's numbers"),
+    "crop": ("crop (px)", "int", "side of the centred square crop, if any"),
+    "resize": ("synthetic size", "text", "W×H of the synthetic (upscaled) image, if any"),
+    "profile": ("profile", "text", "the study profile the run was made with"),
+    "repeats": ("repeats", "int", "timed repeats"),
+    "repeat": ("repeat", "int", "index of the timed repeat"),
+    "warmup": ("warm-up", "int", "untimed codings per new input shape"),
+    "value": ("setting", "int", "the standard codec's quality (or JPEG 2000 compression ratio)"),
+    "knob": ("set by", "text", "what the sweep sets: quality, or ratio for JPEG 2000"),
+    "options": ("save options", "text", "Pillow save options of the standard codec"),
+    "threading": ("threading", "text", "how many threads the standard codec's library used"),
+    "item_codec": ("codec", "text", "the standard codec of a standard-codec sample"),
+    "stop": ("stopped by", "text", "why the repeats of an item stopped: precision, time budget, ceiling, contended"),
+    # timings
+    "seconds": ("seconds", "s", "median over the uncontended repeats"),
+    "iqr_seconds": ("IQR (s)", "s", "interquartile range of the repeats (blank with one repeat)"),
+    "ci_low": ("95 % CI low (s)", "s", "lower end of the median's distribution-free 95 % interval"),
+    "ci_high": ("95 % CI high (s)", "s", "upper end of that interval"),
+    "n_samples": ("repeats", "int", "uncontended timed repeats"),
+    "n_contended": ("contended repeats", "int", "repeats during which other processes used the machine"),
+    "noisy": ("noisy", "text", "IQR over median > 10 %"),
+    "contended": ("contended", "text", "whether other processes used the machine during the call"),
+    "other_cpu_s": ("others' CPU (s)", "s", "CPU seconds the rest of the machine used during the call"),
+    "median_s": ("median (s)", "ci", "median over images of each image's median, ± half the 95 % interval"),
+    "encode_s": ("encode (s)", "ci", "encode time: median over images, ± half the 95 % interval over images"),
+    "decode_s": ("decode (s)", "ci", "decode time: median over images, ± half the 95 % interval over images"),
+    "ci_half_s": ("± CI (s)", "s", "half-width of the median's 95 % interval over images (blank below 6 images)"),
+    "ci_half_pct": ("± CI (%)", "pct", "half-width of the 95 % interval over the median"),
+    "precise": ("within 5 %", "flag", "✓ when the 95 % interval's half-width is within 5 % of the median"),
+    "share_pct": ("share of total (%)", "pct", "the stage's time over the direction's total"),
+    "total_s": ("total (s)", "ci", "time of the whole compress() or decompress()"),
+    "bpp": ("bits per pixel", "bpp", "bitstream bytes × 8 / pixels"),
+    "psnr": ("PSNR (dB)", "db", "RGB PSNR of the 8-bit reconstruction"),
+    "ms_ssim": ("MS-SSIM", "frac", "RGB MS-SSIM of the 8-bit reconstruction (blank below 161 px)"),
+    "nbytes": ("bytes", "int", "bitstream bytes"),
+    # complexity
+    "kmac_per_px": ("kMAC/px", "sig3", "thousand multiply-accumulates per unpadded pixel (ptflops aten)"),
+    "kmac_encode": ("encode kMAC/px", "sig3", "encoder-side thousand MACs per pixel"),
+    "kmac_decode": ("decode kMAC/px", "sig3", "decoder-side thousand MACs per pixel"),
+    "macs": ("MACs", "int", "multiply-accumulates (ptflops, backend='aten')"),
+    "flops_torch": ("FLOPs (torch)", "int", "torch.utils.flop_counter.FlopCounterMode's count (2 per MAC)"),
+    "gmac": ("GMAC", "sig3", "billion multiply-accumulates"),
+    "params": ("parameters", "int", "parameters of the modules the stage runs"),
+    "params_m": ("parameters (M)", "sig3", "millions of parameters of the whole model"),
+    "model_params": ("model parameters", "int", "parameters of the whole model"),
+    "mac_vs_torch": ("ptflops / FlopCounterMode", "sig3", "agreement of the two counters (1 = equal)"),
+    "count_mode": ("counted as", "text", "executed (as the coding ran) or parallel (the AR context in one pass)"),
+    "ar_count": ("AR context counted", "text", "parallel: the autoregressive context model in one pass"),
+    "uncounted": ("not counted by either counter", "text", "modules with parameters no counter counted"),
+    # memory
+    "memory": ("memory", "text", "cpu_rss (resident set), cuda_allocated or cuda_reserved"),
+    "baseline_mb": ("before the call (MB)", "sig3", "memory just before the timed call"),
+    "peak_mb": ("peak memory (MB)", "sig3", "high-water mark during the call"),
+    "working_mb": ("working memory (MB)", "sig3", "peak minus before: what the call itself needed"),
+    "peak_mb_encode": ("encode peak (MB)", "sig3", "high-water mark during the encode"),
+    "peak_mb_decode": ("decode peak (MB)", "sig3", "high-water mark during the decode"),
+    "working_mb_encode": ("encode working (MB)", "sig3", "encode peak minus before"),
+    "working_mb_decode": ("decode working (MB)", "sig3", "decode peak minus before"),
+    "method": ("method", "text", "how the peak was read"),
+    # kernels
+    "op": ("operator or kernel", "text", "torch operator (CPU) or CUDA kernel name"),
+    "category": ("category", "text", "the paper's kernel categories"),
+    "self_seconds": ("self time (s)", "s", "time spent in the op itself"),
+    "calls": ("calls", "int", "how often the op ran"),
+    "share": ("share", "frac", "self time over the call's wall time (CPU) or the kernels' total (CUDA)"),
+    "wall_seconds": ("wall (s)", "s", "wall time"),
+    "share_of_time_pct": ("share of time (%)", "pct", "share of the call's time"),
+}
+_PROVENANCE = {
+    "cpu_model": ("CPU", "text", "CPU model name"), "cpu_count": ("cores", "int", "logical CPUs of the machine"),
+    "gpu_name": ("GPU", "text", "GPU model name"), "torch_version": ("torch", "text", "torch version"),
+    "cuda_version": ("CUDA", "text", "CUDA version of the torch build"),
+    "compressai_version": ("CompressAI", "text", "CompressAI version"),
+    "python_version": ("Python", "text", "Python version"), "lcstudy_version": ("lcstudy", "text", "lcstudy version"),
+    "git_commit": ("commit", "text", "lcstudy git commit (-dirty: uncommitted changes)"),
+    "time_utc": ("measured (UTC)", "text", "when the run started"),
+    "peak_matmul_gflops": ("peak matmul (GFLOP/s)", "int", "best float32 matrix product rate of the run's platform"),
+    "load_seconds": ("model loading (s)", "s", "wall time to load the model (the paper's Model Loading)"),
+}
+COLUMNS.update(_PROVENANCE)
+COLUMNS.update({
+    # assessment
+    "ratio_to_fastest": ("× the fastest", "x", "time over the fastest codec's, same platform and direction"),
+    "rank": ("rank", "int", "1 = fastest on this platform and direction"),
+    "paper_share_pct": ("paper's share (%)", "pct", "the ICASSP 2023 paper's share of the stage, same codec, "
+                        "quality and device"),
+    "source": ("source", "text", "whose measurement"),
+    "ratio_to_least": ("× the fewest", "x", "over the codec with the fewest MACs per pixel, same direction"),
+    # paper_comparison
+    "paper_seconds": ("paper (s)", "s", "the paper's mean over images (mse models, same quality and device)"),
+    "ours_over_paper": ("ours / paper", "x", "our time over the paper's"),
+    "a": ("ranking A", "text", "one source's codec ranking"), "b": ("ranking B", "text", "the other's"),
+    "codecs": ("codecs", "int", "codecs both rankings have"), "tau": ("Kendall τ", "sig3", "1: same order; -1: reversed"),
+    "p_value": ("p-value", "sig3", "SciPy's kendalltau p-value (no correlation as the null hypothesis)"),
+    "lower_on_a": ("faster by A", "text", "the pair's faster codec in ranking A"),
+    "lower_on_b": ("faster by B", "text", "the pair's faster codec in ranking B"),
+    "pair": ("pair", "text", "the two codecs"),
+    "aez_over_ga": ("AEz / g_a", "x", "the paper's CUDA AEz time over its g_a time (HP, MS-HP: no sync)"),
+    "ratio_median": ("median ours / paper", "x", "median over codecs of our total over the paper's"),
+    # flops_runtime
+    "mpx_per_s": ("megapixels per second", "sig3", "image megapixels over the median time"),
+    "pearson_log": ("Pearson r (log–log)", "sig3", "Pearson correlation of log kMAC/px and log seconds"),
+    "spearman": ("Spearman ρ", "sig3", "rank correlation of kMAC/px and seconds"),
+    "spearman_p": ("Spearman p-value", "sig3", "SciPy's p-value for ρ"),
+    "rank_time": ("rank by time", "int", "1 = fastest on the platform"),
+    "rank_kmac": ("rank by kMAC/px", "int", "1 = fewest MACs per pixel"),
+    "more_macs": ("more MACs", "text", "the pair's codec with more MACs per pixel"),
+    "fewer_macs": ("fewer MACs", "text", "the pair's codec with fewer MACs per pixel"),
+    "mac_ratio": ("MAC ratio", "x", "kMAC/px of the codec with more over the other's"),
+    "time_ratio": ("time ratio", "x", "its time over the other's (below 1: faster despite more MACs)"),
+    "achieved_gmac_s": ("achieved GMAC/s", "sig3", "the stage's counted MACs over its median time"),
+    "peak_gmac_s": ("peak GMAC/s", "sig3", "half the best float32 matmul GFLOP/s of the platform"),
+    "fraction_of_peak_pct": ("of the peak (%)", "pct", "achieved over peak"),
+    # rd_frontier
+    "points": ("RD points", "int", "points of the codec's curve"),
+    "bd_rate_vs_x265_pct": ("BD-rate vs x265, published (%)", "pct", "bjontegaard (Akima) against CompressAI's "
+                            "published BPG/x265 4:4:4 points; negative = fewer bits at equal PSNR"),
+    "bd_rate_vs_x265_ours_pct": ("BD-rate vs our x265 (%)", "pct", "the same against our x265 HEIC measurement"),
+    "dec_kmac_px_min": ("decode kMAC/px (lowest config.)", "sig3", "decoder kMAC/px of the smallest channel "
+                        "configuration counted"),
+    "dec_kmac_px_max": ("decode kMAC/px (largest config.)", "sig3", "decoder kMAC/px of the largest one counted"),
+    "counted_at": ("counted at", "text", "image sizes the MACs were counted at"),
+    "decode_seconds_cpu": ("decode on CPU (s)", "s", "our median decode time on CPU, lowest quality"),
+    "frontier_kmac": ("on the kMAC frontier", "flag", "no codec has both fewer MACs and a lower BD-rate"),
+    "frontier_time": ("on the time frontier", "flag", "no codec decodes faster with a lower BD-rate"),
+    # standard_codecs
+    "s_per_mpx": ("s per Mpx", "s", "seconds per megapixel"),
+    "psnr_at_bpp": ("PSNR at the bitrate (dB)", "db", "PSNR interpolated at the matched bitrate"),
+    "how": ("how", "text", "how the value at the matched bitrate was obtained"),
+    "measured_q": ("measured quality", "int", "the quality of ours whose channels reach the bitrate"),
+    "encode_s_per_mpx": ("encode (s/Mpx)", "s", "encode seconds per megapixel at the matched bitrate"),
+    "decode_s_per_mpx": ("decode (s/Mpx)", "s", "decode seconds per megapixel at the matched bitrate"),
+    "encode_x_jpeg": ("encode × JPEG", "x", "how many times JPEG's encode time"),
+    "decode_x_jpeg": ("decode × JPEG", "x", "how many times JPEG's decode time"),
+    "encode_x_hevc": ("encode × x265", "x", "how many times x265's (HEIC) encode time"),
+    "decode_x_hevc": ("decode × x265", "x", "how many times x265's (HEIC) decode time"),
+    "noisy_share": ("noisy share", "frac", "share of images whose repeats spread > 10 %"),
+    # scaling
+    "encode_network_s": ("encode network (s)", "s", "encode transforms only (l3ic's E)"),
+    "decode_network_s": ("decode network (s)", "s", "decode transforms only (l3ic's D)"),
+    "encode_total_s": ("encode (s)", "ci", "whole encode (l3ic's CE): median over repeats ± half its 95 % interval"),
+    "decode_total_s": ("decode (s)", "ci", "whole decode (l3ic's DE): median over repeats ± half its 95 % interval"),
+    "encode_ci_half_s": ("encode ± CI (s)", "s", "half the 95 % interval of the encode median (6+ repeats)"),
+    "decode_ci_half_s": ("decode ± CI (s)", "s", "half the 95 % interval of the decode median (6+ repeats)"),
+    "sizes": ("sizes", "int", "image sizes the exponent is fitted over"),
+    "mpx_range": ("megapixels", "text", "smallest to largest size"),
+    "exp_encode_total": ("encode exponent", "sig3", "slope of log(encode time) on log(megapixels)"),
+    "exp_decode_total": ("decode exponent", "sig3", "slope of log(decode time) on log(megapixels)"),
+    "exp_encode_network": ("encode network exponent", "sig3", "the same for the transforms only"),
+    "exp_decode_network": ("decode network exponent", "sig3", "the same for the transforms only"),
+    "exp_working_encode": ("encode memory exponent", "sig3", "slope of log(working memory) on log(megapixels)"),
+    "exp_working_decode": ("decode memory exponent", "sig3", "the same for the decode"),
+    "first_over_median": ("first / median", "x", "the first repeat over the median of the repeats"),
+    "max_over_min": ("max / min", "x", "slowest repeat over fastest"),
+    "warmup_codings": ("warm-up codings", "int", "untimed codings before this item's repeats"),
+})
+
+
+def header(col: str) -> str:
+    if col not in COLUMNS:
+        raise KeyError(f"column {col!r} has no entry in lcstudy.chapters.tables.COLUMNS: document it there")
+    return COLUMNS[col][0]
+
+
+def sig(x, n: int = 3) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    x = float(x)
+    if x == 0:
+        return "0"
+    digits = n - int(math.floor(math.log10(abs(x)))) - 1
+    if digits <= 0:
+        return f"{round(x, digits):,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def fmt(kind: str, x) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)) or (x is pd.NA):
+        return ""
+    if kind in ("s", "sig3"):
+        return sig(x)
+    if kind == "x":
+        return sig(x) + "×"
+    if kind == "pct":
+        return f"{float(x):.1f}"
+    if kind == "int":
+        try:
+            return f"{int(x):,}"
+        except (TypeError, ValueError):
+            return str(x)
+    if kind == "bpp":
+        return f"{float(x):.3f}"
+    if kind == "db":
+        return f"{float(x):.2f}"
+    if kind == "frac":
+        return f"{float(x):.3f}"
+    if kind == "flag":
+        return "✓" if x is True else ("✗" if x is False else "")
+    if kind == "ci":
+        if isinstance(x, tuple):
+            med, half = x
+            if med is None or (isinstance(med, float) and math.isnan(med)):
+                return ""
+            return sig(med) + ("" if half is None or math.isnan(half) else f" ± {sig(half, 2)}")
+        return sig(x)
+    return str(x)
+
+
+def present(df: pd.DataFrame, columns: list[str] | None = None, caption: str | None = None):
+    """A pandas Styler for the book: documented headers, rounding by quantity, no index."""
+    d = df[columns] if columns else df
+    d = d.reset_index(drop=True)
+    out = pd.DataFrame({header(c): [fmt(COLUMNS[c][1], v) for v in d[c]] for c in d.columns})
+    st = out.style.hide(axis="index")
+    if caption:
+        st = st.set_caption(caption)
+    return st.set_table_attributes('class="lcstudy-table"')
+
+
+def summarise(rows: pd.DataFrame, by: list[str], value: str = "seconds") -> pd.DataFrame:
+    """Per ``by`` group: the median over images of ``value`` (each image once: its runs' median),
+    the 95 % interval of that median over the images, its half-width in % and whether it meets the
+    precision target."""
+    per = rows.groupby(by + ["image"], as_index=False, dropna=False)[value].median()
+    out = []
+    for key, g in per.groupby(by, dropna=False, sort=False):
+        v = g[value].dropna().to_numpy(dtype=float)
+        med = float(np.median(v)) if len(v) else float("nan")
+        lo, hi = median_ci(v)
+        half = (hi - lo) / 2 if not math.isnan(lo) else float("nan")
+        rec = dict(zip(by, key if isinstance(key, tuple) else (key,)))
+        rec.update({"median": med, "half": half, "images": len(v),
+                    "ci_half_pct": 100 * half / med if med and not math.isnan(half) else float("nan"),
+                    "precise": (half / med <= TARGET_REL) if med and not math.isnan(half) else None})
+        out.append(rec)
+    return pd.DataFrame(out)
+
+
+def ci_cell(s: pd.DataFrame) -> pd.Series:
+    """Cells for a "ci" column: (median, half-width) pairs."""
+    return pd.Series(list(zip(s["median"], s["half"])), index=s.index)
+
+
+def snake_headers(html: str) -> list[str]:
+    """Table headers in ``html`` that look like snake_case identifiers (a test uses this on the book)."""
+    import re
+
+    heads = re.findall(r"<th[^>]*>(.*?)</th>", html, flags=re.S)
+    out = []
+    for h in heads:
+        text = re.sub(r"<[^>]+>", "", h).strip()
+        if re.fullmatch(r"[a-z0-9]+(_[a-z0-9]+)+", text):
+            out.append(text)
+    return out

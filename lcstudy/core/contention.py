@@ -1,0 +1,128 @@
+"""Contention: how much of the machine the rest of the world used while we were timing.
+
+A timing is only honest if nothing else ran beside it. The timing lock keeps two study runs
+apart, but a shared workstation, a build, a browser or a cluster node without ``--exclusive``
+load the machine too, and nothing in the numbers would say so. So every timed call is
+bracketed by two reads of the CPU time of the whole machine (``/proc/stat`` through psutil:
+user, nice, system, irq, softirq and steal — steal is the hypervisor running other guests)
+and of this process (all its threads): the difference is the CPU time the *rest* of the
+machine used during the call.
+
+A sample is **contended** when the rest of the machine used more than
+:data:`OTHER_CORES` of a core on average during the call and at least :data:`MIN_OTHER_S`
+seconds in all (the kernel counts CPU time in 10 ms ticks, so a shorter call cannot be
+judged finer than that). Contended samples are kept, flagged, left out of the medians and
+measured again (a bounded number of times, :class:`lcstudy.core.stats.StopRule.max_redo`).
+
+On CUDA, the compute processes on the same GPU other than this one (NVML, through
+``pynvml``) are counted too: any other process with GPU memory while a call ran contends.
+"""
+from __future__ import annotations
+
+import os
+
+#: Average number of cores the rest of the machine may use during a timed call before it is contended.
+OTHER_CORES = 0.25
+#: ...and at least this many CPU seconds in all (three 10 ms ticks of /proc/stat).
+MIN_OTHER_S = 0.03
+
+
+def _busy(t) -> float:
+    return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)
+
+
+class CpuContention:
+    """``begin()`` before a timed call, ``end()`` after it: the other processes' CPU seconds."""
+
+    def __init__(self):
+        import psutil
+
+        self._psutil = psutil
+        self._me = psutil.Process(os.getpid())
+        self._t0 = None
+
+    def begin(self) -> None:
+        import time
+
+        ps = self._psutil
+        mine = self._me.cpu_times()
+        self._t0 = (time.perf_counter(), _busy(ps.cpu_times()), mine.user + mine.system)
+
+    def end(self) -> dict:
+        import time
+
+        wall0, sys0, me0 = self._t0
+        mine = self._me.cpu_times()
+        wall = time.perf_counter() - wall0
+        other = max(_busy(self._psutil.cpu_times()) - sys0 - (mine.user + mine.system - me0), 0.0)
+        return {"other_cpu_s": other, "window_s": wall, "contended": is_contended(other, wall)}
+
+
+def is_contended(other_cpu_s: float, wall_s: float) -> bool:
+    return bool(other_cpu_s >= MIN_OTHER_S and other_cpu_s > OTHER_CORES * wall_s)
+
+
+class GpuContention:
+    """Other compute processes on our GPU (NVML); a no-op where NVML is missing."""
+
+    def __init__(self, device):
+        self.handle = None
+        self.index = getattr(device, "index", None) or 0
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self._nvml = pynvml
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+        except Exception:  # noqa: BLE001 - no NVML, no driver: nothing to read
+            self.handle = None
+        self._seen: set[int] = set()
+
+    def _others(self) -> set[int]:
+        if self.handle is None:
+            return set()
+        try:
+            procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
+        except Exception:  # noqa: BLE001
+            return set()
+        return {p.pid for p in procs if p.pid != os.getpid()}
+
+    def begin(self) -> None:
+        self._seen = self._others()
+
+    def end(self) -> dict:
+        others = self._seen | self._others()
+        return {"other_gpu_processes": len(others), "contended": bool(others)}
+
+
+class Monitor:
+    """What the protocol brackets every timed call with: contention (CPU, and GPU on CUDA) and
+    peak memory. ``begin(direction)`` / ``end(direction)`` (called by
+    :func:`lcstudy.core.instrument.encode_decode`); ``take()`` returns and clears what was read."""
+
+    def __init__(self, device, memory: bool = True):
+        from .memory import PeakMemory
+
+        self.cpu = CpuContention()
+        self.gpu = GpuContention(device) if str(device).startswith("cuda") else None
+        self.mem = PeakMemory(device) if memory else None
+        self.reads: dict[str, dict] = {}
+
+    def begin(self, direction: str) -> None:
+        if self.mem is not None:
+            self.mem.begin()
+        if self.gpu is not None:
+            self.gpu.begin()
+        self.cpu.begin()  # last before the clock starts, first after it stops
+
+    def end(self, direction: str) -> None:
+        c = self.cpu.end()
+        if self.gpu is not None:
+            g = self.gpu.end()
+            c = {**c, **g, "contended": c["contended"] or g["contended"]}
+        c["memory"] = self.mem.end() if self.mem is not None else []
+        self.reads[direction] = c
+
+    def take(self) -> dict[str, dict]:
+        out, self.reads = self.reads, {}
+        return out

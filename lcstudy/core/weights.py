@@ -1,0 +1,268 @@
+"""Weights: CompressAI's pretrained zoo weights (through torch.hub, as CompressAI loads them),
+a user's own checkpoints, and whether the network can be reached at all.
+
+* Pretrained: ``torch.hub.load_state_dict_from_url`` into ``$TORCH_HOME/hub/checkpoints`` —
+  the exact download and cache of CompressAI's zoo — with a timeout, so that a machine
+  without network fails within seconds, naming the URL and the cache path.
+* ``weights="auto"``: pretrained where the checkpoint is cached or downloadable, seeded random
+  otherwise. Whether the network answers is asked **once** per process (:func:`online`), so
+  an offline ``make book`` pays a few seconds in all, not per run.
+* A checkpoint file: what CompressAI's ``examples/train.py`` writes (``{"state_dict": …,
+  "epoch": …, "optimizer": …}``, keys prefixed ``module.`` under DataParallel), with or
+  without ``compressai.utils.update_model`` applied, or a plain state dict. Always loaded with
+  ``torch.load(weights_only=True)``: the study never runs code from a checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+from ..errors import InputError, WeightsError
+
+#: Seconds to wait for the first byte of a download (weights, data) before giving up.
+DOWNLOAD_TIMEOUT_S = 10.0
+#: Seconds the one reachability probe of ``auto`` may take.
+PROBE_TIMEOUT_S = 3.0
+CHECKPOINT_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt", ".bin")
+_CDF_BUFFERS = ("_quantized_cdf", "_offset", "_cdf_length")
+
+
+def is_checkpoint(weights) -> bool:
+    """Whether a ``weights`` value names a file (anything but the three keywords)."""
+    return isinstance(weights, (str, os.PathLike)) and str(weights) not in ("random", "pretrained", "auto", "")
+
+
+def weights_url(spec, quality: int, metric: str = "mse") -> str:
+    """The URL CompressAI's zoo downloads ``spec``'s pretrained weights from.
+
+    ``LCSTUDY_WEIGHTS_URL`` replaces the zoo's root URL (a mirror, or a loopback server in tests).
+    """
+    if not spec.pretrained:
+        raise WeightsError(f"CompressAI publishes no pretrained weights for {spec.label}; use weights='random'")
+    from compressai.zoo import image as zoo_image
+
+    url = zoo_image.model_urls[spec.name][metric][quality]
+    root = os.environ.get("LCSTUDY_WEIGHTS_URL")
+    if root:
+        url = root.rstrip("/") + "/" + url.rsplit("/", 1)[1]
+    return url
+
+
+def hub_checkpoint_path(url: str) -> Path:
+    import torch
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urllib.parse.urlparse(url).path)
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float):
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(old)
+
+
+_ONLINE: dict[str, bool] = {}
+
+
+def online(url: str) -> bool:
+    """Whether ``url``'s host answers at all (one HEAD request, :data:`PROBE_TIMEOUT_S`); asked
+    once per host and process."""
+    host = urllib.parse.urlparse(url).netloc
+    if host not in _ONLINE:
+        try:
+            req = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(req, timeout=PROBE_TIMEOUT_S):
+                pass
+            _ONLINE[host] = True
+        except urllib.error.HTTPError:
+            _ONLINE[host] = True  # the server answered (404 and friends): it is reachable
+        except (urllib.error.URLError, OSError, TimeoutError):
+            _ONLINE[host] = False
+    return _ONLINE[host]
+
+
+def available(spec, quality: int, metric: str = "mse") -> bool:
+    """Whether ``auto`` would find pretrained weights: cached, or the zoo reachable."""
+    if not spec.pretrained:
+        return False
+    url = weights_url(spec, quality, metric)
+    return hub_checkpoint_path(url).exists() or online(url)
+
+
+def download(url: str) -> Path:
+    """torch.hub's own download into its cache (the path CompressAI's zoo takes), with a timeout
+    and retries for transient errors; a failed download leaves no file in the cache."""
+    import torch
+
+    cache = hub_checkpoint_path(url)
+    if cache.exists():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    last: Exception | None = None
+    for attempt in range(3):
+        try:
+            with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+                # what torch.hub.load_state_dict_from_url does: a temporary file, renamed when complete
+                torch.hub.download_url_to_file(url, str(cache), progress=False)
+            return cache
+        except urllib.error.HTTPError as e:  # a definite answer: do not retry
+            last = e
+            break
+        except (urllib.error.URLError, OSError, TimeoutError) as e:
+            last = e
+            reason = getattr(e, "reason", None)
+            if attempt < 2 and not isinstance(reason, (socket.gaierror, ConnectionRefusedError)):
+                time.sleep(0.2 * (attempt + 1))
+                continue
+            break
+    _ONLINE[urllib.parse.urlparse(url).netloc] = False
+    raise WeightsError(
+        f"could not download pretrained weights from {url}: {last}. Without network access, run `make weights` on "
+        f"a machine with network and copy the files to {cache.parent} (torch hub cache; set TORCH_HOME to move "
+        "it), or use WEIGHTS=random") from last
+
+
+def load_pretrained(spec, quality: int, metric: str = "mse"):
+    """The zoo's model for ``spec`` at ``quality`` (CDFs as shipped)."""
+    import torch
+    from compressai.zoo.pretrained import load_pretrained as remap
+
+    path = download(weights_url(spec, quality, metric))
+    sd = torch.load(path, map_location="cpu", weights_only=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = spec.model_class().from_state_dict(remap(sd))
+    model.update(force=False)
+    return model
+
+
+def fetch_registered(spec, quality: int) -> str:
+    """A registered codec's checkpoint for ``quality``: the path, or the cached download of its URL."""
+    ck = spec.checkpoints[quality]
+    if "://" in ck:
+        return str(download(ck))
+    return ck
+
+
+def read_checkpoint(path) -> tuple[dict, list[str]]:
+    """The state dict in a checkpoint file, and notes on what was done to read it."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    p = Path(path)
+    if not p.exists():
+        raise InputError(f"checkpoint not found: {p}; give the path of a file written by torch.save "
+                         "(e.g. CompressAI's examples/train.py checkpoint.pth.tar)")
+    if p.is_dir():
+        raise InputError(f"checkpoint {p} is a folder; give the file")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e):
+            raise InputError(
+                f"checkpoint {p} holds Python objects that torch.load(weights_only=True) refuses ({first[:160]}). "
+                "The study never unpickles code from a checkpoint: save tensors only, e.g. "
+                "torch.save({'state_dict': model.state_dict()}, path)") from None
+        raise InputError(f"checkpoint {p} is not a torch file ({first[:160]})") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, ValueError, OSError) as e:
+        raise InputError(f"checkpoint {p} is not a torch file ({type(e).__name__}: {str(e)[:160]}); give a file "
+                         "written by torch.save") from None
+    notes = []
+    sd = obj
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        sd = obj["state_dict"]
+        extra = f" (epoch {obj['epoch']})" if "epoch" in obj else ""
+        notes.append(f"{p.name}: read the model from the training checkpoint's 'state_dict'{extra}")
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise InputError(f"checkpoint {p} holds no state dict of tensors (expected a state dict or "
+                         "{'state_dict': …} as CompressAI's train.py saves)")
+    if all(k.startswith("module.") for k in sd):
+        sd = {k[len("module."):]: v for k, v in sd.items()}
+        notes.append(f"{p.name}: removed the DataParallel prefix 'module.'")
+    return sd, notes
+
+
+def _cdfs_missing(sd: dict) -> bool:
+    cdf = [v for k, v in sd.items() if k.endswith("._quantized_cdf")]
+    return not cdf or any(v.numel() == 0 for v in cdf)
+
+
+def _first_mismatch(model, sd: dict) -> str | None:
+    own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    theirs = {k: tuple(v.shape) for k, v in sd.items()}
+    is_cdf = lambda k: k.rsplit(".", 1)[-1] in _CDF_BUFFERS + ("scale_table",)  # noqa: E731 (resized on load)
+    for k, s in own.items():
+        if is_cdf(k):
+            continue
+        if k not in theirs:
+            return f"key {k} (shape {list(s)}) is missing from the checkpoint"
+        if theirs[k] != s:
+            return f"{k} has shape {list(theirs[k])} in the checkpoint and {list(s)} in the model"
+    for k in theirs:
+        if k not in own and not is_cdf(k):
+            return f"the checkpoint has key {k} (shape {list(theirs[k])}), which the model does not"
+    return None
+
+
+def load_checkpoint(spec, quality: int, path):
+    """Build ``spec``'s model from a checkpoint: ``from_state_dict`` (N and M inferred from the
+    shapes, as CompressAI does) where the class has one, else the registered constructor
+    arguments; ``update()`` when the CDF tables are missing. Returns (model, notes)."""
+    import warnings
+
+    from .registry import _construct, _update, check_model
+
+    sd, notes = read_checkpoint(path)
+    cls = spec.model_class()
+    model = None
+    if spec.builtin and hasattr(cls, "from_state_dict"):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                model = cls.from_state_dict(sd)
+        except (KeyError, RuntimeError, IndexError, TypeError):
+            model = None  # say which key does not fit, below
+    if model is None:
+        template = _construct(spec, quality)
+        check_model(spec, template)
+        bad = _first_mismatch(template, sd)
+        if bad:
+            raise InputError(f"checkpoint {Path(path).name} does not fit {spec.label} ({spec.cls}"
+                             f"{'' if spec.builtin else ', arguments ' + spec.describe_channels(quality)}): {bad}")
+        try:
+            template.load_state_dict(sd)
+        except RuntimeError as e:
+            raise InputError(f"checkpoint {Path(path).name} does not load into {spec.label}: "
+                             f"{str(e).splitlines()[0][:300]}") from None
+        model = template
+    check_model(spec, model)
+    if _cdfs_missing(sd):
+        _update(spec, model, force=True)
+        notes.append(f"{Path(path).name}: the entropy models' CDF tables were not in the checkpoint; computed "
+                     "them with update() (as compressai.utils.update_model does)")
+    return model, notes
+
+
+def channels_text(model) -> str:
+    """The channel counts a model was built with, from its first and last analysis layers."""
+    import torch
+
+    convs = [m for m in getattr(model, "g_a", model).modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        return "channels not inferable"
+    n, m = convs[0].out_channels, convs[-1].out_channels
+    return f"N={n}, M={m}" if n != m else f"N={n}"

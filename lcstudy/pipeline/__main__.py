@@ -1,0 +1,196 @@
+"""``python -m lcstudy.pipeline``: what the Makefile calls.
+
+``run [--notebook N] name=value …``   one run notebook (``make run``)
+``runs --profile P [--executor local|slurm] name=value …``   every missing run of a profile (``make runs``)
+``missing --profile P``                 exit 1 and name them if planned runs have no results
+``chapters --results-dir R``            execute the chapter notebooks over the results
+``book --results-dir R``                the table of contents, run pages, downloads and machines pages
+``cost --profile P --nodes 1,4,16``     what the runs cost, measured and predicted
+``weights --profile P``                 fetch every pretrained checkpoint the profile needs
+``clean-stale --results-dir R``         move run folders of other result schemas out of the way
+``ipynb NAME DEST``                     a notebook as .ipynb, for plain papermill
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import LcstudyError
+
+
+def _kv(items: list[str]) -> dict:
+    out = {}
+    for kv in items:
+        if "=" not in kv:
+            raise LcstudyError(f"expected name=value, got {kv!r}")
+        k, v = kv.split("=", 1)
+        out[k.strip().lower()] = v
+    return out
+
+
+def _profile(a):
+    from ..runs.profiles import get_profile
+
+    return get_profile(a.profile)
+
+
+def _devices(a) -> list[str]:
+    from .plan import default_devices
+
+    return a.devices.split() if a.devices else default_devices()
+
+
+def _resolved(a, any_platform: bool = False):
+    from ..runs.params import parse_value
+    from .cost import predict
+    from .plan import plan, resolve_plan
+
+    prof = _profile(a)
+    overrides = {k: parse_value(v) for k, v in _kv(a.params).items()}
+    planned = plan(prof, _devices(a), a.codecs.split() if a.codecs else None)
+    resolved = resolve_plan(planned, prof, a.results_dir, overrides, any_platform=any_platform)
+    predict(resolved, a.results_dir)
+    return resolved
+
+
+def cmd_run(a) -> int:
+    import os
+
+    from .runner import run_notebook
+
+    params = _kv(a.params)
+    params.setdefault("results_dir", a.results_dir)
+    return run_notebook(a.notebook, params, wait=not os.environ.get("LCSTUDY_NOWAIT"), force=a.force)
+
+
+def cmd_runs(a) -> int:
+    import os
+
+    if a.executor == "slurm":
+        from . import slurm
+
+        slurm.check_available()
+        return slurm.execute(_resolved(a, any_platform=True), a)
+    if a.executor != "local":
+        raise LcstudyError(f"EXECUTOR={a.executor!r}: must be local or slurm")
+    from . import local
+
+    return local.execute(_resolved(a), wait=not os.environ.get("LCSTUDY_NOWAIT"))
+
+
+def cmd_missing(a) -> int:
+    resolved = _resolved(a, any_platform=True)
+    missing = [r for r in resolved if r.done is None]
+    if missing:
+        print(f"error: {len(missing)} of {len(resolved)} planned runs have no results in {a.results_dir}: "
+              + "; ".join(r.planned.describe() for r in missing)
+              + ". Run them (`make runs`, or resubmit with EXECUTOR=slurm) before building the book, or build "
+                "what there is with `make chapters html`", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_chapters(a) -> int:
+    from .book import execute_chapters
+
+    return execute_chapters(a.results_dir, a.reference, a.only.split(",") if a.only else None)
+
+
+def cmd_book(a) -> int:
+    from .book import write_book
+
+    write_book(a.results_dir)
+    return 0
+
+
+def cmd_cost(a) -> int:
+    from .cost import report
+
+    nodes = [int(n) for n in a.nodes.split(",")] if a.nodes else [1]
+    print(report(_resolved(a, any_platform=True), a.results_dir, nodes))
+    return 0
+
+
+def cmd_weights(a) -> int:
+    from .weights import fetch_all
+
+    return fetch_all(_profile(a), a.codecs.split() if a.codecs else None)
+
+
+def cmd_clean_stale(a) -> int:
+    import shutil
+    from pathlib import Path
+
+    from ..runs.layout import stale_runs
+
+    moved = 0
+    for p in stale_runs(a.results_dir):
+        dest = Path(a.results_dir) / "_stale" / p.relative_to(a.results_dir)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(p), str(dest))
+        moved += 1
+    print(f"moved {moved} run folder(s) of other result schemas to {Path(a.results_dir) / '_stale'}")
+    return 0
+
+
+def cmd_ipynb(a) -> int:
+    from .notebooks import ipynb
+
+    print(ipynb(a.name, a.dest))
+    return 0
+
+
+def main(argv=None) -> int:
+    import warnings
+
+    warnings.simplefilter("ignore", FutureWarning)
+    ap = argparse.ArgumentParser(prog="python -m lcstudy.pipeline")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def planned(name, **kw):
+        p = sub.add_parser(name, **kw)
+        p.add_argument("--profile", default="standard")
+        p.add_argument("--devices", default="")
+        p.add_argument("--codecs", default="")
+        p.add_argument("--results-dir", default="results")
+        p.add_argument("params", nargs="*", help="name=value parameters for every run (WEIGHTS=random …)")
+        return p
+
+    r = sub.add_parser("run")
+    r.add_argument("params", nargs="*", help="name=value notebook parameters (and profile=NAME)")
+    r.add_argument("--notebook", default="profile_codec", help="profile_codec (default) or profile_standard")
+    r.add_argument("--results-dir", default="results")
+    r.add_argument("--force", action="store_true", help="execute even if the run is complete")
+    rs = planned("runs")
+    rs.add_argument("--executor", default="local")
+    rs.add_argument("--wait", default="1", help="slurm: wait for the jobs (1) or return after submitting (0)")
+    planned("missing")
+    c = planned("cost")
+    c.add_argument("--nodes", default="1")
+    planned("weights")
+    ch = sub.add_parser("chapters")
+    ch.add_argument("--results-dir", default="results")
+    ch.add_argument("--reference", default="data/reference")
+    ch.add_argument("--only", default="")
+    b = sub.add_parser("book")
+    b.add_argument("--results-dir", default="results")
+    cs = sub.add_parser("clean-stale")
+    cs.add_argument("--results-dir", default="results")
+    nb = sub.add_parser("ipynb")
+    nb.add_argument("name")
+    nb.add_argument("dest")
+    a = ap.parse_args(argv)
+    try:
+        return {"run": cmd_run, "runs": cmd_runs, "missing": cmd_missing, "chapters": cmd_chapters,
+                "book": cmd_book, "cost": cmd_cost, "weights": cmd_weights, "clean-stale": cmd_clean_stale,
+                "ipynb": cmd_ipynb}[a.cmd](a)
+    except LcstudyError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to go on where it stopped", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""Laying out the book from the results: the chapters (executed notebooks), the run pages (each run's
+own notebook, copied from its results folder), the table of contents, the introduction's machines
+table and headline findings, and the downloads page — all derived from
+:data:`lcstudy.chapters.CHAPTERS` and the results folder, so the book lists only runs whose results
+it reads."""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+#: peak matmul more than this far from its platform's median marks a node as slow or shared
+NODE_PEAK_TOLERANCE = 0.05
+
+
+def book_dir() -> Path:
+    return Path(os.environ.get("LCSTUDY_BOOK") or ROOT / "book").resolve()
+
+
+def execute_chapters(results_dir, reference, only=None) -> int:
+    from ..chapters import CHAPTERS
+    from . import notebooks
+
+    book = book_dir()
+    downloads = book / "_generated" / "downloads"
+    for c in CHAPTERS:
+        if only and c.name not in only:
+            continue
+        params = {"results_dir": str(Path(results_dir).resolve()), "reference": str(Path(reference).resolve()),
+                  "downloads_dir": str(downloads)}
+        try:
+            notebooks.execute(c.name, book / f"{c.name}.ipynb", params, echo=False)
+        except Exception as e:  # noqa: BLE001
+            print(f"error: the {c.name} chapter failed: {notebooks.failure_text(e)}", file=sys.stderr)
+            return 1
+        print(f"wrote {book / (c.name + '.ipynb')}", flush=True)
+    return 0
+
+
+def machines_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(platforms, nodes): one row per platform and device with its software, nodes, best and median peak
+    matmul, runs and contended share; one row per node with its median peak and whether it is more than
+    5 % off its platform's median (a slow or shared node)."""
+    if runs.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    r = runs.copy()
+    r["node"] = r.nodes.str.split(", ").str[0]
+    plat_med = r.groupby(["platform", "device"]).peak_matmul_gflops.median().rename("platform_peak")
+    nodes = r.groupby(["platform", "device", "node"], as_index=False).agg(
+        node_peak=("peak_matmul_gflops", "median"), runs=("run_id", "nunique"))
+    nodes = nodes.merge(plat_med.reset_index(), on=["platform", "device"])
+    nodes["off_pct"] = 100 * (nodes.node_peak / nodes.platform_peak - 1)
+    nodes["flagged"] = nodes.off_pct.abs() > 100 * NODE_PEAK_TOLERANCE
+    rows = []
+    for (plat, dev), g in r.groupby(["platform", "device"], sort=True):
+        first = g.iloc[0]
+        n = nodes[(nodes.platform == plat) & (nodes.device == dev)]
+        rows.append({"platform": plat, "device": dev, "CPU": first.cpu_model, "GPU": first.gpu_name or "—",
+                     "nodes": ", ".join(n.node) + (f" (slow or shared: {', '.join(n[n.flagged].node)})"
+                                                   if n.flagged.any() else ""),
+                     "torch / CompressAI / Python": f"{first.torch_version} / {first.compressai_version} / "
+                                                    f"{first.python_version}",
+                     "peak matmul GFLOP/s (median)": f"{g.peak_matmul_gflops.median():.0f}",
+                     "runs": len(g), "contended repeats": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f} %",
+                     "measured (UTC)": f"{str(g.started_utc.min())[:10]} … {str(g.finished_utc.max())[:10]}"})
+    return pd.DataFrame(rows), nodes
+
+
+def _md_table(df: pd.DataFrame) -> str:
+    lines = ["| " + " | ".join(df.columns) + " |", "|" + " --- |" * len(df.columns)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
+    return "\n".join(lines)
+
+
+def _slug(s: str) -> str:
+    from ..runs.layout import safe_name
+
+    return safe_name(s.replace(" ", "-").replace(",", ""))
+
+
+def write_book(results_dir) -> None:
+    """The generated pages: table of contents, runs index and run pages, downloads page, machines and
+    headline findings for the introduction."""
+    from ..chapters import CHAPTERS
+    from ..chapters.tables import COLUMNS
+    from ..runs import layout
+    from ..runs.store import atomic_write_text
+    from ..runs.tables import load_results
+    from .cost import fmt_seconds
+
+    book = book_dir()
+    gen = book / "_generated"
+    runs_dir = book / "runs"
+    shutil.rmtree(runs_dir, ignore_errors=True)
+    runs = load_results(results_dir, "runs") if Path(results_dir).exists() else pd.DataFrame()
+    index = ["# Runs", "", "Every run whose results this book reads, by platform and device: its notebook shows "
+             "where its time goes, its MACs, memory and heaviest operators.", ""]
+    toc_runs = []
+    if not runs.empty:
+        runs = runs[runs.notebook.astype(bool)]
+        for (plat, dev), g in runs.groupby(["platform", "device"], sort=True):
+            index += [f"## {plat} · {dev}", "", "| run | codec | quality | images | repeats | weights | wall time |",
+                      "| --- | --- | --- | --- | --- | --- | --- |"]
+            from ..chapters.style import sort_codecs
+
+            for r in sort_codecs(g, then=["label"]).itertuples():
+                dest = runs_dir / _slug(plat) / dev / f"{r.label}-{r.run_id[:6]}.ipynb"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(r.notebook, dest)
+                rel = dest.relative_to(book).with_suffix("").as_posix()
+                toc_runs.append(rel)
+                index.append(f"| {{doc}}`{r.label} <{rel}>` | {r.codec} | {r.quality if r.kind == 'learned' else ''} "
+                             f"| {r.items} | {r.repeats} | {r.weights_label or r.weights} | "
+                             f"{fmt_seconds(r.wall_seconds)} |")
+            index.append("")
+    else:
+        index.append("No runs yet: `make runs`.")
+    lines = ["# generated by `python -m lcstudy.pipeline book`", "format: jb-book", "root: intro", "parts:",
+             "- caption: The study", "  chapters:", "  - file: methodology"]
+    lines += [f"  - file: {c.name}" for c in CHAPTERS if (book / f"{c.name}.ipynb").exists()]
+    lines += ["- caption: Runs", "  chapters:", "  - file: runs_index"]
+    if toc_runs:
+        lines.append("    sections:")
+        lines += [f"    - file: {p}" for p in toc_runs]
+    lines += ["- caption: Data", "  chapters:", "  - file: data"]
+    atomic_write_text(book / "_toc.yml", "\n".join(lines) + "\n")
+    atomic_write_text(book / "runs_index.md", "\n".join(index) + "\n")
+    atomic_write_text(book / "data.md", downloads_page(gen / "downloads", COLUMNS, CHAPTERS))
+    m, nodes = machines_table(runs) if not runs.empty else (pd.DataFrame(), pd.DataFrame())
+    text = "No results yet: `make runs`.\n"
+    if not m.empty:
+        total = runs.wall_seconds.sum()
+        work = runs.codec_seconds.sum()
+        text = (_md_table(m) + f"\n\nThe {len(runs)} runs took **{fmt_seconds(total)}** of measurement wall time "
+                f"(`make cost` prints each); **{work / total:.0%}** of it was timed encoding and decoding (the rest: "
+                "model loading, warm-up, quality metrics, the operator profile and the MAC count). A node whose "
+                "median peak matmul rate is more than 5 % off its platform's median is named as slow or shared.\n")
+    atomic_write_text(gen / "machines.md", text)
+    atomic_write_text(gen / "headlines.md", headlines(gen / "downloads", CHAPTERS))
+    print(f"wrote {book}/_toc.yml ({len(toc_runs)} run pages), runs_index.md, data.md, _generated/machines.md, "
+          "_generated/headlines.md")
+
+
+def headlines(downloads: Path, chapters) -> str:
+    """The introduction's findings: the first sentences of each chapter's findings (from its findings CSV)."""
+    out = []
+    for c in chapters:
+        f = downloads / f"lcstudy_{c.name}_findings.csv"
+        if not f.exists():
+            continue
+        t = pd.read_csv(f, keep_default_na=False)
+        sentences = list(dict.fromkeys(t.sentence))[:2]
+        for s in sentences:
+            out.append(f"- {s} ({{doc}}`{c.title} <{c.name}>`)")
+    return ("\n".join(out) + "\n") if out else "No findings yet: `make book`.\n"
+
+
+def downloads_page(downloads: Path, columns: dict, chapters) -> str:
+    lines = ["# Data", "", "The raw data behind every table and figure, all derived from the tidy tables "
+             "(`lcstudy.load_results`). Each CSV is listed with its columns; the xlsx workbooks hold the same "
+             "tables, one sheet each. Raw per-repeat samples of every run are in `lcstudy_samples.csv` and, per "
+             "run, under `results/`.", ""]
+    files = sorted(downloads.glob("*")) if downloads.exists() else []
+    if not files:
+        return "\n".join(lines + ["(none yet: run `make book`)"]) + "\n"
+    described = {"All_enc_report_CPU.xlsx": "encode stage times per image in the ICASSP 2023 paper's layout, our "
+                 "columns after the paper's", "All_dec_report_CPU.xlsx": "decode stage times, the same layout",
+                 "All_enc_report_Cuda.xlsx": "encode stage times on CUDA, the paper's layout",
+                 "All_dec_report_Cuda.xlsx": "decode stage times on CUDA, the paper's layout"}
+    tidy = {"lcstudy_timings.csv": "the tidy table: one row per run × image × direction × stage",
+            "lcstudy_samples.csv": "every timed repeat of every stage", "lcstudy_memory.csv": "memory around every "
+            "timed call", "lcstudy_kernels.csv": "the operator profile of each run",
+            "lcstudy_complexity.csv": "MACs and parameters per stage", "lcstudy_standard.csv": "the standard codecs' "
+            "measurements", "lcstudy_runs.csv": "one row per run: what it cost, how it stopped, where it ran"}
+    titles = {f"lcstudy_{c.name}": c for c in chapters}
+    for f in files:
+        desc = described.get(f.name) or tidy.get(f.name)
+        if desc is None:
+            stem = f.stem
+            ch = next((titles[k] for k in sorted(titles, key=len, reverse=True) if stem.startswith(k)), None)
+            table = stem[len(f"lcstudy_{ch.name}_"):] if ch and stem != f"lcstudy_{ch.name}" else ""
+            desc = (f"{{doc}}`{ch.title} <{ch.name}>`: " + (f"table *{table.replace('_', ' ')}*" if table
+                                                           else "all its tables, one sheet each")) if ch else ""
+        lines += [f"{{download}}`{f.name} <_generated/downloads/{f.name}>` — {desc}", ""]
+        if f.suffix == ".csv":
+            cols = list(pd.read_csv(f, nrows=0).columns)
+            rows = []
+            for c in cols:
+                h, _, what = columns.get(c, (c, "", ""))
+                rows.append(f"| `{c}` | {h} | {what} |")
+            lines += ["| column | header | meaning |", "| --- | --- | --- |"] + rows + [""]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,206 @@
+"""What a study costs: measured per run, predicted where not yet measured, and on N nodes.
+
+Every run records its wall time per execution, each item's wall time, its timed codings and its
+phases (:mod:`lcstudy.runs.tables`, table ``runs``). The **prediction** of a run not yet made:
+
+1. a complete run of the same request on any platform: its measured wall time;
+2. else the coding time per megapixel of this codec and channel configuration on this device and
+   thread count, measured by any run here (else the reference table below, from the 2-core VM
+   this study is developed on), times the repeats the profile's stopping rule will make, plus
+   warm-up, metrics and the per-run overhead (kernel start, imports, peak matmul, phases).
+
+``make cost NODES=1,4,16`` schedules the runs longest first on N exclusive nodes (list
+scheduling: each run goes to the node that frees up first) and prints the makespan, so a user
+can size a cluster request; the SLURM executor submits in that order, with each run's time limit
+its prediction times a margin.
+"""
+from __future__ import annotations
+
+import heapq
+import math
+
+#: encode + decode seconds per megapixel at 2 threads on the reference 2-core VM (AMD EPYC, AVX-512),
+#: lowest quality of each channel configuration, seeded random weights (measured Nov 2026)
+REF_S_PER_MPX = {("FP", 0): 2.5, ("FP", 1): 4.6, ("HP", 0): 2.9, ("HP", 1): 5.7, ("MS-HP", 0): 3.2,
+                 ("MS-HP", 1): 5.4, ("ARC", 0): 38.4, ("ARC", 1): 56.0, ("DGM", 0): 35.4, ("DGM", 1): 49.0,
+                 ("DGM-ATT", 0): 40.0, ("DGM-ATT", 1): 49.6, ("CKBD", 0): 15.6, ("ELIC", 0): 13.2}
+#: an unknown codec: as a hyperprior codec
+DEFAULT_S_PER_MPX = 5.0
+#: per run: kernel start, imports, model load, peak matmul, tables and figures (seconds)
+RUN_OVERHEAD_S = 20.0
+#: the operator profile costs this many codings of the first image (the profiler's per-op overhead;
+#: an autoregressive loop makes tens of thousands of small ops)
+KERNELS_CODINGS = {"autoregressive": 9.0}
+KERNELS_CODINGS_DEFAULT = 2.0
+#: a standard codec item: encode + decode seconds per megapixel, and the quality metrics per item
+STANDARD_S_PER_MPX = 0.6
+METRICS_S_PER_MPX = 0.25
+#: SLURM time limit = prediction × margin + slack
+LIMIT_MARGIN = 2.0
+LIMIT_SLACK_S = 600.0
+
+
+def fmt_seconds(s: float) -> str:
+    if s is None or math.isnan(s):
+        return "?"
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def _config_index(spec, quality: int) -> int:
+    configs = []
+    for q in spec.qualities:
+        c = spec.channels[q]
+        if c not in configs:
+            configs.append(c)
+    return configs.index(spec.channels[quality])
+
+
+def measured_rates(runs_table, timings) -> dict:
+    """(codec, quality, device, threads) → encode+decode seconds per megapixel, from measured runs."""
+    if timings is None or timings.empty:
+        return {}
+    t = timings[timings.stage == "total"]
+    t = t.assign(mpx=t.height * t.width / 1e6)
+    g = t.groupby(["codec", "quality", "device", "threads", "image", "run_id"], as_index=False).agg(
+        s=("seconds", "sum"), mpx=("mpx", "first"))
+    g["rate"] = g.s / g.mpx
+    return g.groupby(["codec", "quality", "device", "threads"]).rate.median().to_dict()
+
+
+def predict_one(req, rates: dict, measured_walls: dict) -> float:
+    """Predicted wall seconds of one run (see the module docstring)."""
+    if req.request_id in measured_walls:
+        return measured_walls[req.request_id]
+    rule = req.rule
+    if req.kind == "standard":
+        from ..core.standard import STANDARD, get_codec
+
+        codecs = [get_codec(c) for c in req.codecs] if req.codecs else list(STANDARD)
+        points = sum(len(c.sweep if req.sweep == "full" else c.short_sweep()) for c in codecs)
+        mpx = sum(_mpx(req, r) for r in req.images)
+        t_item = STANDARD_S_PER_MPX * mpx / max(len(req.images), 1)
+        n = _repeats(rule, t_item)
+        return RUN_OVERHEAD_S + points * (mpx * (STANDARD_S_PER_MPX * (n + 1) + METRICS_S_PER_MPX))
+    from ..core.registry import get_spec
+
+    spec = get_spec(req.codec, req.codec_args)
+    threads = req.threads or 2
+    key = (spec.label, req.quality, req.device, threads)
+    rate = rates.get(key)
+    if rate is None:
+        rate = REF_S_PER_MPX.get((spec.label, _config_index(spec, req.quality)), DEFAULT_S_PER_MPX)
+        if req.device.startswith("cuda"):
+            rate /= 10.0  # no measurement yet: a GPU is assumed an order of magnitude faster
+        elif threads == 1:
+            rate *= 1.4
+    total = RUN_OVERHEAD_S
+    shapes = set()
+    for im in req.images:
+        mpx = _mpx(req, im)
+        t = rate * mpx
+        n = _repeats(rule, t)
+        shape = (mpx,)
+        warm = 0 if shape in shapes or t > rule.warmup_skip_s else rule.warmup
+        shapes.add(shape)
+        total += (n + warm) * t + METRICS_S_PER_MPX * mpx
+    first = rate * _mpx(req, req.images[0]) if req.images else 0.0
+    if req.kernels:
+        total += KERNELS_CODINGS.get(spec.family, KERNELS_CODINGS_DEFAULT) * first * (
+            (req.kernels_crop ** 2 / 1e6) / _mpx(req, req.images[0]) if req.kernels_crop else 1.0)
+    return total
+
+
+def _mpx(req, image_ref) -> float:
+    if req.resize:
+        w, h = (int(v) for v in req.resize.split("x"))
+        return w * h / 1e6
+    if req.crop:
+        return req.crop ** 2 / 1e6
+    from PIL import Image
+
+    with Image.open(image_ref.path) as im:
+        return im.width * im.height / 1e6
+
+
+def _repeats(rule, t_item: float) -> int:
+    if t_item <= 0:
+        return rule.max_repeats
+    return int(min(max(math.ceil(rule.budget_s / t_item), rule.min_repeats), rule.max_repeats))
+
+
+def predict(resolved: list, results_dir) -> None:
+    """Fill ``predicted_s`` of every resolved planned run."""
+    from pathlib import Path
+
+    from ..runs.tables import load_results
+
+    rates, walls = {}, {}
+    if Path(results_dir).exists():
+        runs = load_results(results_dir, "runs")
+        if not runs.empty:
+            c = runs[runs.complete & runs.wall_seconds.notna()]
+            walls = c.groupby("request_id").wall_seconds.median().to_dict()
+            rates = measured_rates(runs, load_results(results_dir, "timings"))
+    for r in resolved:
+        r.predicted_s = predict_one(r.request, rates, walls)
+
+
+def schedule(durations: list[float], nodes: int) -> float:
+    """Makespan of list scheduling, longest first, on ``nodes`` identical nodes."""
+    free = [0.0] * max(nodes, 1)
+    heapq.heapify(free)
+    for d in sorted(durations, reverse=True):
+        t = heapq.heappop(free)
+        heapq.heappush(free, t + d)
+    return max(free)
+
+
+def slurm_limit_minutes(predicted_s: float) -> int:
+    return int(math.ceil((predicted_s * LIMIT_MARGIN + LIMIT_SLACK_S) / 60))
+
+
+def report(resolved: list, results_dir, nodes: list[int], chapters_s: float | None = None) -> str:
+    """The text ``make cost`` prints."""
+    import pandas as pd
+
+    from ..runs.tables import load_results
+
+    lines = []
+    runs = pd.DataFrame()
+    from pathlib import Path
+
+    if Path(results_dir).exists():
+        runs = load_results(results_dir, "runs")
+    if not runs.empty:
+        phase_cols = [c for c in runs.columns if c.startswith("phase_seconds_")]
+        r = runs.assign(share=runs.codec_seconds / runs.wall_seconds)
+        cols = ["label", "host", "device", "items", "repeats", "wall_seconds", "item_wall_seconds", "codec_seconds",
+                "share", "contended_share"] + phase_cols
+        with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_columns", 40):
+            lines.append("measured runs (wall: all executions of the run notebook's measurement; codec: timed "
+                         "encodes+decodes; share = codec / wall)")
+            lines.append(r[cols].sort_values("wall_seconds").round(2).to_string(index=False))
+        wall, work = r.wall_seconds.sum(), r.codec_seconds.sum()
+        per_phase = {c[len('phase_seconds_'):]: r[c].sum() for c in phase_cols}
+        lines.append(f"\nall runs: {fmt_seconds(wall)} of run wall time, {fmt_seconds(work)} of it codec work "
+                     f"({work / wall:.1%}); item walls {fmt_seconds(r.item_wall_seconds.sum())}; phases: "
+                     + ", ".join(f"{k} {fmt_seconds(v)}" for k, v in per_phase.items()))
+    if resolved:
+        measured = [r for r in resolved if r.done is not None]
+        missing = [r for r in resolved if r.done is None]
+        durs = [r.predicted_s for r in resolved]
+        lines.append(f"\nplan: {len(resolved)} runs ({len(measured)} measured, {len(missing)} missing); "
+                     f"projected run time {fmt_seconds(sum(durs))}"
+                     + (f" + chapters and HTML {fmt_seconds(chapters_s)}" if chapters_s else ""))
+        for n in nodes:
+            lines.append(f"  on {n} exclusive node(s): {fmt_seconds(schedule(durs, n))} (longest run "
+                         f"{fmt_seconds(max(durs))})")
+        if missing:
+            lines.append("missing runs (predicted): " + "; ".join(
+                f"{r.planned.describe()} {fmt_seconds(r.predicted_s)}" for r in sorted(missing,
+                                                                                          key=lambda r: -r.predicted_s)))
+    return "\n".join(lines)

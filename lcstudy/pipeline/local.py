@@ -1,0 +1,35 @@
+"""The local executor: the missing runs of a plan, one after another on this machine.
+
+Shortest predicted run first (:mod:`lcstudy.pipeline.cost`): a long run never holds back a
+short one, so the standard-codec run and the fast codecs are in (and their chapters could be
+built) long before the autoregressive codecs at 4K finish. A failed run is reported and the
+others go on; the exit status says whether all succeeded.
+"""
+from __future__ import annotations
+
+import sys
+
+
+def execute(resolved: list, wait: bool = True) -> int:
+    from .cost import fmt_seconds
+    from .runner import run_notebook
+
+    todo = sorted((r for r in resolved if r.done is None), key=lambda r: r.predicted_s)
+    done = len(resolved) - len(todo)
+    total = sum(r.predicted_s for r in todo)
+    print(f"plan: {len(resolved)} runs, {done} already measured, {len(todo)} to run"
+          + (f" (predicted {fmt_seconds(total)})" if todo else ""), flush=True)
+    failed = []
+    for i, r in enumerate(todo, 1):
+        print(f"[{i}/{len(todo)}] {r.planned.describe()} — predicted {fmt_seconds(r.predicted_s)}", flush=True)
+        params = {**r.request_params}
+        rc = run_notebook(r.planned.notebook, params, wait=wait)
+        if rc == 130:
+            return 130
+        if rc != 0:
+            failed.append(r.planned.describe())
+    if failed:
+        print(f"error: {len(failed)} run(s) failed: {'; '.join(failed)}", file=sys.stderr)
+        return 1
+    print(f"runs done: {len(resolved)} runs", flush=True)
+    return 0

@@ -1,0 +1,87 @@
+"""Executing a notebook: the jupytext text in ``notebooks/`` through papermill.
+
+papermill cannot read a jupytext ``.md`` (``NotJSONError``), so the text is converted with
+jupytext's API first; :func:`ipynb` writes that conversion where a user can run plain papermill
+on it. The notebook is executed into a temporary file next to its destination and renamed only
+when the execution succeeded: a failed or interrupted run never leaves a notebook that looks
+finished. What the notebook prints (notes, "resuming…", progress) goes to this terminal.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+SOURCES = ROOT / "notebooks"
+
+
+def _ipc_manager():
+    from jupyter_client.manager import KernelManager
+
+    class IPCKernelManager(KernelManager):
+        """The kernel talks to papermill over Unix sockets, not TCP on 127.0.0.1: no network needed,
+        and no "running over TCP without encryption" warning on every run."""
+
+        def __init__(self, **kw):
+            kw.setdefault("transport", "ipc")
+            super().__init__(**kw)
+
+    return IPCKernelManager
+
+
+def __getattr__(name):
+    if name == "IPCKernelManager":
+        return _ipc_manager()
+    raise AttributeError(name)
+
+
+def source(name: str) -> Path:
+    return SOURCES / f"{name}.md"
+
+
+def ipynb(name: str, dest: Path) -> Path:
+    """The notebook ``name`` as ``.ipynb`` at ``dest`` (for running plain papermill on it)."""
+    import jupytext
+    import nbformat
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(jupytext.read(source(name)), dest)
+    return dest
+
+
+def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, echo: bool = True,
+            timeout_s: int | None = None) -> Path:
+    """Execute notebook ``name`` with ``parameters`` into ``out`` (atomically)."""
+    import nbformat
+    import papermill
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".exec-{os.getpid()}-") as tmp:
+        src = ipynb(name, Path(tmp) / "in.ipynb")
+        dst = Path(tmp) / out.name
+        papermill.execute_notebook(str(src), str(dst), parameters=parameters, cwd=str(cwd or ROOT),
+                                   kernel_name="python3", progress_bar=False, log_output=False,
+                                   kernel_manager_class="lcstudy.pipeline.notebooks.IPCKernelManager",
+                                   stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None,
+                                   execution_timeout=timeout_s)
+        done = nbformat.read(dst, as_version=4)
+        for cell in done.cells:  # papermill tags its injected cell only "injected-parameters": hide it
+            tags = cell.metadata.setdefault("tags", [])
+            if "injected-parameters" in tags and "remove-cell" not in tags:
+                tags.append("remove-cell")
+        nbformat.write(done, dst)
+        os.replace(dst, out)
+    return out
+
+
+def failure_text(e: Exception) -> str:
+    """The useful line of a notebook's failure: the exception's own message, not the traceback."""
+    ename = getattr(e, "ename", None)
+    evalue = getattr(e, "evalue", None)
+    if ename:
+        return f"{ename}: {evalue}"
+    return f"{type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''}"

@@ -1,0 +1,123 @@
+"""What a profile measures: the planned runs, each a run notebook with its parameters.
+
+The plan is the same for every executor (local, SLURM); which runs are missing is decided from
+the results (:func:`lcstudy.runs.layout.find_complete`), never from file dates, so ``make runs``
+twice executes nothing the second time, and a resubmission redoes only what is missing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.registry import registered
+from ..runs.profiles import Profile
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    notebook: str  # "profile_codec" | "profile_standard"
+    params: tuple[tuple[str, object], ...]  # notebook parameters (beyond profile and results_dir)
+    role: str  # "main" | "threads" | "scaling" | "standard": which chapters it feeds
+
+    @property
+    def param_dict(self) -> dict:
+        return dict(self.params)
+
+    @property
+    def device(self) -> str:
+        return str(self.param_dict.get("device", "cpu"))
+
+    @property
+    def codec(self) -> str:
+        return str(self.param_dict.get("codec", "standard-codecs"))
+
+    def describe(self) -> str:
+        p = self.param_dict
+        if self.notebook == "profile_standard":
+            return "standard codecs"
+        extra = " ".join(f"{k}={v}" for k, v in p.items() if k not in ("codec", "quality", "device"))
+        return f"{p['codec']} q{p['quality']} on {p.get('device', 'cpu')}" + (f" ({extra})" if extra else "")
+
+
+def scaling_params(size: str) -> tuple[tuple[str, object], ...]:
+    """One resolution-scaling run: kodim01 only, no operator profile and no MAC count (MACs per
+    pixel are the main run's); repeats and warm-up follow the profile's rule."""
+    base: tuple[tuple[str, object], ...] = (("limit", 1), ("kernels", False), ("macs", False))
+    if size.startswith("crop"):
+        return base + (("crop", int(size[4:])),)
+    return base + (("resize", size), ("crop", None))
+
+
+def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) -> list[PlannedRun]:
+    from ..core.registry import get_spec
+
+    specs = [get_spec(c) for c in codecs] if codecs else list(registered())
+    runs = [PlannedRun("profile_codec", (("codec", s.label), ("quality", q), ("device", d)), "main")
+            for d in devices for s in specs for q in profile.qualities_of(s)]
+    if profile.thread_pass and "cpu" in devices:
+        t, n = profile.thread_pass
+        # timings only: the operator profile and the MAC count are the main run's (MACs do not depend
+        # on threads)
+        runs += [PlannedRun("profile_codec", (("codec", s.label), ("quality", s.qualities[0]), ("device", "cpu"),
+                                              ("threads", t), ("limit", n), ("kernels", False), ("macs", False)),
+                            "threads") for s in specs]
+    if "cpu" in devices:
+        runs.append(PlannedRun("profile_standard", (("sweep", profile.standard_sweep),), "standard"))
+        for size in profile.scaling:
+            runs += [PlannedRun("profile_codec", (("codec", s.label), ("quality", s.qualities[0]), ("device", "cpu"))
+                                + scaling_params(size), "scaling") for s in specs]
+    return runs
+
+
+def default_devices() -> list[str]:
+    import torch
+
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@dataclass
+class Resolved:
+    """A planned run, checked (its request), and whether it is already done."""
+
+    planned: PlannedRun
+    request: object  # RunRequest
+    request_params: dict = field(default_factory=dict)  # what the notebook is given
+    done: object | None = None  # the complete layout.Run, if any
+    predicted_s: float = float("nan")
+    notes: list[str] = field(default_factory=list)
+
+
+def resolve_plan(planned: list[PlannedRun], profile: Profile, results_dir: str, overrides: dict,
+                 any_platform: bool = False) -> list[Resolved]:
+    """Check every planned run (the notebook's own checks) and find the complete ones.
+
+    ``overrides``: parameters given on the command line for every run (``WEIGHTS=random``…);
+    the plan's own parameters of the extra passes win over them. ``any_platform``: a run done on
+    any platform counts (the cluster: the submit host does not know the nodes).
+    """
+    from ..runs import layout
+    from ..runs.params import platform_fingerprint, resolve, run_id
+
+    out = []
+    fps: dict = {}
+    for p in planned:
+        params = {**{k: v for k, v in overrides.items() if k in _allowed(p.notebook)}, **p.param_dict,
+                  "profile": profile.name, "results_dir": results_dir}
+        req = resolve(params, p.notebook)
+        done = None
+        if any_platform:
+            done = layout.find_complete(results_dir, req.request_id, req.device)
+        else:
+            key = (req.kind, req.device, req.threads)
+            if key not in fps:
+                fps[key] = platform_fingerprint(req)
+            done = layout.find_complete(results_dir, req.request_id, req.device, run_id(req, fps[key]))
+        if done is not None and not set(req.phases) <= set(done.meta.get("phases_done", [])):
+            done = None
+        out.append(Resolved(p, req, params, done))
+    return out
+
+
+def _allowed(notebook: str) -> tuple[str, ...]:
+    from ..runs.params import NOTEBOOK_PARAMS
+
+    return NOTEBOOK_PARAMS[notebook]

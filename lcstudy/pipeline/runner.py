@@ -1,0 +1,91 @@
+"""One run notebook, as ``make run``, ``make runs`` and every SLURM job execute it.
+
+1. Every parameter is checked (:func:`lcstudy.runs.params.resolve`, the notebook's own checks):
+   a bad value fails here, in a second or two, on one line, with nothing written.
+2. A run whose results and notebook are complete is not run again.
+3. The machine lock is taken *before* the notebook's kernel starts and held until it has
+   written everything; the kernel is handed the lock (``LCSTUDY_LOCK_TOKEN``). Waiting for
+   another run is said on the terminal: for whom, since when.
+4. The notebook is executed into the run's own results folder (``notebook.ipynb`` beside the
+   results it describes), so runs over other image folders or results folders never collide.
+5. Ctrl-C: one line that says how to resume; nothing half-written is left looking finished.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from ..errors import LcstudyError
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = False) -> int:
+    """Execute one run notebook; return the exit status (0 done, 1 failed, 2 bad input, 130 Ctrl-C)."""
+    from ..runs import layout
+    from ..runs.lock import Busy, timing_lock
+    from ..runs.params import platform_fingerprint, resolve, run_id
+    from . import notebooks
+
+    try:
+        req = resolve(params, notebook)
+    except LcstudyError as e:
+        _say(f"error: {e}")
+        return 2
+    rid = run_id(req, platform_fingerprint(req))
+    done = layout.find_complete(req.results_dir, req.request_id, req.device, rid)
+    if done is not None and set(req.phases) <= set(done.meta.get("phases_done", [])) and not force:
+        print(f"{req.label}: already measured ({done.path}); nothing to do", flush=True)
+        return 0
+    # the kernel gets the checked values as they were given; paths made absolute, so the notebook
+    # finds them whatever its working directory
+    nb_params = {k: v for k, v in params.items() if v is not None}
+    nb_params["results_dir"] = req.results_dir
+    nb_params["images"] = ",".join(i.path for i in req.images)
+    if req.kind == "learned" and req.weights == "checkpoint":
+        nb_params["weights"] = req.weights_path
+    nb_params.pop("limit", None)  # the image list is explicit now
+    token = secrets.token_hex(8)
+    os.environ["LCSTUDY_LOCK_TOKEN"] = token
+    try:
+        with timing_lock(f"{req.label} on {req.device} (pid {os.getpid()})", wait=wait, log=_say, token=token):
+            print(f">>> {req.label} on {req.device} (profile {req.profile}, run {rid})", flush=True)
+            tmp = Path(req.results_dir) / ".notebooks" / f"{req.label}-{rid}.ipynb"
+            try:
+                notebooks.execute(notebook, tmp, nb_params)
+            except KeyboardInterrupt:
+                raise
+            except Exception as e:  # noqa: BLE001 - papermill's PapermillExecutionError carries the cause
+                _say(f"error: {req.label} failed: {notebooks.failure_text(e)}")
+                return 1
+            path = layout.find_run(req.results_dir, req.device, req.group, rid)
+            if path is None:
+                _say(f"error: {req.label}: the notebook finished but wrote no results for run {rid}")
+                return 1
+            os.replace(tmp, path / layout.NOTEBOOK)
+    except Busy as e:
+        _say(f"error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        path = layout.find_run(req.results_dir, req.device, req.group, rid)
+        n = len(layout.read_items(path)) if path else 0
+        _say(f"interrupted; rerun the same command to resume at item {n + 1} of {len(_items(req))} "
+             f"({req.label})")
+        return 130
+    finally:
+        os.environ.pop("LCSTUDY_LOCK_TOKEN", None)
+    print(f"wrote {path / layout.NOTEBOOK}", flush=True)
+    return 0
+
+
+def _items(req) -> list:
+    if req.kind == "learned":
+        return list(req.images)
+    from ..core.standard import STANDARD, get_codec
+
+    codecs = [get_codec(c) for c in req.codecs] if req.codecs else list(STANDARD)
+    return [None for c in codecs for _ in (c.sweep if req.sweep == "full" else c.short_sweep()) for _ in req.images]

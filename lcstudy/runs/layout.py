@@ -1,0 +1,213 @@
+"""The results layout: the one place that knows where a run's files are.
+
+Everything the study measures is plain files under one results folder, keyed by host and
+device, so that results made on several machines merge by copying folders::
+
+    <results>/<host>/<device>/<group>/<run_id>/      one run (group: "ARC-q1", "standard-codecs")
+        run.json            the request, the environ block, phases done, whether complete
+        items/<item>.json   one file per finished item (an image; for standard codecs an
+                            image at one codec and quality): raw samples, metrics, node
+        kernels.csv         the operator profile (learned codecs)
+        complexity.csv      MACs and parameters per stage (learned codecs)
+        notebook.ipynb      the executed run notebook (written by the pipeline, last)
+    <results>/_cache/macs/<key>.csv   MAC counts, shared by every run of a configuration and size
+
+``run_id`` hashes the request (everything that changes the numbers: codec, quality, weights and
+their file hash, image contents, crop, resize, repeats rule, threads, …) with the platform
+fingerprint (CPU model and cores, GPU, torch and CompressAI versions, schema). Not the host:
+a run interrupted on one node of a cluster resumes on another node of the same platform, in
+its original folder (:func:`find_run`), and each item records the node that measured it.
+
+**Old schemas.** A run folder written by another result schema (``schema_version`` in its
+run.json) is never read and never written into: every reader skips it with one warning that
+names the folder and the fix (``make clean-stale`` moves such folders out of the way), and the
+protocol measures afresh under a new run id (the schema is part of it). So an old ``results/``
+gets remeasured, never mixed.
+
+Nothing outside this module globs the results tree.
+"""
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..core.environ import SCHEMA_VERSION
+from ..errors import InputError, SchemaError
+from . import store
+
+RUN_META = "run.json"
+ITEMS = "items"
+NOTEBOOK = "notebook.ipynb"
+CACHE = "_cache"
+
+
+def safe_name(s: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_.@" else "_" for c in str(s))
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run folder and its metadata."""
+
+    path: Path
+    meta: dict
+
+    @property
+    def host(self) -> str:
+        return self.path.parent.parent.parent.name
+
+    @property
+    def device(self) -> str:
+        return self.path.parent.parent.name
+
+    @property
+    def run_id(self) -> str:
+        return self.meta["run_id"]
+
+    @property
+    def kind(self) -> str:
+        return self.meta.get("kind", "learned")
+
+    @property
+    def complete(self) -> bool:
+        return bool(self.meta.get("complete"))
+
+    @property
+    def notebook(self) -> Path:
+        return self.path / NOTEBOOK
+
+    @property
+    def label(self) -> str:
+        return self.meta.get("label", self.path.parent.name)
+
+    def items(self) -> list[dict]:
+        return read_items(self.path)
+
+
+def run_dir(results, host: str, device: str, group: str, run_id: str) -> Path:
+    return Path(results) / safe_name(host) / safe_name(device) / safe_name(group) / run_id
+
+
+def find_run(results, device: str, group: str, run_id: str) -> Path | None:
+    """An existing folder of ``run_id`` under any host (a run resumed on another node of its platform)."""
+    base = Path(results)
+    if not base.is_dir():
+        return None
+    for host in sorted(p for p in base.iterdir() if p.is_dir() and p.name != CACHE):
+        p = host / safe_name(device) / safe_name(group) / run_id
+        if (p / RUN_META).exists():
+            return p
+    return None
+
+
+def read_meta(path: Path) -> dict:
+    try:
+        return json.loads((Path(path) / RUN_META).read_text())
+    except json.JSONDecodeError as e:
+        raise SchemaError(f"{Path(path) / RUN_META} is not valid JSON ({e}); delete that run folder") from None
+
+
+def write_meta(path: Path, meta: dict) -> None:
+    store.atomic_write_json(Path(path) / RUN_META, meta)
+
+
+def item_file(path: Path, key: str) -> Path:
+    return Path(path) / ITEMS / f"{safe_name(key)}.json"
+
+
+def read_item(path: Path, key: str) -> dict | None:
+    f = item_file(path, key)
+    if not f.exists():
+        return None
+    try:
+        rec = json.loads(f.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # cannot happen with atomic writes; measure again rather than trust it
+    return rec if rec.get("schema_version") == SCHEMA_VERSION and rec.get("item") == key else None
+
+
+def write_item(path: Path, key: str, rec: dict) -> None:
+    store.atomic_write_json(item_file(path, key), rec)
+
+
+def read_items(path: Path) -> list[dict]:
+    out = []
+    for f in sorted((Path(path) / ITEMS).glob("*.json")):
+        rec = json.loads(f.read_text())
+        if rec.get("schema_version") == SCHEMA_VERSION:
+            out.append(rec)
+    return out
+
+
+def table_file(path: Path, name: str) -> Path:
+    return Path(path) / f"{name}.csv"
+
+
+def runs(results, kind: str | None = None, warn: bool = True) -> list[Run]:
+    """Every run folder under ``results`` of this schema (all hosts and devices), in a stable
+    order; folders of other schemas are skipped with one warning (see the module docstring)."""
+    base = Path(results)
+    if not base.exists():
+        raise InputError(f"results folder {base} does not exist; run `make runs` (or `make run CODEC=…`) first")
+    found, stale = [], []
+    for meta_file in sorted(base.glob(f"*/*/*/*/{RUN_META}")):
+        if meta_file.parts[-5] == CACHE:
+            continue
+        path = meta_file.parent
+        meta = read_meta(path)
+        if meta.get("schema_version") != SCHEMA_VERSION:
+            stale.append(path)
+            continue
+        if kind is None or meta.get("kind", "learned") == kind:
+            found.append(Run(path, meta))
+    if stale and warn:
+        warnings.warn(f"{len(stale)} run folder(s) under {base} were written with another result schema and are "
+                      f"ignored (e.g. {stale[0]}); this lcstudy measures them afresh. `make clean-stale` moves them "
+                      "to <results>/_stale/", stacklevel=2)
+    return found
+
+
+def stale_runs(results) -> list[Path]:
+    base = Path(results)
+    return [p.parent for p in sorted(base.glob(f"*/*/*/*/{RUN_META}"))
+            if p.parts[-5] != CACHE and read_meta(p.parent).get("schema_version") != SCHEMA_VERSION]
+
+
+def find_complete(results, request_id: str, device: str, run_id: str | None = None) -> Run | None:
+    """A complete run (results and notebook written) of ``request_id`` on ``device`` — of this exact
+    ``run_id`` (this platform) when given, else on any platform (the cluster's submit host does not
+    know on which node a run will land)."""
+    if not Path(results).exists():
+        return None
+    for r in runs(results, warn=False):
+        if r.meta.get("request_id") == request_id and r.device == device and r.complete and r.notebook.exists() \
+                and (run_id is None or r.run_id == run_id):
+            return r
+    return None
+
+
+def mac_cache(results, key: str) -> Path:
+    return Path(results) / CACHE / "macs" / f"{key}.csv"
+
+
+def check_writable(results) -> None:
+    """That ``results`` is (or can become) a writable folder; nothing is created."""
+    import os
+
+    p = Path(results)
+    if p.exists():
+        if not p.is_dir():
+            raise InputError(f"RESULTS_DIR {p} is a file, not a folder; give a folder (it is created if missing)")
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise InputError(f"RESULTS_DIR {p} is not writable; give a folder you can write to")
+        return
+    parent = p.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise InputError(f"RESULTS_DIR {p}: {parent} is a file, not a folder; give another RESULTS_DIR")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"RESULTS_DIR {p} cannot be created: {parent} is not writable; give a folder you can "
+                         "write to")

@@ -1,0 +1,268 @@
+"""A learned codec in the run protocol: what one coding is, what to record, and its side
+measurements (operator profile, MAC count). :func:`run` is what the ``profile_codec`` notebook calls.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core import images as _images
+from ..core import metrics
+from ..core.clocks import StageClock, threads as _threads
+from ..core.contention import Monitor
+from ..core.instrument import encode_decode
+from . import layout
+from .params import RunRequest, platform_fingerprint, resolve, run_id
+from .protocol import Item, execute
+
+
+class LearnedSubject:
+    kind = "learned"
+
+    def __init__(self, req: RunRequest, codec, imgs: list, results_dir: str, log=print):
+        self.req = req
+        self.codec = codec
+        self.imgs = {im.name: im for im in imgs}
+        self.clock = StageClock(codec.device)
+        self.results_dir = results_dir
+        self.log = log
+        self._inputs: dict[str, Any] = {}
+        self.capture = None  # (recorder, leaf watch, item key) of the first warm-up
+
+    def items(self) -> list[Item]:
+        out = []
+        for name, im in self.imgs.items():
+            hp, wp = _images.padded_size(im.height, im.width)
+            out.append(Item(name, (hp, wp), im.height * im.width, im))
+        return out
+
+    def _input(self, it: Item):
+        x = self._inputs.get(it.key)
+        if x is None:
+            xp, unpad = _images.pad(it.payload.x)
+            x = self._inputs[it.key] = (xp.to(self.codec.device), unpad)
+        return x
+
+    def warm(self, it: Item, capture: bool) -> None:
+        x, _ = self._input(it)
+        if capture:
+            from ..core.complexity import capture as cap
+
+            rec, watch, _ = cap(self.codec, x, self.clock)
+            self.capture = (rec, watch, it)
+        else:
+            encode_decode(self.codec, x, self.clock)
+
+    def make_monitor(self):
+        return Monitor(self.codec.device)
+
+    def code(self, it: Item, monitor):
+        x, _ = self._input(it)
+        c = encode_decode(self.codec, x, self.clock, probe=monitor)
+        return c.rows(), c
+
+    def same_output(self, first, other) -> bool:
+        return first.strings == other.strings
+
+    def record(self, it: Item, first) -> dict:
+        im = it.payload
+        x, unpad = self._input(it)
+        self._inputs.pop(it.key, None)  # free the padded copy
+        q = metrics.quality(im.x, _images.unpad(first.x_hat, unpad))
+        return {"image": im.name, "sha256": im.sha256, "path": str(im.path), "height": im.height,
+                "width": im.width, "notes": im.notes, "nbytes": first.nbytes,
+                "bpp": metrics.bpp(first.nbytes, im.height, im.width), "psnr": q["psnr"], "ms_ssim": q["ms_ssim"]}
+
+    def phases(self):
+        out = []
+        if self.req.kernels:
+            out.append(("kernels", self._kernels))
+        if self.req.macs:
+            out.append(("macs", self._macs))
+        return out
+
+    def _first(self):
+        return next(iter(self.imgs.values()))
+
+    def _kernels(self, save) -> None:
+        from ..core.kernels import profile_ops
+
+        im = self._first()
+        x = im.x
+        crop = self.req.kernels_crop
+        if crop and min(im.height, im.width) > crop:
+            x = _images.centre_crop(x, crop)
+        xp, _ = _images.pad(x)
+        k = profile_ops(self.codec, xp.to(self.codec.device), self.clock)
+        k.insert(0, "image", im.name)
+        k.insert(1, "height", int(x.shape[-2]))
+        k.insert(2, "width", int(x.shape[-1]))
+        save("kernels", k)
+
+    def _macs(self, save) -> None:
+        from ..core import complexity
+
+        im = self._first()
+        key = mac_key(self.codec, im.height, im.width)
+        cache = layout.mac_cache(self.results_dir, key)
+        if cache.exists():
+            import pandas as pd
+
+            cx = pd.read_csv(cache, keep_default_na=False, na_values=[""])
+            self.log(f"MACs from the cache ({cache.name}): counted before for this configuration and size")
+        else:
+            if self.capture is not None and self.capture[2].payload.name == im.name:
+                rec, watch, _ = self.capture
+            else:
+                xp, _ = _images.pad(im.x)
+                rec, watch, _ = complexity.capture(self.codec, xp.to(self.codec.device), self.clock)
+            cx = complexity.count(self.codec, rec, watch, im.height, im.width)
+            from . import store
+
+            store.atomic_write_csv(cache, cx)
+        save("complexity", cx)
+
+
+def mac_key(codec, height: int, width: int) -> str:
+    """What MAC counts depend on: the architecture and its constructor arguments (the channel
+    configuration), the stage split, the size, and the counting software — not the weights, the
+    quality within a configuration, the threads or the machine."""
+    import compressai
+    import ptflops
+    import torch
+
+    from .. import __version__
+
+    shapes = sorted((k, tuple(v.shape)) for k, v in codec.model.state_dict().items()
+                    if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length", "scale_table")))
+    key = {"cls": codec.spec.cls, "family": codec.family, "shapes": shapes, "size": [height, width],
+           "torch": torch.__version__, "compressai": compressai.__version__,
+           "ptflops": getattr(ptflops, "__version__", "0.7.5"), "lcstudy": __version__, "ar": "parallel"}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return f"{layout.safe_name(codec.spec.label)}-{width}x{height}-{digest}"
+
+
+@dataclass
+class RunResult:
+    """What the run page shows: the run's folder and its tidy tables."""
+
+    run: layout.Run
+    request: RunRequest
+    codec_notes: list[str] = field(default_factory=list)
+    tables: dict = field(default_factory=dict)
+
+    def __getattr__(self, name):
+        tables = self.__dict__.get("tables", {})
+        if name in tables:
+            return tables[name]
+        raise AttributeError(name)
+
+
+def run(log=print, progress: bool = True, **params) -> RunResult:
+    """Check the parameters, hold the machine, load the codec, measure, write; return the run.
+
+    The same checks as the pipeline's (:func:`lcstudy.runs.params.resolve`); the lock is the
+    pipeline's when it started this notebook, else taken here, before anything is loaded.
+    """
+    import os
+
+    from ..core.environ import environ
+    from ..core.instrument import verify_split
+    from ..core.registry import load_codec
+    from .lock import timing_lock
+    from .tables import run_tables
+
+    req = resolve(params, "profile_codec")
+    for n in req.notes:
+        log(f"note: {n}")
+    wait = not os.environ.get("LCSTUDY_NOWAIT")
+    with timing_lock(f"{req.label} on {req.device}", wait=wait, log=log), _threads(req.threads) as n:
+        weights = req.weights_path if req.weights == "checkpoint" else req.weights
+        codec = load_codec(req.codec, req.quality, weights=weights, device=req.device, seed=req.seed,
+                           kwargs=req.codec_args)
+        for note in codec.notes:
+            log(f"note: {note}")
+        imgs = [_images.load_image(r.path, crop=req.crop, resize=req.resize) for r in req.images]
+        for im, ref in zip(imgs, req.images):
+            if im.sha256 != ref.sha256:
+                from ..errors import InputError
+
+                raise InputError(f"{im.path} changed while the run was starting; run again")
+            for note in im.notes:
+                log(f"note: {note}")
+        if not codec.spec.builtin:
+            xp, _ = _images.pad(imgs[0].x)
+            verify_split(codec, xp.to(codec.device))
+            log(f"note: {codec.label}: the instrumented coding reproduces its own compress()/decompress() "
+                f"bit for bit on {imgs[0].name}")
+        env = environ(codec.device, n)
+        env.update(codec_family=codec.family, codec_channels=codec.channels, weights_label=codec.weights_label,
+                   load_seconds=codec.load_seconds, weights_source=codec.weights_source)
+        rid = run_id(req, platform_fingerprint(req, n))
+        subject = LearnedSubject(req, codec, imgs, req.results_dir, log)
+        r = execute(subject, req, env, rid, log=log, progress=progress)
+    return RunResult(r, req, codec.notes, run_tables(r))
+
+
+def profile(codec, images, repeats: int | None = None, warmup: int = 1, crop: int | None = None,
+            threads: int | None = None, results_dir=None, resize: str | None = None, kernels: bool = False,
+            macs: bool = False, rule=None, progress: bool = False, log=print):
+    """Measure an already loaded ``codec`` on ``images`` (a folder, a list of paths or one path) with
+    the run protocol; return the tidy timings table (``df.attrs`` holds the run's ``samples``,
+    ``memory``, ``kernels``, ``complexity`` tables and its ``run_dir``).
+
+    ``repeats=N`` fixes the repeats; otherwise ``rule`` (a :class:`~lcstudy.core.stats.StopRule`,
+    default: the standard profile's). Without ``results_dir`` the files go to a temporary folder
+    that is removed afterwards. The machine lock is held throughout, as for any run.
+    """
+    import os
+    import tempfile
+    from dataclasses import replace
+
+    from ..core.environ import environ
+    from ..core.stats import StopRule, fixed
+    from .lock import timing_lock
+    from .params import ImageRef, check_images
+    from .profiles import get_profile
+    from .tables import run_tables
+
+    from ..errors import InputError
+
+    for name, v, lo in (("repeats", repeats, 1), ("warmup", warmup, 0), ("crop", crop, 16), ("threads", threads, 1)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < lo):
+            raise InputError(f"{name} must be an integer ≥ {lo}, got {v!r}")
+    if repeats is not None:
+        r = fixed(repeats, warmup)
+    else:
+        r = replace(rule or get_profile("standard").rule, warmup=warmup)
+    refs = check_images(images if isinstance(images, (list, tuple)) else images, None)
+    tmp = tempfile.TemporaryDirectory(prefix="lcstudy-") if results_dir is None else None
+    try:
+        with timing_lock(f"{codec.label} q{codec.quality} (lcstudy.profile)", wait=not os.environ.get(
+                "LCSTUDY_NOWAIT"), log=log), _threads(threads) as n:
+            imgs = [_images.load_image(x.path, crop=crop, resize=resize) for x in refs]
+            for im in imgs:
+                for note in im.notes:
+                    log(f"note: {note}")
+            req = RunRequest("learned", "api", f"{codec.label}-q{codec.quality}", f"{codec.label}-q{codec.quality}",
+                             str(codec.device), threads, tuple(ImageRef(i.name, str(i.path), i.sha256) for i in imgs),
+                             crop, resize, r, str(tmp.name if tmp else results_dir), codec.spec.label if
+                             codec.spec.source != "import path" else codec.spec.cls, codec.quality, codec.weights,
+                             codec.weights_source if codec.weights == "checkpoint" else "", codec.weights_hash,
+                             codec.seed or 0, kernels, macs)
+            env = environ(codec.device, n)
+            env.update(codec_family=codec.family, codec_channels=codec.channels, weights_label=codec.weights_label,
+                       load_seconds=codec.load_seconds, weights_source=codec.weights_source)
+            run = execute(LearnedSubject(req, codec, imgs, req.results_dir, log), req, env,
+                          run_id(req, platform_fingerprint(req, n)), log=log, progress=progress)
+        t = run_tables(run)
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    df = t["timings"]
+    df.attrs.update({k: v for k, v in t.items() if k != "timings"})
+    df.attrs["run_dir"] = None if tmp is not None else str(run.path)
+    return df

@@ -1,0 +1,393 @@
+"""Every parameter of a run, checked in one place, and the run's identity.
+
+The pipeline (``make run``, ``make runs``) calls :func:`resolve` before a notebook's kernel
+starts, and the notebook calls it again with the same values: one code path, so a bad value
+fails in the terminal within a second or two, on one line that names the value, what is
+allowed and the fix — and nothing is written. Nothing here imports torch or CompressAI
+unless a value needs them (``DEVICE=cuda``, a codec given by import path).
+
+A run's **identity** is everything that changes its numbers: the codec, its quality and
+constructor arguments, the weights (a checkpoint's file hash), the image set by content
+(sha256 of each file), crop, resize, the repeats rule, the requested threads, the seed, the
+device. :meth:`RunRequest.request_id` hashes those; the run id adds the platform fingerprint
+(:func:`run_id`). The same name with other content is another image set, so another run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ..core import images as _images
+from ..core import registry
+from ..core.stats import StopRule
+from ..errors import InputError
+from .profiles import Profile, get_profile
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+#: Parameters of each run notebook, in the order ``make help`` lists them.
+LEARNED_PARAMS = ("codec", "quality", "device", "threads", "images", "limit", "crop", "resize", "repeats",
+                  "min_repeats", "max_repeats", "budget", "target", "warmup", "weights", "seed", "kernels", "macs",
+                  "codec_args", "results_dir", "profile")
+STANDARD_PARAMS = ("images", "limit", "crop", "repeats", "min_repeats", "max_repeats", "budget", "target", "warmup",
+                   "threads", "sweep", "codecs", "results_dir", "profile")
+NOTEBOOK_PARAMS = {"profile_codec": LEARNED_PARAMS, "profile_standard": STANDARD_PARAMS}
+DEFAULT_IMAGES = "data/kodak"
+DEFAULT_RESULTS = "results"
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    name: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """A checked, resolved run: what will be measured and how."""
+
+    kind: str  # "learned" | "standard"
+    profile: str
+    label: str  # the run's name in the book ("ARC-q1", "ARC-q1-threads1-limit4", "standard-codecs")
+    group: str  # results sub-folder ("ARC-q1", "standard-codecs")
+    device: str
+    threads: int | None
+    images: tuple[ImageRef, ...]
+    crop: int | None
+    resize: str | None
+    rule: StopRule
+    results_dir: str
+    # learned codecs
+    codec: str = ""
+    quality: int = 0
+    weights: str = "random"  # "random" | "pretrained" | "checkpoint" | "auto" (resolved at load)
+    weights_path: str = ""
+    weights_hash: str = ""
+    seed: int = 0
+    kernels: bool = True
+    macs: bool = True
+    codec_args: dict | None = None
+    kernels_crop: int | None = None
+    # standard codecs
+    sweep: str = "full"
+    codecs: tuple[str, ...] = ()
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        """Side measurements after the items (they do not change the timings)."""
+        if self.kind != "learned":
+            return ()
+        return tuple(p for p, on in (("kernels", self.kernels), ("macs", self.macs)) if on)
+
+    def identity(self) -> dict:
+        d = {"kind": self.kind, "device": self.device.split(":")[0], "threads": self.threads,
+             "images": [(i.name, i.sha256) for i in self.images], "crop": self.crop, "resize": self.resize,
+             "rule": self.rule.as_dict()}
+        if self.kind == "learned":
+            spec = registry.get_spec(self.codec, self.codec_args)
+            d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.channels[self.quality],
+                     weights=self.weights, weights_hash=self.weights_hash,
+                     seed=self.seed if self.weights in ("random", "auto") else None)
+        else:
+            d.update(sweep=self.sweep, codecs=list(self.codecs))
+        return d
+
+    @property
+    def request_id(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def run_id(request: RunRequest, fingerprint: dict) -> str:
+    """The request on one platform (:func:`lcstudy.core.environ.fingerprint`)."""
+    key = {"request": request.request_id, **fingerprint}
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def platform_fingerprint(req: RunRequest, threads: int | None = None) -> dict:
+    """The fingerprint the run id of ``req`` uses on this machine (the standard codecs add their
+    libraries' versions)."""
+    from ..core.environ import fingerprint
+
+    fp = fingerprint(req.device, threads if threads is not None else default_threads(req))
+    if req.kind == "standard":
+        from ..core.standard import libraries
+
+        fp["libraries"] = libraries()
+    return fp
+
+
+def default_threads(req: RunRequest) -> int:
+    """The thread count a run will use: the requested one, else torch's default on this machine."""
+    if req.threads is not None:
+        return req.threads
+    import torch
+
+    return torch.get_num_threads()
+
+
+# --- value checks ---------------------------------------------------------------------------
+
+def parse_value(v):
+    """Make/CLI strings to Python values: integers, floats, booleans, None, else the string."""
+    if not isinstance(v, str):
+        return v
+    s = v.strip()
+    if s.lower() in ("none", "null", ""):
+        return None
+    if s.lower() in ("true", "false"):
+        return s.lower() == "true"
+    for conv in (int, float):
+        try:
+            return conv(s)
+        except ValueError:
+            pass
+    return s
+
+
+def _int(name: str, v, minimum: int, none: bool = True, fix: str = "") -> int | None:
+    v = parse_value(v)
+    if v is None and none:
+        return None
+    if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
+        raise InputError(f"{name.upper()}={v!r}: must be an integer ≥ {minimum}" + (f"; {fix}" if fix else ""))
+    return v
+
+
+def _float(name: str, v, lo: float, hi: float) -> float | None:
+    v = parse_value(v)
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo < v <= hi):
+        raise InputError(f"{name.upper()}={v!r}: must be a number in ({lo}, {hi}]")
+    return float(v)
+
+
+def _bool(name: str, v) -> bool:
+    v = parse_value(v)
+    if isinstance(v, bool):
+        return v
+    if v in (0, 1):
+        return bool(v)
+    raise InputError(f"{name.upper()}={v!r}: must be true or false")
+
+
+def project_path(p) -> Path:
+    """A path parameter: absolute as given; relative to the current folder if it exists there, else
+    to the project root (so that defaults such as data/kodak work from any working directory)."""
+    p = Path(os.path.expanduser(str(p)))
+    if p.is_absolute() or p.exists():
+        return p.resolve() if p.exists() else p.absolute()
+    alt = ROOT / p
+    return alt if alt.exists() or (ROOT / "pyproject.toml").exists() else p.absolute()
+
+
+def check_images(images, limit) -> tuple[ImageRef, ...]:
+    if images is None:
+        images = DEFAULT_IMAGES
+    if isinstance(images, str) and "," in images:
+        images = [s.strip() for s in images.split(",") if s.strip()]
+    paths = [project_path(p) for p in images] if isinstance(images, (list, tuple)) else project_path(images)
+    files = _images.list_images(paths, limit)
+    refs = []
+    for f in files:
+        _images.check_image(f)
+        refs.append(ImageRef(Path(f).stem, str(Path(f).resolve()), _images.file_hash(f)))
+    names = [r.name for r in refs]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InputError(f"two images share a name: {', '.join(dup)}; give files with distinct names")
+    return tuple(refs)
+
+
+def _rule(params: dict, base: StopRule) -> StopRule:
+    fixed = _int("repeats", params.get("repeats"), 1)
+    lo = _int("min_repeats", params.get("min_repeats"), 1)
+    hi = _int("max_repeats", params.get("max_repeats"), 1)
+    budget = _float("budget", params.get("budget"), 0.0, 1e6)
+    target = _float("target", params.get("target"), 0.0, 0.99)
+    warmup = _int("warmup", params.get("warmup"), 0)
+    r = base
+    if fixed is not None:
+        r = replace(r, min_repeats=fixed, max_repeats=fixed)
+    if lo is not None:
+        r = replace(r, min_repeats=lo, max_repeats=max(r.max_repeats, lo))
+    if hi is not None:
+        r = replace(r, max_repeats=hi, min_repeats=min(r.min_repeats, hi))
+    if budget is not None:
+        r = replace(r, budget_s=budget)
+    if target is not None:
+        r = replace(r, target=target)
+    if warmup is not None:
+        r = replace(r, warmup=warmup, warmup_skip_s=r.warmup_skip_s if warmup else float("inf"))
+    return r
+
+
+def check_weights(spec, quality: int, weights) -> tuple[str, str, str, list[str]]:
+    """(weights kind, checkpoint path, checkpoint hash, notes). ``auto`` is resolved here, once:
+    pretrained where the zoo's file is cached or the zoo answers (one probe per process)."""
+    w = parse_value(weights)
+    if w in (None, "auto"):
+        if spec.checkpoints.get(quality):
+            return _checkpoint(spec.checkpoints[quality]) if "://" not in spec.checkpoints[quality] \
+                else ("checkpoint", spec.checkpoints[quality], "", [])
+        if spec.pretrained:
+            from ..core import weights as W
+
+            if W.available(spec, quality):
+                return "pretrained", "", "", []
+            return "random", "", "", [f"WEIGHTS=auto: CompressAI's zoo is not reachable and its file for "
+                                      f"{spec.label} q{quality} is not in the torch hub cache; seeded random weights "
+                                      "(`make weights` on a machine with network fills the cache)"]
+        return "random", "", "", [f"WEIGHTS=auto: {spec.label} has no pretrained weights; seeded random weights"]
+    if w == "random":
+        return "random", "", "", []
+    if w == "pretrained":
+        if not spec.pretrained and not spec.checkpoints.get(quality):
+            raise InputError(f"WEIGHTS=pretrained: CompressAI publishes no weights for {spec.label} and no checkpoint "
+                             "is registered for it; use WEIGHTS=random or WEIGHTS=<checkpoint file>")
+        return ("checkpoint", spec.checkpoints[quality], "", []) if spec.checkpoints.get(quality) \
+            else ("pretrained", "", "", [])
+    if isinstance(w, str):
+        return _checkpoint(w)
+    raise InputError(f"WEIGHTS={weights!r}: must be random, pretrained, auto or the path of a checkpoint file")
+
+
+def _checkpoint(path) -> tuple[str, str, str, list[str]]:
+    p = project_path(path)
+    if not p.exists():
+        raise InputError(f"WEIGHTS={path}: checkpoint not found ({p}); give the path of a file written by "
+                         "torch.save, e.g. CompressAI's examples/train.py checkpoint.pth.tar")
+    if p.is_dir():
+        raise InputError(f"WEIGHTS={path}: {p} is a folder; give the checkpoint file")
+    with open(p, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":
+        raise InputError(f"WEIGHTS={path}: {p} is not a torch file (neither a zip archive nor a pickle); give a file "
+                         "written by torch.save")
+    return "checkpoint", str(p), registry.file_sha256(p), []
+
+
+def _label(base: str, params: dict, profile: Profile) -> str:
+    """A run's name: the group plus what differs from the profile's defaults, in a fixed order."""
+    parts = [base]
+    p = {k: parse_value(v) for k, v in params.items()}
+    if p.get("threads") is not None:
+        parts.append(f"threads{p['threads']}")
+    if p.get("limit") is not None and p["limit"] != profile.limit:
+        parts.append(f"limit{p['limit']}")
+    if p.get("crop") is not None and p["crop"] != profile.crop:
+        parts.append(f"crop{p['crop']}")
+    if p.get("resize") is not None:
+        parts.append(str(p["resize"]).replace("×", "x"))
+    if p.get("repeats") is not None:
+        parts.append(f"repeats{p['repeats']}")
+    w = p.get("weights")
+    if w not in (None, "auto", "random", "pretrained"):
+        parts.append("ckpt-" + Path(str(w)).name.split(".")[0])
+    elif w in ("random", "pretrained"):
+        parts.append(str(w))
+    if p.get("seed") not in (None, 0):
+        parts.append(f"seed{p['seed']}")
+    return "-".join(parts)
+
+
+def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
+    """Check every parameter of a run notebook and resolve it into a :class:`RunRequest`."""
+    allowed = NOTEBOOK_PARAMS.get(notebook)
+    if allowed is None:
+        raise InputError(f"unknown run notebook {notebook!r}; valid: {', '.join(NOTEBOOK_PARAMS)}")
+    unknown = [k for k in params if k not in allowed]
+    if unknown:
+        raise InputError(f"unknown parameter {unknown[0]!r} of notebook {notebook}; its parameters: "
+                         f"{', '.join(allowed)}")
+    # None means "not given": the profile's value applies (CROP=0 / LIMIT=0 mean none / all explicitly)
+    params = {k: parse_value(v) for k, v in params.items() if parse_value(v) is not None}
+    profile = get_profile(params.get("profile") or "standard")
+    results_dir = project_path(params.get("results_dir") or DEFAULT_RESULTS)
+    from .layout import check_writable
+
+    check_writable(results_dir)
+    threads = _int("threads", params.get("threads"), 1)
+    limit = _int("limit", params["limit"] if "limit" in params else profile.limit, 0,
+                 fix="the number of images to measure (0: all)") or None
+    crop = params["crop"] if "crop" in params else profile.crop
+    crop = None if crop == 0 else _int("crop", crop, 16, fix="pixels of a centred square (0: no crop)")
+    resize = params.get("resize")
+    if resize is not None:
+        size = _images.parse_size(resize)
+        resize = f"{size[0]}x{size[1]}"
+        if crop is not None:
+            if "crop" in params:
+                raise InputError("give either CROP or RESIZE, not both")
+            crop = None  # the profile's crop gives way to an explicit resize
+    if notebook == "profile_standard":
+        rule = _rule(params, profile.standard_rule)
+        sweep = params.get("sweep") or profile.standard_sweep
+        if sweep not in ("full", "short"):
+            raise InputError(f"SWEEP={sweep!r}: must be full or short")
+        from ..core.standard import get_codec
+
+        codecs = params.get("codecs")
+        names = tuple(get_codec(c).name for c in (codecs.split(",") if isinstance(codecs, str) else codecs or ())
+                      if str(c).strip())
+        imgs = check_images(params.get("images"), limit)
+        return RunRequest("standard", profile.name, "standard-codecs", "standard-codecs", "cpu", threads, imgs,
+                          crop, None, rule, str(results_dir), sweep=sweep, codecs=names)
+    if params.get("codec") is None:
+        raise InputError("give the codec: CODEC=ARC (a label, a CompressAI name, or package.module:Class)")
+    codec_args = params.get("codec_args")
+    if isinstance(codec_args, str):
+        try:
+            codec_args = json.loads(codec_args)
+        except json.JSONDecodeError as e:
+            raise InputError(f"CODEC_ARGS={codec_args!r} is not JSON ({e}); give an object like '{{\"N\": 64}}'") \
+                from None
+        if not isinstance(codec_args, dict):
+            raise InputError(f"CODEC_ARGS must be a JSON object of constructor keyword arguments, got {codec_args!r}")
+    spec = registry.get_spec(str(params["codec"]), codec_args)
+    if codec_args is not None and spec.source != "import path":
+        raise InputError(f"CODEC_ARGS applies to a codec given by import path; {spec.label}'s arguments come from "
+                         "its registry entry (use QUALITY)")
+    if not spec.builtin:
+        _check_class(spec)
+    quality = registry.check_quality(spec, params.get("quality") if params.get("quality") is not None
+                                     else spec.qualities[0])
+    device = registry.check_device(params.get("device") or "cpu")
+    seed = _int("seed", params.get("seed"), 0) or 0
+    weights, wpath, whash, notes = check_weights(spec, quality, params.get("weights", "auto"))
+    rule = _rule(params, profile.rule)
+    imgs = check_images(params.get("images"), limit)
+    kernels = _bool("kernels", params.get("kernels", True))
+    macs = _bool("macs", params.get("macs", True))
+    group = f"{spec.label}-q{quality}"
+    label = _label(group, {k: v for k, v in params.items() if k != "weights" or v not in (None, "auto")}, profile)
+    kcrop = profile.ar_kernels_crop if spec.family == "autoregressive" and crop is None and resize is None else None
+    return RunRequest("learned", profile.name, label, group, device, threads, imgs, crop, resize, rule,
+                      str(results_dir), spec.label if spec.source != "import path" else spec.cls, quality, weights,
+                      wpath, whash, seed, kernels, macs, codec_args, kcrop, notes=tuple(notes))
+
+
+def _check_class(spec) -> None:
+    """A user codec's class: importable, an nn.Module subclass with compress and decompress."""
+    import inspect
+
+    cls = spec.model_class()
+    import torch
+
+    if not inspect.isclass(cls) or not issubclass(cls, torch.nn.Module):
+        raise InputError(f"codec {spec.label}: {spec.cls} is not a torch.nn.Module subclass")
+    missing = [m for m in ("compress", "decompress") if not callable(getattr(cls, m, None))]
+    if missing:
+        raise InputError(f"codec {spec.label}: {spec.cls} has no {' or '.join(missing)} method; the study times a "
+                         "codec's own compress()/decompress() (CompressAI's CompressionModel has both)")
+
+
+def request_dict(req: RunRequest) -> dict:
+    d = asdict(req)
+    d["rule"] = req.rule.as_dict()
+    d["request_id"] = req.request_id
+    return d

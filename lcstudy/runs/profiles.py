@@ -1,0 +1,74 @@
+"""Study profiles: what ``make book`` measures and how hard. One typed config, not spread over
+the Makefile; every run records the profile it was made with.
+
+* ``quick``: 2 images, 256×256 centre crop, lowest quality of each codec, standard codecs on a
+  short sweep — minutes on 2 cores; the tests build the book with it.
+* ``standard`` (default of ``make book``): 24 Kodak images at full size, the lowest quality of each
+  channel configuration (complexity depends on quality only through (N, M)): FP/HP q1, q6;
+  MS-HP/ARC q1, q5; DGM/DGM-ATT q1, q4; CKBD, ELIC q1.
+* ``paper``: every quality the ICASSP 2023 paper measured (FP–ARC q1–8, DGM q1–6), plus CKBD and ELIC.
+
+Beyond the paper, ``standard`` and ``paper`` add (at each codec's lowest quality, on CPU): a
+1-thread pass over 4 images (FLOPs versus runtime: a second CPU platform), the
+resolution-scaling runs (kodim01 as a 512×512 centre crop and upscaled to 1920×1080 and
+3840×2160; its native size comes from the main run), and the standard codecs' quality sweep.
+``quick``'s resolution chapter has only its one (smallest) size.
+
+Repeats follow each profile's :class:`~lcstudy.core.stats.StopRule` (floor, ceiling, precision
+target, time budget per item, warm-up rule); ``make run REPEATS=N`` fixes them instead.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..core.stats import StopRule
+from ..errors import InputError
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    limit: int | None  # number of images (None = all)
+    crop: int | None
+    qualities: str  # "lowest" | "per-config" | "all"
+    rule: StopRule = field(default_factory=StopRule)
+    #: (threads, images) of the extra CPU pass for FLOPs vs runtime, or None
+    thread_pass: tuple[int, int] | None = None
+    #: resolution-scaling sizes beyond the main runs: "cropN" or "WxH" (synthetic), kodim01 only
+    scaling: tuple[str, ...] = ()
+    #: standard codecs: "full" or "short" quality sweep, and their repeats rule
+    standard_sweep: str = "full"
+    standard_rule: StopRule = field(default_factory=StopRule)
+    #: autoregressive codecs' operator profile on a centre crop of this size (None: full size); used
+    #: only because the category shares were measured equal on the crop (see the methodology)
+    ar_kernels_crop: int | None = None
+
+    def qualities_of(self, spec) -> tuple[int, ...]:
+        if self.qualities == "lowest":
+            return spec.qualities[:1]
+        if self.qualities == "per-config":
+            return spec.lowest_quality_per_config()
+        return spec.qualities
+
+
+_MAIN = StopRule(min_repeats=1, max_repeats=10, budget_s=3.0, warmup=1, warmup_skip_s=10.0)
+_STD = StopRule(min_repeats=2, max_repeats=10, budget_s=1.0, warmup=1, warmup_skip_s=10.0)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (
+    Profile("quick", "2 images, 256×256 centre crop, lowest quality", 2, 256, "lowest",
+            rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.5, warmup=1, warmup_skip_s=10.0),
+            standard_sweep="short", standard_rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.2)),
+    Profile("standard", "24 Kodak images, full size, lowest quality of each channel configuration", None, None,
+            "per-config", rule=_MAIN, thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160"),
+            standard_rule=_STD),
+    Profile("paper", "24 Kodak images, full size, every quality the paper measured", None, None, "all",
+            rule=_MAIN, thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160"), standard_rule=_STD),
+)}
+
+
+def get_profile(name) -> Profile:
+    p = PROFILES.get(str(name).strip().lower())
+    if p is None:
+        raise InputError(f"unknown profile {name!r}; valid profiles: {', '.join(PROFILES)} (PROFILE=…)")
+    return p

@@ -1,0 +1,225 @@
+"""The run protocol, once for learned and standard codecs.
+
+A run is a list of *items* (an image; for the standard codecs an image at one codec and
+quality). The protocol owns everything around "what one coding is", which a *subject*
+supplies (:class:`Subject`):
+
+1. **Resume.** The run's folder is found by its run id (any host: a cluster job may resume
+   on another node of its platform); items already written are not measured again.
+2. **Pause.** Before every item and every later phase the run waits while a pause is
+   requested (``make pause``), and warms up again afterwards: caches went cold.
+3. **Warm-up** per new input shape (``StopRule.warmup`` untimed codings), unless the first
+   coding at that shape is predicted to take longer than ``StopRule.warmup_skip_s`` (the
+   prediction: the last coding's time scaled by pixels). The first warm-up of a run doubles
+   as the capture pass of the MAC count.
+4. **Repeats** until :meth:`StopRule.decide` says stop. Every timed call is bracketed by the
+   contention monitor (other processes' CPU time, other GPU processes) and peak memory; a
+   contended repeat is kept in the raw samples, flagged, left out of the stopping rule and the
+   medians, and redone (at most ``StopRule.max_redo`` times per item).
+5. **Record**: each item is written atomically as soon as it is done, with its raw samples,
+   its wall time (after any pause), its node, why it stopped and what was contended.
+6. **Phases** after the items (operator profile, MAC count; learned codecs), each recorded as
+   done in run.json so that a resumed run does not redo it.
+
+The peak float32 matmul rate (the roofline's ceiling) is measured first, with the run's
+threads. Locking the machine is the caller's job (:mod:`lcstudy.runs.lock`): the protocol
+runs inside the lock.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Protocol
+
+from ..core.contention import CpuContention
+from ..core.environ import SCHEMA_VERSION
+from ..core.stats import StopRule
+from . import layout
+from .lock import wait_if_paused
+from .params import RunRequest, request_dict
+
+
+@dataclass
+class Item:
+    key: str  # unique within the run: the item file's name
+    group: Any  # warm-up key (the padded input shape; for standard codecs codec × quality × shape)
+    pixels: int
+    payload: Any = None
+
+
+class Subject(Protocol):
+    """What one coding is, and what to record: the learned or the standard codecs."""
+
+    kind: str
+
+    def items(self) -> list[Item]: ...
+
+    def warm(self, item: Item, capture: bool) -> None: ...
+
+    def code(self, item: Item, monitor) -> tuple[list[tuple], Any]:
+        """One timed encode + decode: (rows, output). Rows are (direction, stage, kind, measured,
+        seconds); the monitor is given begin(direction)/end(direction) around each timed call."""
+
+    def same_output(self, first: Any, other: Any) -> bool: ...
+
+    def record(self, item: Item, first: Any) -> dict: ...
+
+    def phases(self) -> list[tuple[str, Callable[[Callable], None]]]: ...
+
+    def make_monitor(self): ...
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print, progress: bool = True) -> layout.Run:
+    """Measure every item of ``subject`` not yet in its run folder, then its phases; return the run."""
+    rule = req.rule
+    group = req.group
+    path = layout.find_run(req.results_dir, req.device, group, run_id) or \
+        layout.run_dir(req.results_dir, env["host"], req.device, group, run_id)
+    meta = layout.read_meta(path) if (path / layout.RUN_META).exists() else {}
+    items = subject.items()
+    done = {it.key: layout.read_item(path, it.key) for it in items}
+    done = {k: v for k, v in done.items() if v is not None}
+    if done:
+        log(f"resuming run {run_id} ({req.label}): {len(done)} of {len(items)} items already measured in {path}")
+    execution = {"started_utc": now(), "node": env["host"], "slurm_job": env.get("slurm_job", "")}
+    meta = {"schema_version": SCHEMA_VERSION, "kind": subject.kind, "run_id": run_id, "label": req.label,
+            "group": group, "request_id": req.request_id, "request": request_dict(req),
+            "environ": meta.get("environ", env), "items": [it.key for it in items],
+            "phases_done": meta.get("phases_done", []), "phase_seconds": meta.get("phase_seconds", {}),
+            "executions": meta.get("executions", []) + [execution], "complete": False,
+            "peak": meta.get("peak", {})}
+    layout.write_meta(path, meta)
+
+    t_run = time.perf_counter()
+    if not meta["peak"]:
+        wait_if_paused(log)
+        meta["peak"] = _peak(req, env)
+        layout.write_meta(path, meta)
+
+    todo = [it for it in items if it.key not in done]
+    bar = _bar(progress, len(todo), req.label)
+    warmed: set = set()
+    last: tuple[int, float] | None = None  # (pixels, seconds) of the last coding: predicts the next
+    for it in todo:
+        if wait_if_paused(log):
+            warmed.clear()  # warm up again: caches went cold during the pause
+        t_item = time.perf_counter()
+        warm = _warm_up(subject, it, rule, warmed, last, capture=("macs" in req.phases and "capture" not in meta))
+        if warm.get("captured"):
+            meta["capture"] = it.key
+        rec, last = _repeat(subject, it, rule, log)
+        rec.update(schema_version=SCHEMA_VERSION, item=it.key, node=env["host"], warmup=warm,
+                   wall_seconds=time.perf_counter() - t_item, measured_utc=now(), **subject.record(it, rec.pop("_first")))
+        layout.write_item(path, it.key, rec)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+
+    for name, fn in subject.phases():
+        if name in meta["phases_done"]:
+            continue
+        wait_if_paused(log)
+        t0 = time.perf_counter()
+        fn(lambda table, df: _save_table(path, table, df))
+        meta["phase_seconds"][name] = time.perf_counter() - t0
+        meta["phases_done"].append(name)
+        layout.write_meta(path, meta)
+    execution["finished_utc"] = now()
+    execution["wall_seconds"] = time.perf_counter() - t_run
+    meta["executions"][-1] = execution
+    meta["complete"] = True
+    layout.write_meta(path, meta)
+    return layout.Run(path, meta)
+
+
+def _save_table(path, table: str, df) -> None:
+    from . import store
+
+    store.atomic_write_csv(layout.table_file(path, table), df)
+
+
+def _bar(progress: bool, total: int, label: str):
+    if not progress or not total:
+        return None
+    import sys
+
+    from tqdm import tqdm
+
+    # a notebook run through papermill is not a terminal: update rarely, one line at a time
+    return tqdm(total=total, desc=label, unit="item", mininterval=5 if not sys.stderr.isatty() else 0.1)
+
+
+def _peak(req: RunRequest, env: dict) -> dict:
+    from ..core.machine import peak_matmul
+
+    mon = CpuContention()
+    mon.begin()
+    out = peak_matmul(req.device, env["threads"])
+    c = mon.end()
+    return {**out, "peak_other_cpu_s": c["other_cpu_s"], "peak_contended": c["contended"]}
+
+
+def _warm_up(subject: Subject, it: Item, rule: StopRule, warmed: set, last, capture: bool) -> dict:
+    """Warm up ``it``'s input shape unless done, or the first coding is predicted long."""
+    if it.group in warmed:
+        return {"codings": 0, "reason": "shape already warm"}
+    warmed.add(it.group)
+    if rule.warmup == 0:
+        return {"codings": 0, "reason": "warm-up off"}
+    if last is not None:
+        predicted = last[1] * it.pixels / last[0]
+        if predicted > rule.warmup_skip_s:
+            return {"codings": 0, "reason": f"skipped: predicted {predicted:.1f} s > {rule.warmup_skip_s:g} s"}
+    t0 = time.perf_counter()
+    for i in range(rule.warmup):
+        subject.warm(it, capture=capture and i == 0)
+    return {"codings": rule.warmup, "seconds": time.perf_counter() - t0, "captured": capture}
+
+
+def _repeat(subject: Subject, it: Item, rule: StopRule, log) -> tuple[dict, tuple[int, float]]:
+    """The timed repeats of one item under the stopping rule."""
+    samples = {"repeat": [], "direction": [], "stage": [], "kind": [], "measured": [], "seconds": []}
+    repeats: list[dict] = []
+    totals: dict[str, list[float]] = {}
+    first = None
+    redo = 0
+    stop = None
+    r = 0
+    while stop is None:
+        monitor = subject.make_monitor()
+        rows, out = subject.code(it, monitor)
+        reads = monitor.take()
+        contended = any(v.get("contended") for v in reads.values())
+        if first is None:
+            first = out
+        elif not subject.same_output(first, out):
+            raise RuntimeError(f"{it.key}: the output changed between repeats (non-deterministic coding); the "
+                               "repeats would not be comparable")
+        for direction, stage, kind, measured, sec in rows:
+            samples["repeat"].append(r)
+            samples["direction"].append(direction)
+            samples["stage"].append(stage)
+            samples["kind"].append(kind)
+            samples["measured"].append(measured)
+            samples["seconds"].append(sec)
+        repeats.append({"repeat": r, "contended": contended, **{d: v for d, v in reads.items()}})
+        tot = {d: s for d, st, k, m, s in rows if st == "total"}
+        if contended:
+            redo += 1
+            log(f"note: {it.key} repeat {r} was contended (other processes used "
+                f"{sum(v.get('other_cpu_s', 0) for v in reads.values()):.2f} CPU s); measuring it again")
+            if redo > rule.max_redo:
+                stop = "contended"
+        else:
+            for d, s in tot.items():
+                totals.setdefault(d, []).append(s)
+            stop = rule.decide(totals)
+        r += 1
+    last = (it.pixels, sum(tot.values()))
+    return {"stop": stop, "repeats": repeats, "samples": samples, "_first": first}, last

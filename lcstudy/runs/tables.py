@@ -1,0 +1,215 @@
+"""The tidy tables, rebuilt from the run folders (:mod:`lcstudy.runs.layout`).
+
+One tidy table per kind of quantity is the source of everything: every xlsx, CSV and figure
+of the book is derived from these. Columns (every table also carries the run's provenance:
+``host`` (the results folder), ``platform``, ``device``, ``codec``, ``quality``, ``label``,
+``run_id``, ``weights``, ``weights_label``, ``threads``, ``crop``, ``resize``, ``profile``,
+``cpu_model``, ``gpu_name``, versions, ``peak_matmul_gflops``):
+
+============= =====================================================================================
+table          one row per … and its own columns
+============= =====================================================================================
+timings        run × image × direction × stage: ``node`` (who measured the image), ``height``,
+               ``width``, ``stage``, ``kind`` (partition / sub / aggregate), ``measured`` (clocked, or
+               derived: misc, \\*/other, network), ``seconds`` (median of the uncontended repeats),
+               ``iqr_seconds`` (blank with one sample), ``ci_low``/``ci_high`` (95 % interval of
+               the median, blank below 6 samples), ``n_samples``, ``n_contended``, ``noisy``,
+               ``stop`` (why the repeats stopped), ``bpp``, ``psnr``, ``ms_ssim``, ``nbytes``
+samples        run × image × repeat × direction × stage: ``seconds``, ``contended``,
+               ``other_cpu_s`` (the rest of the machine's CPU seconds during the call)
+memory         run × image × repeat × direction × memory (cpu_rss, cuda_allocated, cuda_reserved):
+               ``baseline_mb``, ``peak_mb``, ``working_mb``, ``method``
+kernels        run × direction × kind (cpu_op, cuda_kernel) × op: ``category``, ``self_seconds``,
+               ``calls``, ``share``
+complexity     run × direction × stage: ``macs``, ``flops_torch``, ``params``, ``kmac_per_px``,
+               ``gmac``, ``mac_vs_torch``, ``count_mode``, ``uncounted``
+standard       standard run × codec × value × image × direction: ``knob``, ``value``, ``seconds``,
+               … as timings (stage is always ``total``), ``options``, ``threading``
+runs           run: ``kind``, ``items``, ``complete``, ``wall_seconds``, ``codec_seconds``,
+               ``contended_share``, ``nodes``, ``phase_seconds_*``, ``notebook``
+============= =====================================================================================
+
+"The stages add up to the total" is one filter: ``kind == "partition"`` rows of a direction
+sum to its ``stage == "total"`` row, per repeat (in ``samples``).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..core.stats import Measurement
+from . import layout
+
+TABLES = ("timings", "samples", "memory", "kernels", "complexity", "standard", "runs")
+_ENV = ("cpu_model", "cpu_count", "gpu_name", "torch_version", "cuda_version", "compressai_version",
+        "python_version", "lcstudy_version", "git_commit", "time_utc")
+
+
+def base_columns(run: layout.Run) -> dict:
+    m = run.meta
+    req, env = m["request"], m["environ"]
+    peak = m.get("peak", {})
+    return {"host": run.host, "platform": env.get("platform", ""), "device": run.device,
+            "codec": req.get("codec") if run.kind == "learned" else "standard", "quality": req.get("quality"),
+            "label": m.get("label"), "run_id": m["run_id"], "request_id": m.get("request_id"),
+            "weights": req.get("weights"), "weights_label": env.get("weights_label", ""),
+            "seed": req.get("seed"), "threads": env.get("threads"), "crop": req.get("crop"),
+            "resize": req.get("resize"), "profile": req.get("profile"),
+            **{k: env.get(k) for k in _ENV}, "peak_matmul_gflops": peak.get("peak_matmul_gflops"),
+            "load_seconds": env.get("load_seconds")}
+
+
+def _samples_frame(rec: dict) -> pd.DataFrame:
+    s = pd.DataFrame(rec["samples"])
+    cont = {r["repeat"]: bool(r.get("contended")) for r in rec.get("repeats", [])}
+    other = {r["repeat"]: sum(v.get("other_cpu_s", 0.0) for k, v in r.items() if isinstance(v, dict))
+             for r in rec.get("repeats", [])}
+    s["contended"] = s["repeat"].map(cont).fillna(False).astype(bool)
+    s["other_cpu_s"] = s["repeat"].map(other)
+    return s
+
+
+def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
+    s = _samples_frame(rec)
+    rows = []
+    extra = ({"codec": rec["codec"], "knob": rec["knob"], "value": rec["value"], "options": str(rec.get("options")),
+              "threading": rec.get("threading")} if standard else {})
+    for (direction, stage), g in s.groupby(["direction", "stage"], sort=False):
+        ok = g[~g.contended]
+        vals = (ok if len(ok) else g).seconds.tolist()  # all contended: keep them, flagged
+        m = Measurement(vals)
+        lo, hi = m.ci()
+        rows.append({**base, **extra, "image": rec["image"], "node": rec.get("node"), "height": rec["height"],
+                     "width": rec["width"], "direction": direction, "stage": stage, "kind": g.kind.iloc[0],
+                     "measured": bool(g.measured.iloc[0]), "seconds": m.median, "iqr_seconds": m.iqr,
+                     "ci_low": lo, "ci_high": hi, "n_samples": len(ok), "n_contended": int(g.contended.sum()),
+                     "noisy": m.noisy, "stop": rec.get("stop"), "bpp": rec.get("bpp"), "psnr": rec.get("psnr"),
+                     "ms_ssim": rec.get("ms_ssim"), "nbytes": rec.get("nbytes"),
+                     "warmup_codings": (rec.get("warmup") or {}).get("codings")})
+    return rows
+
+
+def run_tables(run: layout.Run) -> dict[str, pd.DataFrame]:
+    """Every table of one run."""
+    return {t: _table([run], t) for t in TABLES}
+
+
+def _table(runs: list[layout.Run], table: str) -> pd.DataFrame:
+    frames = []
+    for run in runs:
+        base = base_columns(run)
+        if table == "runs":
+            frames.append(pd.DataFrame([_run_row(run, base)]))
+            continue
+        if table in ("kernels", "complexity"):
+            f = layout.table_file(run.path, table)
+            if f.exists() and run.kind == "learned":
+                t = pd.read_csv(f, keep_default_na=False, na_values=[""])
+                for k, v in reversed(list(base.items())):
+                    if k not in t.columns:
+                        t.insert(0, k, v)
+                frames.append(t)
+            continue
+        if (table == "standard") != (run.kind == "standard"):
+            if table != "samples":
+                continue
+        recs = run.items()
+        if table in ("timings", "standard"):
+            rows = [r for rec in recs for r in _item_rows(rec, base, run.kind == "standard")]
+            frames.append(pd.DataFrame(rows))
+        elif table == "samples":
+            for rec in recs:
+                s = _samples_frame(rec)
+                s.insert(0, "image", rec["image"])
+                s.insert(1, "node", rec.get("node"))
+                if run.kind == "standard":
+                    s.insert(0, "value", rec["value"])
+                    s.insert(0, "item_codec", rec["codec"])
+                for k, v in reversed(list(base.items())):
+                    s.insert(0, k, v)
+                frames.append(s)
+        elif table == "memory":
+            rows = []
+            for rec in recs:
+                for rep in rec.get("repeats", []):
+                    for direction in ("encode", "decode"):
+                        for m in (rep.get(direction) or {}).get("memory", []):
+                            rows.append({**base, "image": rec["image"], "node": rec.get("node"),
+                                         "height": rec["height"], "width": rec["width"], "repeat": rep["repeat"],
+                                         "contended": rep.get("contended"), "direction": direction, **m,
+                                         "working_mb": m["peak_mb"] - m["baseline_mb"]})
+            frames.append(pd.DataFrame(rows))
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)
+
+
+def _run_row(run: layout.Run, base: dict) -> dict:
+    recs = run.items()
+    codec_s = wall = 0.0
+    n_rep = n_cont = 0
+    for rec in recs:
+        s = rec["samples"]
+        codec_s += sum(sec for st, sec in zip(s["stage"], s["seconds"]) if st == "total")
+        wall += rec.get("wall_seconds", math.nan)
+        n_rep += len(rec.get("repeats", []))
+        n_cont += sum(1 for r in rec.get("repeats", []) if r.get("contended"))
+    m = run.meta
+    ex = m.get("executions", [])
+    row = {**base, "kind": run.kind, "items": len(recs), "items_planned": len(m.get("items", [])),
+           "complete": run.complete, "wall_seconds": sum(e.get("wall_seconds", 0.0) for e in ex) or math.nan,
+           "item_wall_seconds": wall, "codec_seconds": codec_s, "repeats": n_rep, "contended": n_cont,
+           "contended_share": n_cont / n_rep if n_rep else math.nan,
+           "nodes": ", ".join(sorted({r.get("node", "") for r in recs})),
+           "slurm_jobs": ", ".join(sorted({e.get("slurm_job", "") for e in ex if e.get("slurm_job")})),
+           "started_utc": ex[0]["started_utc"] if ex else "", "finished_utc": ex[-1].get("finished_utc", "") if ex
+           else "", "stops": ", ".join(f"{k} {v}" for k, v in pd.Series([r.get("stop") for r in recs]).value_counts()
+                                       .items()),
+           "notebook": str(run.notebook) if run.notebook.exists() else "",
+           "rule": str(m.get("request", {}).get("rule", {}))}
+    for k, v in m.get("phase_seconds", {}).items():
+        row[f"phase_seconds_{k}"] = v
+    return row
+
+
+def load_results(results_dir, table: str = "timings") -> pd.DataFrame:
+    """All runs under ``results_dir`` (every host and device) as one tidy table (see the module
+    docstring for the tables and their columns)."""
+    if table not in TABLES:
+        from ..errors import InputError
+
+        raise InputError(f"unknown table {table!r}; valid: {', '.join(TABLES)}")
+    return _table(layout.runs(results_dir), table)
+
+
+def main_rows(df: pd.DataFrame, all_threads: bool = True) -> pd.DataFrame:
+    """The study's main measurements: the images at their own size — or, where a profile crops
+    (``quick``), its common crop — not the resolution-scaling runs (synthetic sizes, 512² crops).
+
+    ``all_threads=False`` keeps, per host and device, only the runs with the most threads (the
+    1-thread pass of the FLOPs-vs-runtime chapter is a second platform, not a second sample).
+    """
+    if df.empty:
+        return df
+    d = df[df["resize"].isna()] if "resize" in df.columns else df
+    if d.crop.isna().any():
+        d = d[d.crop.isna()]
+    elif not d.empty:
+        d = d[d.crop == d.crop.mode().iloc[0]]
+    if not all_threads and not d.empty:
+        top = d.groupby(["host", "device"]).threads.transform("max")
+        d = d[d.threads == top]
+    return d
+
+
+def per_image(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One value per (keys, image): the median over the runs that measured the image (several
+    nodes or copies of one platform's run count once per image)."""
+    return df.groupby(keys + ["image"], as_index=False, dropna=False).agg(seconds=("seconds", "median"))
+
+
+def nan_to_none(x):
+    return None if isinstance(x, float) and np.isnan(x) else x
