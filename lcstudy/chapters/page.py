@@ -38,11 +38,19 @@ class Page:
         self.parts.setdefault(key, []).append(Part("table", styler, caption))
 
     def figure(self, key: str, fig, caption: str) -> None:
+        """Keep ``fig`` as a PNG (rendered now, at the book's resolution) and close it."""
+        png = None
         if fig is not None:
-            import matplotlib.pyplot as plt
+            import io
 
+            import matplotlib.pyplot as plt
+            from IPython.display import Image
+
+            buf = io.BytesIO()
+            fig.savefig(buf, format="png", bbox_inches="tight")
             plt.close(fig)
-        self.parts.setdefault(key, []).append(Part("figure", fig, caption))
+            png = Image(data=buf.getvalue(), format="png")
+        self.parts.setdefault(key, []).append(Part("figure", png, caption))
 
     def text(self, key: str, markdown: str) -> None:
         self.parts.setdefault(key, []).append(Part("markdown", markdown))

@@ -46,8 +46,9 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     nb_params = {k: v for k, v in params.items() if v is not None}
     nb_params["results_dir"] = req.results_dir
     nb_params["images"] = ",".join(i.path for i in req.images)
-    if req.kind == "learned" and req.weights == "checkpoint":
-        nb_params["weights"] = req.weights_path
+    if req.kind == "learned":
+        # resolved once, here: an offline WEIGHTS=auto probes the network once per make, not per notebook
+        nb_params["weights"] = req.weights_path if req.weights == "checkpoint" else req.weights
     nb_params.pop("limit", None)  # the image list is explicit now
     token = secrets.token_hex(8)
     os.environ["LCSTUDY_LOCK_TOKEN"] = token

@@ -288,8 +288,6 @@ def _label(base: str, params: dict, profile: Profile) -> str:
     w = p.get("weights")
     if w not in (None, "auto", "random", "pretrained"):
         parts.append("ckpt-" + Path(str(w)).name.split(".")[0])
-    elif w in ("random", "pretrained"):
-        parts.append(str(w))
     if p.get("seed") not in (None, 0):
         parts.append(f"seed{p['seed']}")
     return "-".join(parts)

@@ -53,7 +53,7 @@ class Profile:
 
 
 _MAIN = StopRule(min_repeats=1, max_repeats=10, budget_s=3.0, warmup=1, warmup_skip_s=10.0)
-_STD = StopRule(min_repeats=2, max_repeats=10, budget_s=1.0, warmup=1, warmup_skip_s=10.0)
+_STD = StopRule(min_repeats=2, max_repeats=10, budget_s=0.5, warmup=1, warmup_skip_s=10.0)
 
 PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("quick", "2 images, 256×256 centre crop, lowest quality", 2, 256, "lowest",
