@@ -89,11 +89,11 @@ weights: $(STAMP) ## fetch every pretrained checkpoint the profile needs into th
 
 .PHONY: runs
 runs: $(STAMP) data ## execute every missing run of the profile (EXECUTOR=local|slurm); finished runs are kept
-	$(PIPE) runs $(PLAN_ARGS) --executor $(EXECUTOR) --wait $(SLURM_WAIT) $(PLAN_PARAMS)
+	$(PIPE) runs $(PLAN_ARGS) --executor $(EXECUTOR) --wait $(SLURM_WAIT) -- $(PLAN_PARAMS)
 
 .PHONY: run
 run: $(STAMP) ## rerun one notebook: make run CODEC=ARC QUALITY=5 DEVICE=cpu THREADS=1 … (honours PROFILE)
-	$(PIPE) run profile=$(PROFILE) --results-dir $(RESULTS_DIR) $(RUN_PARAMS)
+	$(PIPE) run --results-dir $(RESULTS_DIR) profile=$(PROFILE) $(RUN_PARAMS)
 
 .PHONY: chapters
 chapters: $(STAMP) ## execute the chapter notebooks over RESULTS_DIR

@@ -19,8 +19,6 @@ def execute(resolved: list, wait: bool = True) -> int:
     total = sum(r.predicted_s for r in todo)
     print(f"plan: {len(resolved)} runs, {done} already measured, {len(todo)} to run"
           + (f" (predicted {fmt_seconds(total)})" if todo else ""), flush=True)
-    for note in dict.fromkeys(n for r in todo for n in getattr(r.request, "notes", ())):
-        print(f"note: {note}", flush=True)
     failed = []
     for i, r in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {r.planned.describe()} — predicted {fmt_seconds(r.predicted_s)}", flush=True)

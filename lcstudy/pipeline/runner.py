@@ -36,6 +36,8 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     except LcstudyError as e:
         _say(f"error: {e}")
         return 2
+    for note in req.notes:
+        print(f"note: {note}", flush=True)
     rid = run_id(req, platform_fingerprint(req))
     done = layout.find_complete(req.results_dir, req.request_id, req.device, rid)
     if done is not None and set(req.phases) <= set(done.meta.get("phases_done", [])) and not force:
