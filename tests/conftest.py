@@ -1,9 +1,9 @@
 import os
+import sys
 import warnings
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = Path(os.environ.get("LCSTUDY_MIRROR") or ROOT.parent / "shared")
@@ -11,10 +11,29 @@ KODAK = MIRROR / "data" / "kodak"
 REFERENCE = MIRROR / "reference"
 
 warnings.filterwarnings("ignore", category=FutureWarning)
+# the test fixtures (tests.fakecodec) are importable by path, in this process and in the notebooks' kernels
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def pytest_configure(config):
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    # the tests' own machine lock: a timing run of the user's (make book) on this machine is not waited for
+    # — pause it (make pause) before running the tests, or their load distorts its timings
+    if not os.environ.get("LCSTUDY_LOCK"):
+        import tempfile
+
+        os.environ["LCSTUDY_LOCK"] = str(Path(tempfile.mkdtemp(prefix="lcstudy-test-lock-")) / "lock")
+
+
+@pytest.fixture(autouse=True)
+def _threads_restored():
+    """No test may leave torch's thread count changed behind it."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    assert torch.get_num_threads() == before, "a test (or the code under test) left torch.set_num_threads changed"
 
 
 @pytest.fixture(scope="session")
@@ -37,21 +56,25 @@ def small_png(tmp_path):
     import numpy as np
     from PIL import Image
 
-    def make(name="img", h=96, w=128, mode="RGB", seed=0):
+    def make(name="img", h=96, w=128, mode="RGB", seed=0, folder=None):
         rng = np.random.default_rng(seed)
         if mode == "I;16":
-            arr = rng.integers(0, 65535, (h, w), dtype=np.uint16)
-            im = Image.fromarray(arr)
+            im = Image.fromarray(rng.integers(0, 65535, (h, w), dtype=np.uint16))
         else:
             c = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-            arr = rng.integers(0, 255, (h, w, c) if c > 1 else (h, w), dtype=np.uint8)
-            # smooth-ish content so codecs behave like on photos
-            im = Image.fromarray(arr, mode=mode)
-        p = tmp_path / f"{name}.png"
+            base = rng.integers(0, 255, (max(h // 8, 2), max(w // 8, 2), c) if c > 1 else (max(h // 8, 2), max(w // 8, 2)),
+                                dtype=np.uint8)
+            im = Image.fromarray(base, mode=mode).resize((w, h), Image.BILINEAR)  # smooth, like a photo
+        d = Path(folder) if folder else tmp_path
+        d.mkdir(parents=True, exist_ok=True)
+        p = d / f"{name}.png"
         im.save(p)
         return p
 
     return make
 
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()

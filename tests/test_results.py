@@ -1,10 +1,13 @@
+"""The paper's workbooks read back; ours written in its layout and read back; old schemas ignored."""
+import json
+import warnings
+
 import pandas as pd
 import pytest
 
 import lcstudy
-from lcstudy.errors import InputError, SchemaError
-from lcstudy.profile import profile
-from lcstudy.results import read_paper_reference, read_paper_xlsx, write_reports
+from lcstudy.chapters.workbooks import read_paper_reference, read_paper_xlsx, write_reports
+from lcstudy.errors import InputError
 
 PAPER = "lc-assessment/FALCON_ICASSP2023_WP1_V1.0/Timing"
 
@@ -17,17 +20,13 @@ def test_read_paper_data(reference):
     assert arc.image.nunique() == 24
     enc = arc[arc.direction == "encode"].groupby("stage").seconds.mean()
     assert enc["AEy"] > enc["g_a"] > enc["h_s"] > 0  # the AR loop dominates on CPU
-    # the paper's unsynchronised GPU stages: AEz absorbs g_a's kernels
-    cu = p[(p.codec == "HP") & (p.device == "cuda") & (p.direction == "encode")].groupby("stage").seconds.mean()
-    assert cu["AEz"] > 5 * cu["g_a"]
     fp = p[(p.codec == "FP") & (p.direction == "encode")].groupby("stage").seconds.sum()
     assert fp["h_a"] == fp["AEz"] == 0  # FP has no hyperprior: the paper records zeros
 
 
 def test_xlsx_round_trip(kodak, tmp_path):
-    codec = lcstudy.load_codec("MS-HP", 1)
-    df = profile(codec, [kodak / "kodim02.png", kodak / "kodim03.png"], repeats=1, warmup=0, crop=128,
-                 memory=False, kernels=False, progress=False)
+    codec = lcstudy.load_codec("MS-HP", 1, weights="random")
+    df = lcstudy.profile(codec, [kodak / "kodim02.png", kodak / "kodim03.png"], repeats=1, warmup=0, crop=128)
     files = write_reports(df, tmp_path)
     assert sorted(f.name for f in files) == ["All_dec_report_CPU.xlsx", "All_enc_report_CPU.xlsx"]
     enc = read_paper_xlsx(tmp_path / "All_enc_report_CPU.xlsx")
@@ -49,36 +48,22 @@ def test_corrupt_xlsx_is_a_clear_error(tmp_path):
         read_paper_xlsx(bad)
 
 
-def test_old_schema_is_refused(kodak, tmp_path):
-    import json
+def test_old_schema_is_ignored_with_one_warning(kodak, tmp_path):
+    """A run folder of another result schema is neither read nor resumed: one warning names the fix."""
+    import shutil
 
-    codec = lcstudy.load_codec("FP", 1)
-    profile(codec, [kodak / "kodim05.png"], repeats=1, warmup=0, crop=64, results_dir=tmp_path, memory=False,
-            kernels=False, progress=False)
-    run = next(tmp_path.rglob("run.json"))
-    meta = json.loads(run.read_text())
-    meta["schema_version"] = 0
-    run.write_text(json.dumps(meta))
-    with pytest.raises(SchemaError, match="schema"):
-        lcstudy.load_results(tmp_path)
+    codec = lcstudy.load_codec("FP", 1, weights="random")
+    df = lcstudy.profile(codec, [kodak / "kodim05.png"], repeats=1, warmup=0, crop=64, results_dir=tmp_path)
+    run = next(tmp_path.rglob("run.json")).parent
+    old = run.parent / "0123456789ab"
+    shutil.copytree(run, old)
+    meta = json.loads((old / "run.json").read_text())
+    meta["schema_version"] = 1
+    (old / "run.json").write_text(json.dumps(meta))
+    with pytest.warns(UserWarning, match="1 run folder.*another result schema.*make clean-stale") as w:
+        back = lcstudy.load_results(tmp_path)
+    assert len(w) == 1
+    assert set(back.run_id) == {df.run_id.iloc[0]} and len(back) == len(df)
+    from lcstudy.runs.layout import stale_runs
 
-
-def test_thread_pass_is_a_timing_platform_only(kodak, tmp_path):
-    """The 1-thread pass adds a platform to the timings; memory, operators and MACs come from
-    the run with the most threads (they would otherwise be mixed under one codec/quality)."""
-    import torch
-
-    from lcstudy import report
-
-    before = torch.get_num_threads()
-    codec = lcstudy.load_codec("FP", 1)
-    try:
-        for t in (1, 2):
-            profile(codec, [kodak / "kodim05.png"], repeats=1, warmup=0, crop=64, threads=t, results_dir=tmp_path,
-                    memory=t == 2, kernels=True, progress=False, peak=False)
-    finally:
-        torch.set_num_threads(before)
-    t = report.load_all(tmp_path)
-    assert sorted(t["timings"].threads.unique()) == [1, 2]
-    two = set(t["timings"][t["timings"].threads == 2].run_id)
-    assert len(two) == 1 and set(t["kernels"].run_id) == two and set(t["memory"].run_id) == two
+    assert stale_runs(tmp_path) == [old]

@@ -193,21 +193,21 @@ def mac_cache(results, key: str) -> Path:
 
 
 def check_writable(results) -> None:
-    """That ``results`` is (or can become) a writable folder; nothing is created."""
-    import os
+    """That ``results`` is (or can become) a writable folder: a temporary file is made and removed in
+    it, or in its nearest existing parent; no folder is created."""
+    import tempfile
 
     p = Path(results)
-    if p.exists():
-        if not p.is_dir():
-            raise InputError(f"RESULTS_DIR {p} is a file, not a folder; give a folder (it is created if missing)")
-        if not os.access(p, os.W_OK | os.X_OK):
-            raise InputError(f"RESULTS_DIR {p} is not writable; give a folder you can write to")
-        return
-    parent = p.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir():
-        raise InputError(f"RESULTS_DIR {p}: {parent} is a file, not a folder; give another RESULTS_DIR")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise InputError(f"RESULTS_DIR {p} cannot be created: {parent} is not writable; give a folder you can "
-                         "write to")
+    if p.exists() and not p.is_dir():
+        raise InputError(f"RESULTS_DIR {p} is a file, not a folder; give a folder (it is created if missing)")
+    probe = p
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise InputError(f"RESULTS_DIR {p}: {probe} is a file, not a folder; give another RESULTS_DIR")
+    try:
+        with tempfile.TemporaryFile(dir=probe):
+            pass
+    except OSError as e:
+        what = "is not writable" if probe == p else f"cannot be created in {probe}"
+        raise InputError(f"RESULTS_DIR {p} {what} ({e.strerror}); give a folder you can write to") from None

@@ -1,0 +1,85 @@
+"""Every parameter checked before a notebook starts: one line naming the value and the fix, an exit
+status ≠ 0, in under 3 s, and nothing written."""
+import subprocess
+import sys
+import time
+
+import pytest
+
+from lcstudy.errors import InputError
+from lcstudy.runs.params import resolve
+
+from .conftest import KODAK, ROOT
+
+BAD = [
+    ({"codec": "JPEG-AI"}, "unknown codec 'JPEG-AI'"),
+    ({"codec": "FP", "quality": 9}, "quality 9 is out of range for FP: valid qualities are 1–8"),
+    ({"codec": "FP", "device": "tpu"}, "unknown device 'tpu'"),
+    ({"codec": "FP", "threads": 0}, "THREADS=0: must be an integer ≥ 1"),
+    ({"codec": "FP", "limit": -1}, "LIMIT=-1"),
+    ({"codec": "FP", "crop": 7}, "CROP=7: must be an integer ≥ 16"),
+    ({"codec": "FP", "repeats": "three"}, "REPEATS='three'"),
+    ({"codec": "FP", "weights": "/x.pth"}, "checkpoint not found"),
+    ({"codec": "FP", "images": "/nonexistent/folder"}, "images not found"),
+    ({"codec": "FP", "resize": "big"}, "WIDTHxHEIGHT"),
+    ({"codec": "FP", "profile": "fast"}, "unknown profile 'fast'; valid profiles: quick, standard, paper"),
+    ({"codec": "FP", "budget": -1}, "BUDGET=-1"),
+    ({"codec": "FP", "repeat": 3}, "unknown parameter 'repeat'"),
+    ({"codec": "FP", "results_dir": "/proc/lcstudy-results"}, "cannot be created"),
+]
+
+
+@pytest.mark.parametrize("params,msg", BAD)
+def test_bad_values_are_refused_by_the_checks(params, msg, tmp_path):
+    params = {"images": str(KODAK), "results_dir": str(tmp_path / "res"), **params}
+    with pytest.raises(InputError) as e:
+        resolve(params)
+    assert msg in str(e.value)
+    assert not (tmp_path / "res").exists()
+
+
+def test_results_dir_that_is_a_file(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(InputError, match="is a file, not a folder"):
+        resolve({"codec": "FP", "images": str(KODAK), "results_dir": str(f)})
+
+
+def test_profile_settings_are_honoured(tmp_path):
+    q = resolve({"codec": "FP", "profile": "quick", "images": str(KODAK), "results_dir": str(tmp_path)})
+    assert (len(q.images), q.crop, q.rule.max_repeats) == (2, 256, 6)
+    s = resolve({"codec": "FP", "images": str(KODAK), "results_dir": str(tmp_path)})
+    assert (len(s.images), s.crop) == (24, None)
+    o = resolve({"codec": "FP", "profile": "quick", "limit": 3, "crop": 0, "images": str(KODAK),
+                 "results_dir": str(tmp_path)})
+    assert (len(o.images), o.crop) == (3, None)  # explicit values win over the profile's
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["codec=FP", "quality=9"], "quality 9 is out of range"),
+    (["codec=FP", "device=tpu"], "unknown device"),
+    (["codec=FP", "profile=fast"], "unknown profile"),
+    (["codec=FP", "weights=/x.pth"], "checkpoint not found"),
+])
+def test_cli_fails_fast_on_one_line(args, msg, tmp_path):
+    """What `make run` does with a bad value: exit 2 within 3 s, one line on stderr, nothing written."""
+    t = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "lcstudy.pipeline", "run", "--results-dir", str(tmp_path / "r"),
+                          *args, f"images={KODAK}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - t
+    assert out.returncode == 2 and elapsed < 3.0, (out.returncode, elapsed)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and msg in lines[0], out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_identity_covers_what_changes_numbers(tmp_path, small_png):
+    a = small_png("a", 64, 64, seed=1)
+    base = {"codec": "HP", "images": str(a), "results_dir": str(tmp_path), "weights": "random"}
+    rid = resolve(base).request_id
+    assert resolve({**base, "results_dir": str(tmp_path / "other")}).request_id == rid  # where is not what
+    for change in ({"threads": 1}, {"crop": 32}, {"seed": 1}, {"repeats": 2}, {"quality": 2}, {"resize": "96x64"},
+                   {"device": "cpu:0"} if False else {"budget": 9}):
+        assert resolve({**base, **change}).request_id != rid, change
+    a.write_bytes(small_png("b", 64, 64, seed=2).read_bytes())  # same name, other content
+    assert resolve(base).request_id != rid

@@ -1,0 +1,202 @@
+"""The run protocol: tidy tables and resume, memory and operators with known answers, contention
+detected and redone, pause → resume → warm-up again, a run's identity, odd and bad inputs."""
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import pandas as pd
+import pytest
+import torch
+
+import lcstudy
+from lcstudy.core.stats import fixed
+from lcstudy.errors import InputError
+from lcstudy.runs import layout, lock
+from lcstudy.runs.tables import load_results
+
+FAKE = "tests.fakecodec:FakeHyperprior"
+
+
+@pytest.fixture(scope="module")
+def hp():
+    return lcstudy.load_codec("HP", 1, weights="random")
+
+
+def test_tidy_table_resume_and_costs(hp, kodak, tmp_path):
+    imgs = [kodak / "kodim01.png", kodak / "kodim04.png"]  # both orientations
+    df = lcstudy.profile(hp, imgs, repeats=2, crop=192, results_dir=tmp_path)
+    need = ["codec", "quality", "platform", "device", "threads", "weights", "weights_label", "image", "node",
+            "height", "width", "direction", "stage", "kind", "measured", "seconds", "iqr_seconds", "ci_low",
+            "n_samples", "stop", "bpp", "psnr", "ms_ssim", "cpu_model", "torch_version", "run_id"]
+    assert set(need) <= set(df.columns)
+    assert set(df.image) == {"kodim01", "kodim04"} and (df.n_samples == 2).all() and (df.stop == "ceiling").all()
+    enc = df[(df.image == "kodim01") & (df.direction == "encode")].set_index("stage")
+    assert {"g_a", "h_a", "AEz", "ADz", "h_s", "AEy", "misc", "total", "network"} <= set(enc.index)
+    assert (df.bpp > 0).all() and df.psnr.notna().all() and df.ms_ssim.notna().all()
+    files = sorted(tmp_path.rglob("items/*.json"))
+    assert len(files) == 2
+    mtimes = {f: f.stat().st_mtime_ns for f in files}
+    df2 = lcstudy.profile(hp, imgs, repeats=2, crop=192, results_dir=tmp_path)  # resume: nothing remeasured
+    assert {f: f.stat().st_mtime_ns for f in files} == mtimes
+    pd.testing.assert_frame_equal(df.drop(columns=["time_utc"]), df2.drop(columns=["time_utc"]))
+    df3 = lcstudy.profile(hp, imgs[:1], repeats=1, crop=192, results_dir=tmp_path)  # another setting: another run
+    assert df3.run_id.iloc[0] != df.run_id.iloc[0]
+    assert len(load_results(tmp_path)) == len(df) + len(df3)
+    runs = load_results(tmp_path, "runs").set_index("run_id")
+    first = runs.loc[df.run_id.iloc[0]]
+    s = df.attrs["samples"]
+    work = s[s.stage == "total"].seconds.sum()
+    assert first["items"] == 2 and first.repeats == 4 and first.codec_seconds == pytest.approx(work)
+    assert work < first.item_wall_seconds < first.wall_seconds
+
+
+def test_a_known_allocation_shows_in_peak_memory(tmp_path, small_png):
+    """200 MB allocated inside the decode: the working memory of the decode is 200 MB within 10 %."""
+
+    class Alloc(torch.nn.Module):
+        def forward(self, x):
+            big = torch.ones(50_000_000)  # 200 MB, touched
+            return x + big[:1].sum() * 0
+
+    codec = lcstudy.load_codec(FAKE, weights="random")
+    codec.model.g_s = torch.nn.Sequential(codec.model.g_s, Alloc())
+    df = lcstudy.profile(codec, [small_png("a", 64, 64)], repeats=3, warmup=0)
+    mem = df.attrs["memory"]
+    rss = mem[mem.memory == "cpu_rss"].groupby("direction").working_mb.median()
+    assert set(mem.method) == {"VmHWM reset via clear_refs"}
+    assert rss["decode"] == pytest.approx(200 * 1e6 / 2**20, rel=0.10)
+    assert rss["encode"] < 20
+
+
+def test_operator_shares_with_a_known_dominant_operator(tmp_path, small_png):
+    """A codec whose analysis transform is one large convolution: convolution dominates the encode."""
+    import torch.nn.functional as F
+
+    class Conv(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.rand(64, 3, 9, 9))
+
+        def forward(self, x):
+            F.conv2d(torch.rand(1, 3, 512, 512), self.w)
+            return x
+
+    codec = lcstudy.load_codec(FAKE, weights="random", kwargs={k: 0.0 for k in ("enc_g_a", "enc_h_a", "enc_AEz",
+                                                                                "enc_ADz", "enc_h_s", "enc_AEy")})
+    codec.model.g_a = Conv()
+    df = lcstudy.profile(codec, [small_png("a", 64, 64)], repeats=1, kernels=True)
+    k = df.attrs["kernels"]
+    enc = k[(k.direction == "encode") & (k.kind == "cpu_op")].groupby("category").share.sum()
+    assert enc.idxmax() == "convolution" and enc["convolution"] > 0.5, enc
+    dec = k[(k.direction == "decode") & (k.kind == "cpu_op")].groupby("category").share.sum()
+    assert dec.get("convolution", 0.0) == 0.0  # the decoder does no convolution at all
+
+
+BURN = "import sys, time\nprint('burning', flush=True)\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end: pass\n"
+
+
+def test_contention_is_detected_redone_and_kept(tmp_path, small_png):
+    """A CPU-burning process beside a run: its samples are marked contended, kept in the raw samples,
+    left out of the medians, and measured again once the machine is quiet."""
+    codec = lcstudy.load_codec(FAKE, weights="random")
+    img = small_png("a", 64, 64)
+    lcstudy.profile(codec, [img], repeats=3, warmup=0)  # imports and caches warm
+    burner = subprocess.Popen([sys.executable, "-c", BURN, "1.2"], stdout=subprocess.PIPE, text=True)
+    assert burner.stdout.readline().strip() == "burning"
+    rule = replace(fixed(3, warmup=0), max_redo=30)
+    df = lcstudy.profile(codec, [img], rule=rule, results_dir=tmp_path)
+    burner.wait()
+    s = df.attrs["samples"]
+    tot = s[(s.stage == "total") & (s.direction == "encode")]
+    assert tot.contended.sum() >= 1 and (~tot.contended).sum() == 3
+    assert (tot[tot.contended].other_cpu_s > 0.03).all()
+    row = df[(df.stage == "total") & (df.direction == "encode")].iloc[0]
+    assert row.n_samples == 3 and row.n_contended == tot.contended.sum()
+    assert row.seconds == pytest.approx(tot[~tot.contended].seconds.median())
+    runs = load_results(tmp_path, "runs").iloc[0]
+    assert 0 < runs.contended_share < 1
+
+
+def test_pause_resume_and_warm_up_again(tmp_path, small_png):
+    """Paused between two images of one shape, the run waits (acknowledging), goes on when released,
+    and warms the shape up again; no timed repeat contains the pause."""
+    codec = lcstudy.load_codec(FAKE, weights="random")
+    imgs = [small_png(f"i{k}", 64, 64, seed=k) for k in range(3)]
+    p = lock.pause_path()
+    ack = p.with_name(p.name + ".ack")
+    out = {}
+
+    def run():
+        out["df"] = lcstudy.profile(codec, imgs, repeats=2, warmup=1, results_dir=tmp_path, log=lambda m: None)
+
+    th = threading.Thread(target=run)
+    try:
+        th.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and not list(tmp_path.rglob("items/i0.json")):
+            time.sleep(0.005)
+        p.touch()
+        t0 = time.time()
+        while time.time() < deadline and not ack.exists():
+            time.sleep(0.01)
+        assert ack.exists(), "the run never acknowledged the pause"
+        n_paused = len(list(tmp_path.rglob("items/*.json")))
+        time.sleep(0.5)
+        assert len(list(tmp_path.rglob("items/*.json"))) == n_paused  # it really waits
+        p.unlink()
+        th.join(60)
+        paused_for = time.time() - t0
+    finally:
+        p.unlink(missing_ok=True)
+    assert not ack.exists()
+    run_dir = next(tmp_path.rglob("run.json")).parent
+    recs = {r["item"]: r for r in layout.read_items(run_dir)}
+    assert recs["i0"]["warmup"]["codings"] == 1
+    after = f"i{n_paused}"
+    assert recs[after]["warmup"]["codings"] == 1  # same shape, warmed again after the pause
+    untouched = [k for k in recs if k not in ("i0", after)]
+    assert all(recs[k]["warmup"]["codings"] == 0 for k in untouched)
+    s = out["df"].attrs["samples"]
+    assert s[s.stage == "total"].seconds.max() < paused_for / 2
+
+
+def test_same_name_other_content_is_another_run(hp, tmp_path, small_png):
+    a = small_png("photo", 64, 64, seed=1, folder=tmp_path / "a")
+    b = small_png("photo", 64, 64, seed=2, folder=tmp_path / "b")
+    res = tmp_path / "res"
+    da = lcstudy.profile(hp, [a], repeats=1, results_dir=res)
+    db = lcstudy.profile(hp, [b], repeats=1, results_dir=res)
+    assert da.run_id.iloc[0] != db.run_id.iloc[0]  # measured again, not "1 of 1 already measured"
+    back = load_results(res)
+    assert back.run_id.nunique() == 2 and set(back.image) == {"photo"}
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "I;16"])
+def test_odd_images_are_converted_with_a_note(hp, small_png, mode):
+    p = small_png(f"odd_{mode.replace(';', '')}", 80, 100, mode=mode)  # not a multiple of 64 either
+    notes = []
+    df = lcstudy.profile(hp, [p], repeats=1, log=notes.append)
+    assert any("converted" in n for n in notes)
+    assert (df.height == 80).all() and (df.width == 100).all()
+
+
+def test_bad_inputs_name_the_file_and_write_nothing(hp, tmp_path, small_png):
+    good = small_png("good")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    trunc = tmp_path / "trunc.png"
+    trunc.write_bytes(good.read_bytes()[:60])
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    res = tmp_path / "res"
+    for bad in (tmp_path / "missing.png", empty, trunc, text):
+        with pytest.raises(InputError, match=bad.name):
+            lcstudy.profile(hp, [good, bad], repeats=1, results_dir=res)
+    assert not res.exists()
+    with pytest.raises(InputError, match="repeats"):
+        lcstudy.profile(hp, [good], repeats="three")
+    (tmp_path / "emptydir").mkdir()
+    with pytest.raises(InputError, match="no images"):
+        lcstudy.profile(hp, tmp_path / "emptydir")
