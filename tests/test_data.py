@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from lcstudy import data
+from lcstudy.pipeline import data
 from lcstudy.errors import DataError
 
 from .test_weights import serve

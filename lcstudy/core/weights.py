@@ -168,6 +168,11 @@ def read_checkpoint(path) -> tuple[dict, list[str]]:
                          "(e.g. CompressAI's examples/train.py checkpoint.pth.tar)")
     if p.is_dir():
         raise InputError(f"checkpoint {p} is a folder; give the file")
+    with open(p, "rb") as f:
+        head = f.read(2)
+    if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (or, long ago, a pickle)
+        raise InputError(f"checkpoint {p} is not a torch file (neither a zip archive nor a pickle); give a file "
+                         "written by torch.save")
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -1,0 +1,138 @@
+"""A user's own codec: registered in a codecs file or given by import path, split per module by
+CompressAI's conventions (or coarsely, by its top-level modules), checked bit for bit before timing,
+loaded from a train.py checkpoint — and every bad input refused with the fix."""
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import lcstudy
+from lcstudy.core.registry import codec_order, get_spec, read_codecs_file
+from lcstudy.errors import InputError
+
+from .conftest import KODAK, ROOT
+
+EXAMPLES = ROOT / "examples"
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tiny") / "tiny-q1.pth.tar"
+    r = subprocess.run([sys.executable, "train_tiny.py", "--images", str(KODAK), "--steps", "3", "--out", str(out)],
+                       cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+@pytest.fixture
+def codecs_file(tmp_path, tiny_checkpoint, monkeypatch):
+    f = tmp_path / "codecs.toml"
+    f.write_text(textwrap.dedent(f"""
+        [[codec]]
+        label = "TINY"
+        class = "tiny_codec:TinyHyperprior"
+        python_path = ["{EXAMPLES}"]
+        title = "Tiny"
+        citation = "example"
+        [codec.qualities]
+        1 = {{ N = 32, M = 48 }}
+        [codec.checkpoints]
+        1 = "{tiny_checkpoint}"
+    """))
+    monkeypatch.setenv("LCSTUDY_CODECS", str(f))
+    return f
+
+
+def test_registered_codec_runs_with_its_checkpoint(codecs_file, tmp_path):
+    spec = get_spec("TINY")
+    assert spec.source.startswith("codecs file") and codec_order()[-1] == "TINY"
+    from lcstudy.runs.params import resolve
+
+    req = resolve({"codec": "TINY", "images": str(KODAK / "kodim01.png"), "results_dir": str(tmp_path / "r")})
+    assert req.weights == "checkpoint" and req.weights_hash  # auto → the registered checkpoint, hashed
+    from lcstudy.runs import learned
+
+    notes = []
+    r = learned.run(codec="TINY", images=str(KODAK / "kodim01.png"), crop=128, repeats=1,
+                    results_dir=str(tmp_path / "r"), progress=False, log=notes.append)
+    t = r.tables["timings"]
+    assert set(t[t.kind == "partition"].stage) >= {"g_a", "h_a", "AEz", "ADz", "h_s", "AEy", "ADy", "g_s"}
+    env = r.run.meta["environ"]
+    assert env["codec_family"] == "hyperprior" and env["codec_channels"].startswith("read from the checkpoint")
+    assert env["weights_label"].startswith("checkpoint tiny-q1.pth.tar (sha256 ")
+    assert any("reproduces its own compress()/decompress() bit for bit" in n for n in notes)
+    cx = r.tables["complexity"]
+    assert cx[cx.stage == "g_a"].macs.iloc[0] > 0 and cx.uncounted.fillna("").eq("").all()
+
+
+def test_import_path_with_constructor_arguments(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    c = lcstudy.load_codec("tiny_codec:TinyHyperprior", weights="random", kwargs={"N": 16, "M": 24})
+    assert c.family == "hyperprior" and c.model.N == 16 and c.spec.source == "import path"
+    df = lcstudy.profile(c, [KODAK / "kodim01.png"], crop=64, repeats=1)
+    assert df.codec.iloc[0] == "tiny_codec:TinyHyperprior" and (df.seconds > 0).all()
+
+
+def test_unknown_conventions_get_the_coarse_split(tmp_path):
+    c = lcstudy.load_codec("tests.fakecodec:Custom", weights="random")
+    assert c.family == "generic" and any("coarse" in n for n in c.notes)
+    df = lcstudy.profile(c, [KODAK / "kodim01.png"], crop=64, repeats=3)
+    part = df[df.kind == "partition"]
+    assert set(part[part.direction == "encode"].stage) == {"encoder", "misc"}
+    assert set(part[part.direction == "decode"].stage) == {"decoder", "misc"}
+    dec = df[(df.direction == "decode") & (df.stage == "decoder")].seconds.iloc[0]
+    assert dec == pytest.approx(0.02, abs=0.003)
+
+
+@pytest.mark.parametrize("name,msg", [
+    ("no_such_pkg.models:Codec", "cannot import module 'no_such_pkg.models' (ModuleNotFoundError"),
+    ("tests.fakecodec:Missing", "has no attribute 'Missing'"),
+    ("tests.fakecodec:NotACodec", "is not a torch.nn.Module subclass"),
+    ("tests.fakecodec:NoDecompress", "has no decompress method"),
+])
+def test_bad_import_paths(name, msg, tmp_path):
+    from lcstudy.runs.params import resolve
+
+    with pytest.raises(InputError) as e:
+        resolve({"codec": name, "images": str(KODAK), "results_dir": str(tmp_path)})
+    assert msg in str(e.value)
+
+
+def test_bad_codecs_files(tmp_path, monkeypatch):
+    f = tmp_path / "c.toml"
+    f.write_text('[[codec]]\nlabel = "ARC"\nclass = "x:Y"\n[codec.qualities]\n1 = {}\n')
+    monkeypatch.setenv("LCSTUDY_CODECS", str(f))
+    with pytest.raises(InputError, match="'ARC' .* clashes with a built-in codec; choose another label"):
+        get_spec("FP")
+    f.write_text('[[codec]]\nlabel = "X"\n')
+    with pytest.raises(InputError, match="missing field 'class'"):
+        read_codecs_file(f)
+    f.write_text("not toml [")
+    with pytest.raises(InputError, match="not valid TOML"):
+        read_codecs_file(f)
+    monkeypatch.setenv("LCSTUDY_CODECS", str(tmp_path / "none.toml"))
+    with pytest.raises(InputError, match="codecs file not found"):
+        get_spec("FP")
+
+
+def test_a_checkpoint_of_a_builtin_architecture_through_make_run(tmp_path):
+    """`make run CODEC=HP WEIGHTS=checkpoint.pth.tar`: the pipeline's checks, then the notebook."""
+    from lcstudy.core.registry import get_spec as gs
+
+    torch.manual_seed(1)
+    model = gs("HP").model_class()(128, 192)
+    ck = tmp_path / "checkpoint.pth.tar"
+    torch.save({"epoch": 1, "state_dict": model.state_dict()}, ck)
+    out = subprocess.run([sys.executable, "-m", "lcstudy.pipeline", "run", "--results-dir", str(tmp_path / "r"),
+                          "codec=HP", f"weights={ck}", f"images={KODAK / 'kodim01.png'}", "crop=64", "repeats=1",
+                          "kernels=false", "macs=false"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    from lcstudy.runs.tables import load_results
+
+    t = load_results(tmp_path / "r")
+    assert set(t.weights) == {"checkpoint"} and t.label.iloc[0] == "HP-q1-crop64-repeats1-ckpt-checkpoint"
+    assert t.weights_label.iloc[0].startswith("checkpoint checkpoint.pth.tar (sha256 ")
+    nb = next((tmp_path / "r").rglob("notebook.ipynb")).read_text()
+    assert "CDF tables were not in the checkpoint" in nb and "read from the checkpoint (N=128, M=192)" in nb
