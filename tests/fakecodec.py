@@ -123,3 +123,11 @@ class Custom(torch.nn.Module):
 
     def decompress(self, strings, shape):
         return {"x_hat": self.decoder(torch.full((1, 3, 64, 64), 0.5))}
+
+
+class Broken(FakeHyperprior):
+    """Passes every check before a run (importable, an nn.Module with compress and decompress) and fails
+    when the run builds it: a run that fails on its node."""
+
+    def __init__(self, **kw):
+        raise RuntimeError("this codec cannot be built (a test of failed runs)")

@@ -71,7 +71,7 @@ class Subject(Protocol):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print, progress: bool = True) -> layout.Run:
