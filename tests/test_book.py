@@ -1,13 +1,24 @@
-"""End to end: `make book PROFILE=quick` with the mirror, into a temporary folder, with -W."""
+"""End to end: `make book PROFILE=quick`, with a user's own codec registered, into a temporary folder,
+built with -W; then the book read as a researcher would: findings on every chapter traceable to the
+downloaded tables, tables without index columns or snake_case headers, the own codec in the tables,
+`make cost`, and the offline Chromium check."""
+import json
 import os
 import re
 import shutil
 import subprocess
-from pathlib import Path
+import sys
+import textwrap
 
+import pandas as pd
 import pytest
 
-from .conftest import MIRROR, ROOT
+from lcstudy.chapters import CHAPTERS
+from lcstudy.chapters.tables import snake_headers
+
+from .conftest import KODAK, MIRROR, ROOT, has_cuda
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -17,70 +28,144 @@ def built(tmp_path_factory):
     book.mkdir()
     for f in ("_config.yml", "intro.md", "methodology.md"):
         shutil.copy(ROOT / "book" / f, book / f)
+    # the user's path: train the example codec (CompressAI train.py's checkpoint format), register it
+    ck = tmp / "tiny-q1.pth.tar"
+    tr = subprocess.run([sys.executable, "train_tiny.py", "--images", str(KODAK), "--steps", "3", "--out", str(ck)],
+                        cwd=ROOT / "examples", capture_output=True, text=True, timeout=300)
+    assert tr.returncode == 0, tr.stderr[-2000:]
+    codecs = tmp / "codecs.toml"
+    codecs.write_text(textwrap.dedent(f"""
+        [[codec]]
+        label = "TINY"
+        class = "tiny_codec:TinyHyperprior"
+        python_path = ["{ROOT / 'examples'}"]
+        title = "Tiny scale hyperprior (the example)"
+        citation = "after Ballé et al. 2018"
+        [codec.qualities]
+        1 = {{ N = 32, M = 48 }}
+        [codec.checkpoints]
+        1 = "{ck}"
+    """))
     env = {**os.environ, "LCSTUDY_MIRROR": str(MIRROR), "LCSTUDY_LOCK": str(tmp / "lock")}
+    import time
+
+    t0 = time.time()
     out = subprocess.run(["make", "--no-print-directory", "book", "PROFILE=quick", f"BOOK={book}",
-                          f"RESULTS_DIR={tmp / 'results'}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=3600)
+                          f"RESULTS_DIR={tmp / 'results'}", f"CODECS_FILE={codecs}", "WEIGHTS=auto"], cwd=ROOT,
+                         env=env, capture_output=True, text=True, timeout=3600)
     assert out.returncode == 0, (out.stdout[-3000:], out.stderr[-3000:])
-    return tmp, out
+    print(f"quick book: {time.time() - t0:.0f} s")
+    return tmp, out, env
 
 
-def test_book_has_assessment_runs_and_downloads(built):
-    tmp, out = built
+def test_book_shape(built):
+    tmp, out, _ = built
     html = tmp / "book" / "_build" / "html"
-    assert (html / "index.html").exists()
-    intro = (html / "intro.html").read_text()  # the machines table and the build's cost, from the results
-    assert "peak matmul GFLOP/s" in intro and "9 run notebooks took" in intro and "timed encodes and" in intro
-    page = (html / "assessment.html").read_text()
-    assert len(re.findall(r"<img [^>]*src=\"_images/", page)) >= 4  # the assessment's figures
-    assert "random" in page and "Warning" in page  # the weights disclosure
+    assert (html / "index.html").exists() and "book:" in out.stdout
+    devices = 2 if has_cuda() else 1
     runs = sorted((html / "runs").rglob("*.html"))
-    assert len(runs) == 9, runs  # 8 codecs + the standard codecs
+    assert len(runs) == 9 * devices + 1, runs  # 9 codecs (8 + TINY) per device + the standard codecs
     for r in runs:
         assert "<img" in r.read_text()
-    for chapter in ("paper_comparison", "flops_runtime", "rd_frontier", "standard_codecs", "scaling"):
-        page = (html / f"{chapter}.html").read_text()
-        assert "<table" in page and "Traceback" not in page, chapter
-        if chapter != "paper_comparison":  # tables only there
-            assert "<img" in page, chapter
-    std = (html / "standard_codecs.html").read_text()
-    assert "encode_x_JPEG" in std and "HEVC (x265)" in std
-    assert "x265 HEIC (ours)" in (html / "rd_frontier.html").read_text()
+    intro = (html / "intro.html").read_text()
+    assert "peak matmul GFLOP/s" in intro and "of measurement wall time" in intro and "What this shows" in intro
+    for c in CHAPTERS:
+        page = (html / f"{c.name}.html").read_text()
+        assert "What this shows" in page and "<table" in page and "Traceback" not in page, c.name
+        if c.name != "paper_comparison":
+            assert "<img" in page, c.name
+    assessment = (html / "assessment.html").read_text()
+    assert "TINY" in assessment and "checkpoint tiny-q1.pth.tar (sha256" in assessment
+    assert "random (seed 0)" in assessment and "Warning" in assessment  # the weights, said
     names = {p.name for p in (html / "_downloads").rglob("*") if p.is_file()}
-    assert {"All_enc_report_CPU.xlsx", "All_dec_report_CPU.xlsx", "lcstudy_timings.csv",
-            "lcstudy_flops_runtime.xlsx", "lcstudy_standard_codecs.xlsx", "lcstudy_scaling.xlsx",
-            "lcstudy_rd_frontier.xlsx", "lcstudy_paper_comparison.xlsx"} <= names
+    assert {"All_enc_report_CPU.xlsx", "lcstudy_timings.csv", "lcstudy_runs.csv"} <= names
+    assert {f"lcstudy_{c.name}_findings.csv" for c in CHAPTERS} <= names
     data = (html / "data.html").read_text()
-    assert "All_enc_report_CPU.xlsx" in data and "_downloads/" in data
-    assert "book:" in out.stdout
+    assert "lcstudy_timings.csv" in data and "median over the uncontended repeats" in data
 
 
-def test_cost_table(built):
-    tmp, _ = built
-    env = {**os.environ, "LCSTUDY_MIRROR": str(MIRROR)}
-    out = subprocess.run(["make", "--no-print-directory", "cost", f"BOOK={tmp / 'book'}",
-                          f"RESULTS_DIR={tmp / 'results'}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+def test_every_table_reads_as_words(built):
+    tmp, _, _ = built
+    html = tmp / "book" / "_build" / "html"
+    for page in [html / f"{c.name}.html" for c in CHAPTERS] + sorted((html / "runs").rglob("*.html")):
+        text = page.read_text()
+        assert not snake_headers(text), (page.name, snake_headers(text)[:5])
+        for table in re.findall(r"<table.*?</table>", text, flags=re.S):
+            assert 'class="blank level0"' not in table and "row_heading" not in table, page.name  # no index column
+
+
+def _findings(html_text: str) -> list[tuple[str, str]]:
+    """(sentence as text, the same without its emphasised names) of each finding on a page."""
+    m = re.search(r"What this shows</strong></p>\s*<ul[^>]*>(.*?)</ul>", html_text, flags=re.S)
+    assert m, "no findings list"
+    items = re.findall(r"<li>(.*?)</li>", m.group(1), flags=re.S)
+    text = lambda h: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", h)).strip()  # noqa: E731
+    return [(text(i), text(re.sub(r"<em>.*?</em>|<code.*?</code>", "", i, flags=re.S))) for i in items]
+
+
+NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?: %|×)?")
+
+
+def test_every_stated_number_is_a_cell_of_a_downloaded_table(built):
+    """Parse each finding, find every number in it, and look the number up in the table it came from."""
+    tmp, _, _ = built
+    html = tmp / "book" / "_build" / "html"
+    downloads = {p.name: p for p in (html / "_downloads").rglob("*.csv")}
+    from lcstudy.chapters.tables import fmt
+
+    checked = 0
+    for c in CHAPTERS:
+        sentences = _findings((html / f"{c.name}.html").read_text())
+        assert 1 <= len(sentences) <= 6, (c.name, sentences)
+        facts = pd.read_csv(downloads[f"lcstudy_{c.name}_findings.csv"], keep_default_na=False)
+        for s, bare in sentences:
+            rows = facts[facts.sentence.map(lambda x: re.sub(r"[`*]", "", x)) == s]
+            assert len(rows), (c.name, s)
+            stated = [n for n in rows.number if n]
+            # every number outside the names (emphasised) is a stated fact; q1, 512², 1920×1080 are names too
+            for n in NUMBER.findall(re.sub(r"\b(q\d+|\d+×\d+|\d+²)", "", bare)):
+                assert any(n.replace(",", "") in f.replace(",", "") for f in stated), (c.name, n, s)
+            for _, f in rows[rows.table != ""].iterrows():
+                t = pd.read_csv(downloads[f.table], keep_default_na=False, na_values=[""])
+                where = json.loads(f.row)
+                m = pd.Series(True, index=t.index)
+                for k, v in where.items():
+                    m &= t[k].astype(str) == str(v)
+                assert m.sum() == 1, (f.table, where)
+                value = t.loc[m, f.column].iloc[0]
+                kind = "pct" if f.number.endswith(" %") else ("x" if f.number.endswith("×") else None)
+                text = fmt(kind or ("s" if "." in f.number else "sig3"), value) + (" %" if kind == "pct" else "")
+                assert text.replace(",", "") == f.number.replace(",", "") or \
+                    fmt("int", value).replace(",", "") == f.number.replace(",", ""), (f.table, f.column, value, f.number)
+                checked += 1
+    assert checked >= 10
+
+
+def test_cost(built):
+    tmp, _, env = built
+    out = subprocess.run(["make", "--no-print-directory", "cost", "PROFILE=quick", f"BOOK={tmp / 'book'}",
+                          f"RESULTS_DIR={tmp / 'results'}", f"CODECS_FILE={tmp / 'codecs.toml'}", "NODES=1,4"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    m = re.search(r"total: ([0-9.]+) h over (\d+) notebooks", out.stdout)
-    assert m and int(m.group(2)) == 9 and float(m.group(1)) > 0, out.stdout[-2000:]
-    m = re.search(r"codec work / image wall over (\d+) images .*= ([0-9.]+)%", out.stdout)
-    assert m and 0 < float(m.group(2)) < 100, out.stdout[-2000:]
+    m = re.search(r"all runs: (.+?) of run wall time, (.+?) of it codec work \(([0-9.]+)%\)", out.stdout)
+    assert m and 0 < float(m.group(3)) < 100, out.stdout[-2000:]
+    assert "plan: 10 runs (10 measured, 0 missing)" in out.stdout
+    assert "on 4 exclusive node(s):" in out.stdout
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium not installed (.ci/run installs it)")
 def test_check_html_offline(built):
-    tmp, _ = built
+    tmp, _, _ = built
     out = subprocess.run(["make", "--no-print-directory", "check-html", f"BOOK={tmp / 'book'}"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=900)
+                         capture_output=True, text=True, timeout=1800)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert (tmp / "book" / "_build" / "screenshots" / "assessment.png").stat().st_size > 10_000
+    for s in ("assessment", "flops_runtime", "scaling"):
+        assert (tmp / "book" / "_build" / "screenshots" / f"{s}.png").stat().st_size > 10_000
 
 
-def test_check_html_catches_external_requests(tmp_path):
-    if shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium not installed")
-    from lcstudy.checkhtml import chromium, load
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium not installed")
+def test_check_html_fails_on_external_requests_and_on_a_dead_browser(tmp_path):
+    from lcstudy.pipeline.checkhtml import NoNetLog, chromium, load
 
     page = tmp_path / "p.html"
     page.write_text('<html><head><script src="https://cdn.example.org/x.js"></script></head><body>x</body></html>')
@@ -88,3 +173,8 @@ def test_check_html_catches_external_requests(tmp_path):
     ok.write_text("<html><body>offline</body></html>")
     assert load(chromium(), page, None, tmp_path) == ["https://cdn.example.org/x.js"]
     assert load(chromium(), ok, None, tmp_path) == []
+    dead = tmp_path / "dead"
+    dead.write_text("#!/bin/sh\nexit 0\n")
+    dead.chmod(0o755)
+    with pytest.raises(NoNetLog):
+        load(str(dead), ok, None, tmp_path)

@@ -28,6 +28,13 @@ class Fact:
     column: str
 
 
+def _word(text) -> str:
+    """A name in a finding (codec, platform, parameter): in emphasis when it holds digits, so that no
+    one mistakes a number in a name ("Xeon Gold 5218R", "0.5 bpp") for a finding's number."""
+    text = str(text)
+    return f"*{text}*" if any(ch.isdigit() for ch in text) else text
+
+
 def fact(tables: dict[str, pd.DataFrame], table: str, where: dict, column: str, kind: str = "sig3") -> Fact:
     """The cell ``column`` of the one row of ``tables[table]`` matching ``where``, formatted by ``kind``
     (see :func:`lcstudy.chapters.tables.fmt`)."""
@@ -61,7 +68,7 @@ class Findings:
         self.items.append((text, {}))
 
     def sentences(self) -> list[str]:
-        return [t.format(**{k: (f.text if isinstance(f, Fact) else str(f)) for k, f in facts.items()})
+        return [t.format(**{k: (f.text if isinstance(f, Fact) else _word(f)) for k, f in facts.items()})
                 for t, facts in self.items]
 
     def markdown(self) -> str:

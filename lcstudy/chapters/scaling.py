@@ -146,7 +146,7 @@ def findings(page: Page, t: dict) -> None:
     big = s[s.mpx == s.mpx.max()]
     if len(big) and big.decode_total_s.notna().any():
         r = big.loc[big.decode_total_s.idxmax()]
-        page.findings.add("At " + r["size"].split(" ")[0] + ", {c} takes {s} s to decode one image on {p}.",
+        page.findings.add("At {size}, {c} takes {s} s to decode one image on {p}.", size=r["size"].split(" ")[0],
                           c=r.codec, p=r.platform, s=fact(t, "sizes", {"platform": r.platform, "codec": r.codec,
                                                                        "size": r["size"]}, "decode_total_s", "s"))
 

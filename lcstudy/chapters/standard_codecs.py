@@ -157,8 +157,9 @@ def findings(page: Page, t: dict, bpp: float, weights: str) -> None:
             continue
         slow, fast = s.loc[s[col].idxmax()], s.loc[s[col].idxmin()]
         key = lambda r: {"platform": plat, "codec": r.codec, "threads": r.threads}  # noqa: E731
-        page.findings.add("At " + f"{bpp:g}" + " bpp on {plat}, the learned decoders take from {lo} ({f}) to {hi} "
-                          "({sl}) " + ref + "'s decode time.", plat=plat, f=fast.codec, sl=slow.codec,
+        page.findings.add("At {bpp} on {plat}, the learned decoders take from {lo} ({f}) to {hi} "
+                          "({sl}) " + ref + "'s decode time.", bpp=f"{bpp:g} bpp", plat=plat, f=fast.codec,
+                          sl=slow.codec,
                           lo=fact(t, "speed", key(fast), col, "x"), hi=fact(t, "speed", key(slow), col, "x"))
     if "encode_x_jpeg" in s:
         fast = s.loc[s.encode_x_jpeg.idxmin()]
