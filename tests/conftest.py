@@ -62,8 +62,8 @@ def small_png(tmp_path):
             im = Image.fromarray(rng.integers(0, 65535, (h, w), dtype=np.uint16))
         else:
             c = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
-            base = rng.integers(0, 255, (max(h // 8, 2), max(w // 8, 2), c) if c > 1 else (max(h // 8, 2), max(w // 8, 2)),
-                                dtype=np.uint8)
+            small = (max(h // 8, 2), max(w // 8, 2))
+            base = rng.integers(0, 255, small + ((c,) if c > 1 else ()), dtype=np.uint8)
             im = Image.fromarray(base, mode=mode).resize((w, h), Image.BILINEAR)  # smooth, like a photo
         d = Path(folder) if folder else tmp_path
         d.mkdir(parents=True, exist_ok=True)

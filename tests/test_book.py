@@ -135,8 +135,9 @@ def test_every_stated_number_is_a_cell_of_a_downloaded_table(built):
                 value = t.loc[m, f.column].iloc[0]
                 kind = "pct" if f.number.endswith(" %") else ("x" if f.number.endswith("×") else None)
                 text = fmt(kind or ("s" if "." in f.number else "sig3"), value) + (" %" if kind == "pct" else "")
-                assert text.replace(",", "") == f.number.replace(",", "") or \
-                    fmt("int", value).replace(",", "") == f.number.replace(",", ""), (f.table, f.column, value, f.number)
+                number = f.number.replace(",", "")
+                assert text.replace(",", "") == number or fmt("int", value).replace(",", "") == number, \
+                    (f.table, f.column, value, f.number)
                 checked += 1
     assert checked >= 10
 

@@ -94,7 +94,8 @@ def test_operator_shares_with_a_known_dominant_operator(tmp_path, small_png):
     assert dec.get("convolution", 0.0) == 0.0  # the decoder does no convolution at all
 
 
-BURN = "import sys, time\nprint('burning', flush=True)\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end: pass\n"
+BURN = ("import sys, time\nprint('burning', flush=True)\nend = time.time() + float(sys.argv[1])\n"
+        "while time.time() < end: pass\n")
 
 
 def test_contention_is_detected_redone_and_kept(tmp_path, small_png):

@@ -1,6 +1,5 @@
 """The paper's workbooks read back; ours written in its layout and read back; old schemas ignored."""
 import json
-import warnings
 
 import pandas as pd
 import pytest

@@ -4,7 +4,6 @@ slurmd, slurm-client, munge, slurmdbd and mariadb-server (.ci/run installs them)
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from datetime import datetime

@@ -7,7 +7,7 @@ import pandas as pd
 from . import style
 from .page import Page
 from .study import load, lowest_quality
-from .tables import ci_cell, present, summarise
+from .tables import present, summarise
 
 TITLE = "Assessment"
 
@@ -79,9 +79,7 @@ def fig_overall(o: pd.DataFrame, main: pd.DataFrame):
         ax.set(xscale="log", xlabel="seconds per image (median; bar: 95 % interval)", title=direction)
     if len(plats) > 1:
         axes[1].legend(title="platform (lighter: later)", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
-    fig.suptitle(style.title("Encode and decode time per codec", main))
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, style.title("Encode and decode time per codec", main))
 
 
 def fig_module_shares(ms: pd.DataFrame, main: pd.DataFrame):
@@ -108,9 +106,8 @@ def fig_module_shares(ms: pd.DataFrame, main: pd.DataFrame):
         ax.set(xlim=(0, 100), xlabel="share of the total (%)", ylabel="", title=f"{direction} · ours on {plat}")
         ax.invert_yaxis()
     style.legend_outside(axes[0, 0])
-    fig.suptitle(style.title("Share of each module in the total time, ours beside the paper's", main))
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, style.title("Share of each module in the total time, ours beside the paper's",
+                                         main))
 
 
 def macs_table(cx: pd.DataFrame) -> pd.DataFrame:
@@ -123,7 +120,8 @@ def macs_table(cx: pd.DataFrame) -> pd.DataFrame:
     w["params_m"] = [mp[(c, q)] / 1e6 for c, q in zip(w.codec, w.quality)]
     w["ratio_to_least"] = w.kmac_decode / w.kmac_decode.min()
     size = c.drop_duplicates(["codec", "quality"]).set_index(["codec", "quality"])
-    w["size"] = [f"{int(size.loc[(a, b), 'width'])}×{int(size.loc[(a, b), 'height'])}" for a, b in zip(w.codec, w.quality)]
+    w["size"] = [f"{int(size.loc[(a, b), 'width'])}×{int(size.loc[(a, b), 'height'])}"
+                 for a, b in zip(w.codec, w.quality)]
     return style.sort_codecs(w, then=["quality"])
 
 
@@ -140,9 +138,8 @@ def fig_macs(cx: pd.DataFrame):
         ax.set(xlabel="kMAC per pixel", ylabel="", title=direction)
         ax.invert_yaxis()
     style.legend_outside(axes[1])
-    fig.suptitle("MACs per module (ptflops aten, on the shapes each stage sees; independent of the weights)")
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, "MACs per module (ptflops aten, on the shapes each stage sees; independent of the "
+                             "weights)")
 
 
 def memory_table(mem: pd.DataFrame) -> pd.DataFrame:
@@ -180,9 +177,7 @@ def fig_kernel_shares(kern: pd.DataFrame):
                .replace("cuda_kernel", "CUDA kernels"))
         ax.invert_yaxis()
     style.legend_outside(axes[0, 0])
-    fig.suptitle(style.title("Time by operator category (torch.profiler, self time)", kern))
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, style.title("Time by operator category (torch.profiler, self time)", kern))
 
 
 def findings(page: Page, t: dict, study) -> None:

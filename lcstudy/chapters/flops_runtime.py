@@ -76,7 +76,8 @@ def mac_flips(t: pd.DataFrame) -> pd.DataFrame:
         codecs = list(h.index)
         for i, a in enumerate(codecs):
             for b in codecs[i + 1:]:
-                ka, kb, ta, tb = h.loc[a, "kmac_per_px"], h.loc[b, "kmac_per_px"], h.loc[a, "seconds"], h.loc[b, "seconds"]
+                ka, kb = h.loc[a, "kmac_per_px"], h.loc[b, "kmac_per_px"]
+                ta, tb = h.loc[a, "seconds"], h.loc[b, "seconds"]
                 if (ka - kb) * (ta - tb) < 0:
                     more, fewer = (a, b) if ka > kb else (b, a)
                     rows.append({"platform": plat, "direction": d, "more_macs": more, "fewer_macs": fewer,
@@ -131,9 +132,7 @@ def fig_scatter(t: pd.DataFrame, df):
 
         axes[1].legend([Line2D([], [], ls="", marker=markers[j % 5], color="k") for j in range(len(plats))], plats,
                        title="platform", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=7)
-    fig.suptitle(style.title("MACs per pixel against time", df))
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, style.title("MACs per pixel against time", df))
 
 
 def fig_slope(rk: pd.DataFrame, df):
@@ -152,9 +151,7 @@ def fig_slope(rk: pd.DataFrame, df):
         ax.set_xticks(range(len(cols)), cols, fontsize=7)
         ax.invert_yaxis()
         ax.set(ylabel="rank (1 = fewest MACs / fastest)", title=d, xlim=(-0.2, len(cols) - 0.4))
-    fig.suptitle(style.title("Codec ranks by kMAC/px and by time", df))
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, style.title("Codec ranks by kMAC/px and by time", df))
 
 
 def fig_roofline(rf: pd.DataFrame, df):
@@ -175,9 +172,7 @@ def fig_roofline(rf: pd.DataFrame, df):
             ax.set(xlabel="", ylabel="achieved / matmul peak (%)", title=f"{d} · {p}")
             ax.tick_params(axis="x", labelrotation=45)
         style.legend_outside(row[1])
-    fig.suptitle(style.title("Achieved MAC rate of each stage against the matmul peak", df))
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, style.title("Achieved MAC rate of each stage against the matmul peak", df))
 
 
 def findings(page: Page, t: dict) -> None:

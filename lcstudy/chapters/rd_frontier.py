@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..core.registry import CODECS
 from . import style
 from .page import Page
 from .published import rd_points, standard_rd_points
@@ -123,9 +122,7 @@ def fig_frontier(rd: pd.DataFrame, t: pd.DataFrame, df):
         ax.axhline(0, color="grey", lw=0.6, ls=":")
         ax.set(xscale="log", xlabel=title_, ylabel="BD-rate vs x265 (%)", title=f"BD-rate against {title_}")
     style.legend_outside(axes[0], fontsize=6)
-    fig.suptitle(style.title("Rate-distortion and complexity", df))
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, style.title("Rate-distortion and complexity", df))
 
 
 def findings(page: Page, t: dict) -> None:
@@ -140,7 +137,8 @@ def findings(page: Page, t: dict) -> None:
     w = {"codec": best.codec, "source": best.source}
     page.findings.add("{c} saves the most bits: BD-rate {bd} against the published x265 (BPG) anchor"
                       + (", {bo} against our own x265 measurement" if pd.notna(best.get("bd_rate_vs_x265_ours_pct"))
-                         else "") + ".", c=best.codec, bd=fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct"),
+                         else "") + ".", c=best.codec,
+                      bd=fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct"),
                       **({"bo": fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_ours_pct", "pct")}
                          if pd.notna(best.get("bd_rate_vs_x265_ours_pct")) else {}))
     fk = learned[learned.frontier_kmac.astype(bool)].sort_values("dec_kmac_px_min")

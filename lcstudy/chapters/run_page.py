@@ -65,9 +65,7 @@ def fig_stages_per_image(t: pd.DataFrame, label: str):
         ax.set(title=direction, ylabel="seconds (median of repeats)", xlabel="")
         ax.tick_params(axis="x", labelrotation=90)
     style.legend_outside(axes[1])
-    fig.suptitle(f"Stage times per image — {label}")
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, f"Stage times per image — {label}")
 
 
 def fig_kernels(k: pd.DataFrame, label: str):

@@ -115,9 +115,7 @@ def fig_scaling(st: pd.DataFrame, df):
     axes[0].set_ylabel("seconds")
     axes[2].set_ylabel("MB (peak minus before the call)")
     style.legend_outside(axes[2])
-    fig.suptitle(style.title("Time and memory against image size", df))
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, style.title("Time and memory against image size", df))
 
 
 def findings(page: Page, t: dict) -> None:

@@ -138,9 +138,8 @@ def fig_side_by_side(summary: pd.DataFrame, rd: pd.DataFrame, stdb: pd.DataFrame
     axes[1].set(xscale="log", xlabel=f"seconds per megapixel at {bpp} bpp (log)", title=f"time at {bpp} bpp")
     style.legend_outside(axes[1])
     style.legend_outside(axes[0], fontsize=6)
-    fig.suptitle(style.title("Learned and standard codecs", pd.concat([df, std], ignore_index=True)))
-    fig.tight_layout()
-    return fig
+    both = pd.concat([df, std], ignore_index=True)
+    return style.finish(fig, style.title("Learned and standard codecs", both))
 
 
 def findings(page: Page, t: dict, bpp: float, weights: str) -> None:
@@ -163,7 +162,8 @@ def findings(page: Page, t: dict, bpp: float, weights: str) -> None:
                           lo=fact(t, "speed", key(fast), col, "x"), hi=fact(t, "speed", key(slow), col, "x"))
     if "encode_x_jpeg" in s:
         fast = s.loc[s.encode_x_jpeg.idxmin()]
-        page.findings.add("The fastest learned encoder, {c}, is {x} slower than JPEG at the same bitrate.", c=fast.codec,
+        page.findings.add("The fastest learned encoder, {c}, is {x} slower than JPEG at the same bitrate.",
+                          c=fast.codec,
                           x=fact(t, "speed", {"platform": plat, "codec": fast.codec, "threads": fast.threads},
                                  "encode_x_jpeg", "x"))
     sb = t["at_bpp_standard"]
@@ -196,7 +196,6 @@ def build(results_dir, reference=None, downloads_dir=None, bpp: float = 0.5) -> 
     speed = speed_vs_standard(learned, stdb)
     tables = {"sweep": summary, "at_bpp_standard": stdb, "at_bpp_learned": learned, "speed": speed}
     findings(page, tables, bpp, st.weights)
-    r = std.iloc[0]
     page.header = (f"Standard codecs: {', '.join(sorted(std.platform.unique()))}, {std.image.nunique()} images. "
                    f"Learned codecs: weights **{st.weights}**, time per megapixel on the same images. The bitrate a "
                    "learned codec reaches at a quality comes from the *published* pretrained RD points; its time "

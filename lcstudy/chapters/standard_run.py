@@ -31,9 +31,7 @@ def fig_rd_time(w, std):
     axes[1].set(xlabel="bits per pixel", ylabel="seconds per image", yscale="log", title="encode time")
     axes[2].set(xlabel="bits per pixel", ylabel="seconds per image", yscale="log", title="decode time")
     style.legend_outside(axes[2])
-    fig.suptitle(style.title("Standard codecs", std))
-    fig.tight_layout()
-    return fig
+    return style.finish(fig, style.title("Standard codecs", std))
 
 
 def build(result) -> Page:

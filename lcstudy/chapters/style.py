@@ -128,3 +128,10 @@ def log_if_spread(ax, values, axis: str = "y", decades: float = 1.0) -> None:
     v = [float(x) for x in values if x is not None and not (isinstance(x, float) and math.isnan(x)) and x > 0]
     if v and max(v) / min(v) > 10 ** decades:
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+
+
+def finish(fig, title: str):
+    """The figure's title (what, platform, weights: see :func:`title`) and a tight layout."""
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -47,7 +47,8 @@ def list_images(images, limit=None) -> list[Path]:
     if isinstance(images, (str, Path)):
         p = Path(images)
         if not p.exists():
-            raise InputError(f"images not found: {p}; run `make data` (Kodak goes to data/kodak) or give IMAGES=<folder>")
+            raise InputError(f"images not found: {p}; run `make data` (Kodak goes to data/kodak) or give "
+                             "IMAGES=<folder>")
         if p.is_dir():
             files = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
             if not files:
@@ -108,7 +109,6 @@ def check_image(path) -> Path:
 def load_image(path, crop: int | None = None, resize=None) -> TestImage:
     """Read ``path`` as 8-bit RGB; ``crop=N`` keeps the centred N×N square; ``resize="WxH"`` makes a
     synthetic W×H image (:data:`RESIZE_FILTER`), in 8-bit like the original."""
-    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     path = check_image(path)
@@ -164,7 +164,6 @@ def _sixteen_bit_rgb(im) -> str:
 
 def to_tensor(img):
     """8-bit RGB (PIL image or H×W×3 uint8 array) → 1×3×H×W float32 in [0, 1]."""
-    import numpy as np
     import torch
 
     arr = np.asarray(img, dtype=np.uint8)
@@ -173,7 +172,6 @@ def to_tensor(img):
 
 def to_pil(x):
     """1×3×H×W float in [0, 1] (8-bit values) → PIL RGB image."""
-    import numpy as np
     from PIL import Image
 
     return Image.fromarray((x[0].permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8), "RGB")

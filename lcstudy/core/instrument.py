@@ -402,31 +402,27 @@ def encode_decode(codec, x, clock: StageClock | None = None, recorder: CallRecor
     sync = clock.sync
     model = codec.model
     family = codec.family or codec.spec.family
-    results = {}
+    def timed(direction, fn, *args):
+        clock.reset()
+        if recorder is not None:
+            recorder.direction = direction
+        sync()
+        if probe is not None:
+            probe.begin(direction)
+        t0 = time.perf_counter()
+        out = fn(*args)
+        sync()
+        t1 = time.perf_counter()
+        if probe is not None:
+            probe.end(direction)
+        return out, _finish(clock.totals, t1 - t0, top_stages(family, direction))
+
     with torch.inference_mode(), instrument(model, family, clock, recorder):
-        for direction in ("encode", "decode"):
-            clock.reset()
-            if recorder is not None:
-                recorder.direction = direction
-            sync()
-            if probe is not None:
-                probe.begin(direction)
-            t0 = time.perf_counter()
-            if direction == "encode":
-                out = model.compress(x)
-            else:
-                out = model.decompress(enc["strings"], enc["shape"])
-            sync()
-            t1 = time.perf_counter()
-            if probe is not None:
-                probe.end(direction)
-            if direction == "encode":
-                enc = out
-            results[direction] = _finish(clock.totals, t1 - t0, top_stages(family, direction))
-            results[direction + "_out"] = out
-    network = {d: sum(results[d].get(k, 0.0) for k in NETWORK_STAGES[d]) for d in ("encode", "decode")}
-    return Coding(enc["strings"], enc["shape"], results["decode_out"]["x_hat"], results["encode"],
-                  results["decode"], network)
+        enc, enc_stages = timed("encode", model.compress, x)
+        dec, dec_stages = timed("decode", model.decompress, enc["strings"], enc["shape"])
+    network = {d: sum(s.get(k, 0.0) for k in NETWORK_STAGES[d]) for d, s in (("encode", enc_stages),
+                                                                            ("decode", dec_stages))}
+    return Coding(enc["strings"], enc["shape"], dec["x_hat"], enc_stages, dec_stages, network)
 
 
 def plain_encode_decode(codec, x) -> tuple[float, float, Any, Any]:

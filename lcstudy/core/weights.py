@@ -155,13 +155,8 @@ def fetch_registered(spec, quality: int) -> str:
     return ck
 
 
-def read_checkpoint(path) -> tuple[dict, list[str]]:
-    """The state dict in a checkpoint file, and notes on what was done to read it."""
-    import pickle
-    import zipfile
-
-    import torch
-
+def check_file(path) -> Path:
+    """That ``path`` is a file torch.save wrote (its first bytes only: fast); the error names the fix."""
     p = Path(path)
     if not p.exists():
         raise InputError(f"checkpoint not found: {p}; give the path of a file written by torch.save "
@@ -173,6 +168,17 @@ def read_checkpoint(path) -> tuple[dict, list[str]]:
     if head != b"PK" and head[:1] != b"\x80":  # torch.save writes a zip archive (or, long ago, a pickle)
         raise InputError(f"checkpoint {p} is not a torch file (neither a zip archive nor a pickle); give a file "
                          "written by torch.save")
+    return p
+
+
+def read_checkpoint(path) -> tuple[dict, list[str]]:
+    """The state dict in a checkpoint file, and notes on what was done to read it."""
+    import pickle
+    import zipfile
+
+    import torch
+
+    p = check_file(path)
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

@@ -87,7 +87,6 @@ def write_book(results_dir) -> None:
     headline findings for the introduction."""
     from ..chapters import CHAPTERS
     from ..chapters.tables import COLUMNS
-    from ..runs import layout
     from ..runs.store import atomic_write_text
     from ..runs.tables import load_results
     from .cost import fmt_seconds

@@ -200,7 +200,7 @@ def report(resolved: list, results_dir, nodes: list[int], chapters_s: float | No
             lines.append(f"  on {n} exclusive node(s): {fmt_seconds(schedule(durs, n))} (longest run "
                          f"{fmt_seconds(max(durs))})")
         if missing:
+            longest = sorted(missing, key=lambda r: -r.predicted_s)
             lines.append("missing runs (predicted): " + "; ".join(
-                f"{r.planned.describe()} {fmt_seconds(r.predicted_s)}" for r in sorted(missing,
-                                                                                          key=lambda r: -r.predicted_s)))
+                f"{r.planned.describe()} {fmt_seconds(r.predicted_s)}" for r in longest))
     return "\n".join(lines)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..core import images as _images
@@ -223,7 +222,7 @@ def profile(codec, images, repeats: int | None = None, warmup: int = 1, crop: in
     from dataclasses import replace
 
     from ..core.environ import environ
-    from ..core.stats import StopRule, fixed
+    from ..core.stats import fixed
     from .lock import timing_lock
     from .params import ImageRef, check_images
     from .profiles import get_profile

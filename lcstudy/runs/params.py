@@ -257,17 +257,12 @@ def check_weights(spec, quality: int, weights) -> tuple[str, str, str, list[str]
 
 
 def _checkpoint(path) -> tuple[str, str, str, list[str]]:
-    p = project_path(path)
-    if not p.exists():
-        raise InputError(f"WEIGHTS={path}: checkpoint not found ({p}); give the path of a file written by "
-                         "torch.save, e.g. CompressAI's examples/train.py checkpoint.pth.tar")
-    if p.is_dir():
-        raise InputError(f"WEIGHTS={path}: {p} is a folder; give the checkpoint file")
-    with open(p, "rb") as f:
-        head = f.read(4)
-    if head[:2] != b"PK" and head[:1] != b"\x80":
-        raise InputError(f"WEIGHTS={path}: {p} is not a torch file (neither a zip archive nor a pickle); give a file "
-                         "written by torch.save")
+    from ..core.weights import check_file
+
+    try:
+        p = check_file(project_path(path))
+    except InputError as e:
+        raise InputError(f"WEIGHTS={path}: {e}") from None
     return "checkpoint", str(p), registry.file_sha256(p), []
 
 

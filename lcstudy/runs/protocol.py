@@ -114,7 +114,8 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
             meta["capture"] = it.key
         rec, last = _repeat(subject, it, rule, log)
         rec.update(schema_version=SCHEMA_VERSION, item=it.key, node=env["host"], warmup=warm,
-                   wall_seconds=time.perf_counter() - t_item, measured_utc=now(), **subject.record(it, rec.pop("_first")))
+                   **subject.record(it, rec.pop("_first")))
+        rec.update(wall_seconds=time.perf_counter() - t_item, measured_utc=now())
         layout.write_item(path, it.key, rec)
         if bar is not None:
             bar.update(1)
