@@ -354,7 +354,7 @@ class Codec:
                 f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M params)")
 
 
-def _construct(spec: CodecSpec, quality: int):
+def construct(spec: CodecSpec, quality: int):
     cls = spec.model_class()
     args = spec.channels[quality]
     with warnings.catch_warnings():
@@ -395,13 +395,13 @@ def build_model(spec: CodecSpec, quality: int, seed: int = 0):
 
     spec.model_class()  # import first: the import is not part of the seeded construction
     torch.manual_seed(seed)
-    model = _construct(spec, quality)
+    model = construct(spec, quality)
     check_model(spec, model)
-    _update(spec, model, force=True)
+    update_cdfs(spec, model, force=True)
     return model
 
 
-def _update(spec: CodecSpec, model, force: bool) -> None:
+def update_cdfs(spec: CodecSpec, model, force: bool) -> None:
     upd = getattr(model, "update", None)
     if not callable(upd):
         return

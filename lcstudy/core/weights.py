@@ -235,7 +235,7 @@ def load_checkpoint(spec, quality: int, path):
     arguments; ``update()`` when the CDF tables are missing. Returns (model, notes)."""
     import warnings
 
-    from .registry import _construct, _update, check_model
+    from .registry import check_model, construct, update_cdfs
 
     sd, notes = read_checkpoint(path)
     cls = spec.model_class()
@@ -248,7 +248,7 @@ def load_checkpoint(spec, quality: int, path):
         except (KeyError, RuntimeError, IndexError, TypeError):
             model = None  # say which key does not fit, below
     if model is None:
-        template = _construct(spec, quality)
+        template = construct(spec, quality)
         check_model(spec, template)
         bad = _first_mismatch(template, sd)
         if bad:
@@ -262,7 +262,7 @@ def load_checkpoint(spec, quality: int, path):
         model = template
     check_model(spec, model)
     if _cdfs_missing(sd):
-        _update(spec, model, force=True)
+        update_cdfs(spec, model, force=True)
         notes.append(f"{Path(path).name}: the entropy models' CDF tables were not in the checkpoint; computed "
                      "them with update() (as compressai.utils.update_model does)")
     return model, notes
