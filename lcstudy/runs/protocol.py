@@ -96,8 +96,9 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
     layout.write_meta(path, meta)
 
     t_run = time.perf_counter()
+    paused = 0.0  # seconds waited for `make pause`: not part of what the run cost
     if not meta["peak"]:
-        wait_if_paused(log)
+        paused += wait_if_paused(log)
         meta["peak"] = _peak(req, env)
         layout.write_meta(path, meta)
 
@@ -106,7 +107,9 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
     warmed: set = set()
     last: tuple[int, float] | None = None  # (pixels, seconds) of the last coding: predicts the next
     for it in todo:
-        if wait_if_paused(log):
+        waited = wait_if_paused(log)
+        if waited:
+            paused += waited
             warmed.clear()  # warm up again: caches went cold during the pause
         t_item = time.perf_counter()
         warm = _warm_up(subject, it, rule, warmed, last, capture=("macs" in req.phases and "capture" not in meta))
@@ -125,14 +128,15 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
     for name, fn in subject.phases():
         if name in meta["phases_done"]:
             continue
-        wait_if_paused(log)
+        paused += wait_if_paused(log)
         t0 = time.perf_counter()
         fn(lambda table, df: _save_table(path, table, df))
         meta["phase_seconds"][name] = time.perf_counter() - t0
         meta["phases_done"].append(name)
         layout.write_meta(path, meta)
     execution["finished_utc"] = now()
-    execution["wall_seconds"] = time.perf_counter() - t_run
+    execution["paused_seconds"] = paused
+    execution["wall_seconds"] = time.perf_counter() - t_run - paused
     meta["executions"][-1] = execution
     meta["complete"] = True
     layout.write_meta(path, meta)
