@@ -260,14 +260,27 @@ def fmt(kind: str, x) -> str:
     return str(x)
 
 
+#: columns that, when one value fills them, are said once above the table instead of in every row
+CONSTANT_OK = ("platform", "device", "weights", "weights_label", "threads", "memory", "method", "size", "images")
+
+
 def present(df: pd.DataFrame, columns: list[str] | None = None, caption: str | None = None):
-    """A pandas Styler for the book: documented headers, rounding by quantity, no index."""
+    """A pandas Styler for the book: documented headers, rounding by quantity, no index; a column of
+    :data:`CONSTANT_OK` with one value throughout is said once, in the caption, to keep tables narrow."""
     d = df[columns] if columns else df
     d = d.reset_index(drop=True)
+    said = []
+    if len(d) > 1:
+        for c in [c for c in d.columns if c in CONSTANT_OK]:
+            vals = d[c].dropna().astype(str).unique()
+            if len(vals) == 1 and len(d.columns) > 2:
+                said.append(f"{header(c)}: {fmt(COLUMNS[c][1], d[c].dropna().iloc[0])}")
+                d = d.drop(columns=c)
     out = pd.DataFrame({header(c): [fmt(COLUMNS[c][1], v) for v in d[c]] for c in d.columns})
     st = out.style.hide(axis="index")
-    if caption:
-        st = st.set_caption(caption)
+    text = "; ".join(x for x in [caption or "", "; ".join(said)] if x)
+    if text:
+        st = st.set_caption(text)
     return st.set_table_attributes('class="lcstudy-table"')
 
 

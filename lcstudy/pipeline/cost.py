@@ -19,13 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 
-#: encode + decode seconds per megapixel at 2 threads on the reference 2-core VM (AMD EPYC, AVX-512),
-#: lowest quality of each channel configuration, seeded random weights (measured Nov 2026)
-REF_S_PER_MPX = {("FP", 0): 2.5, ("FP", 1): 4.6, ("HP", 0): 2.9, ("HP", 1): 5.7, ("MS-HP", 0): 3.2,
-                 ("MS-HP", 1): 5.4, ("ARC", 0): 38.4, ("ARC", 1): 56.0, ("DGM", 0): 35.4, ("DGM", 1): 49.0,
-                 ("DGM-ATT", 0): 40.0, ("DGM-ATT", 1): 49.6, ("CKBD", 0): 15.6, ("ELIC", 0): 13.2}
-#: an unknown codec: as a hyperprior codec
-DEFAULT_S_PER_MPX = 5.0
+from ..runs.profiles import DEFAULT_S_PER_MPX, REF_S_PER_MPX, config_index as _config_index  # noqa: E402
 #: per run: kernel start, imports, model load, peak matmul, tables and figures (seconds)
 RUN_OVERHEAD_S = 20.0
 #: the operator profile costs this many codings of the first image (the profiler's per-op overhead;
@@ -48,15 +42,6 @@ def fmt_seconds(s: float) -> str:
     if s < 5400:
         return f"{s / 60:.1f} min"
     return f"{s / 3600:.2f} h"
-
-
-def _config_index(spec, quality: int) -> int:
-    configs = []
-    for q in spec.qualities:
-        c = spec.channels[q]
-        if c not in configs:
-            configs.append(c)
-    return configs.index(spec.channels[quality])
 
 
 def measured_rates(runs_table, timings) -> dict:

@@ -58,6 +58,13 @@ class LearnedSubject:
     def make_monitor(self):
         return Monitor(self.codec.device)
 
+    def first_guess(self, it: Item):
+        from .profiles import reference_seconds
+
+        threads = self.req.threads
+        return it.pixels, reference_seconds(self.codec.spec.label, self.req.quality, it.pixels, self.req.device,
+                                            threads if threads is not None else 2)
+
     def code(self, it: Item, monitor):
         x, _ = self._input(it)
         c = encode_decode(self.codec, x, self.clock, probe=monitor)

@@ -67,6 +67,42 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 )}
 
 
+#: encode + decode seconds per megapixel at 2 threads on the reference 2-core VM (AMD EPYC, AVX-512),
+#: lowest quality of each channel configuration, seeded random weights (measured Nov 2026)
+REF_S_PER_MPX = {("FP", 0): 2.5, ("FP", 1): 4.6, ("HP", 0): 2.9, ("HP", 1): 5.7, ("MS-HP", 0): 3.2,
+                 ("MS-HP", 1): 5.4, ("ARC", 0): 38.4, ("ARC", 1): 56.0, ("DGM", 0): 35.4, ("DGM", 1): 49.0,
+                 ("DGM-ATT", 0): 40.0, ("DGM-ATT", 1): 49.6, ("CKBD", 0): 15.6, ("ELIC", 0): 13.2}
+#: an unknown codec: as a hyperprior codec
+DEFAULT_S_PER_MPX = 5.0
+
+
+def config_index(spec, quality: int) -> int:
+    configs = []
+    for q in spec.qualities:
+        c = spec.channels[q]
+        if c not in configs:
+            configs.append(c)
+    return configs.index(spec.channels[quality])
+
+
+def reference_seconds(codec: str, quality: int, pixels: int, device: str = "cpu", threads: int | None = 2) -> float:
+    """A first guess of one encode+decode's seconds (the reference VM's rate), before anything is measured:
+    what the warm-up rule and the cost model start from."""
+    from ..core.registry import get_spec
+    from ..errors import InputError
+
+    try:
+        spec = get_spec(codec)
+        rate = REF_S_PER_MPX.get((spec.label, config_index(spec, quality)), DEFAULT_S_PER_MPX)
+    except (InputError, KeyError, ValueError):
+        rate = DEFAULT_S_PER_MPX
+    if str(device).startswith("cuda"):
+        rate /= 10.0
+    elif threads == 1:
+        rate *= 1.4
+    return rate * pixels / 1e6
+
+
 def get_profile(name) -> Profile:
     p = PROFILES.get(str(name).strip().lower())
     if p is None:

@@ -69,6 +69,9 @@ class Subject(Protocol):
 
     def make_monitor(self): ...
 
+    def first_guess(self, item: Item) -> tuple[int, float] | None:
+        """(pixels, seconds) of a coding like ``item``'s before any was measured, or None."""
+
 
 def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
@@ -105,7 +108,9 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
     todo = [it for it in items if it.key not in done]
     bar = _bar(progress, len(todo), req.label)
     warmed: set = set()
-    last: tuple[int, float] | None = None  # (pixels, seconds) of the last coding: predicts the next
+    # (pixels, seconds) of the last coding: predicts the next one's, for the warm-up rule; before the
+    # first coding, the subject's own guess (the reference rate of the codec)
+    last: tuple[int, float] | None = subject.first_guess(todo[0]) if todo else None
     for it in todo:
         waited = wait_if_paused(log)
         if waited:

@@ -49,6 +49,9 @@ class StandardSubject:
     def make_monitor(self):
         return Monitor("cpu")
 
+    def first_guess(self, it: Item):
+        return None  # standard codings take well under a second: always warmed up
+
     def code(self, it: Item, monitor):
         c, _, im = it.payload
         pil = self._pil_of(im)
