@@ -125,7 +125,7 @@ test: $(STAMP) ## run the test suite (sets up first if needed)
 
 .PHONY: bench-overhead
 bench-overhead: $(STAMP) ## instrumented vs plain compress()+decompress() per codec (target ≤ 1.01)
-	$(PY) -m lcstudy.core.bench overhead --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
+	$(PY) -m lcstudy.core.bench overhead --device $(or $(DEVICE),cpu) --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
 
 .PHONY: cost
 cost: $(STAMP) ## what the runs cost: per run and phase, codec-work share, projected total on NODES nodes

@@ -117,11 +117,15 @@ def test_no_pretrained_for_ckbd():
 
 # --- a user's own checkpoints ---------------------------------------------------------------
 
-def _train_py_checkpoint(path, model, dataparallel=False, updated=False):
-    """What CompressAI's examples/train.py saves (its save_checkpoint), optionally after update_model."""
+def _train_py_checkpoint(path, model, dataparallel=False, updated=False, stripped=False):
+    """What CompressAI's examples/train.py saves (its save_checkpoint), optionally after update_model,
+    or (``stripped``) with the entropy models' CDF buffers left out entirely."""
     if updated:
         model.update(force=True)
     sd = model.state_dict()
+    if stripped:
+        sd = {k: v for k, v in sd.items() if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length",
+                                                             "scale_table"))}
     if dataparallel:
         sd = {f"module.{k}": v for k, v in sd.items()}
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
@@ -136,11 +140,12 @@ def _untrained(spec, q):
     return cls(*spec.channels[q])
 
 
-@pytest.mark.parametrize("dataparallel,updated", [(False, False), (True, False), (False, True)])
-def test_own_checkpoint_of_a_known_architecture(tmp_path, dataparallel, updated):
+@pytest.mark.parametrize("dataparallel,updated,stripped", [(False, False, False), (True, False, False),
+                                                           (False, True, False), (False, False, True)])
+def test_own_checkpoint_of_a_known_architecture(tmp_path, dataparallel, updated, stripped):
     spec = get_spec("MS-HP")
     model = _untrained(spec, 5)  # N=192, M=320: the quality asked below does not matter
-    ck = _train_py_checkpoint(tmp_path / "checkpoint.pth.tar", model, dataparallel, updated)
+    ck = _train_py_checkpoint(tmp_path / "checkpoint.pth.tar", model, dataparallel, updated, stripped)
     c = lcstudy.load_codec("MS-HP", 1, weights=str(ck))
     assert c.weights == "checkpoint" and c.channels == "read from the checkpoint (N=192, M=320)"
     assert c.weights_label.startswith("checkpoint checkpoint.pth.tar (sha256 ")

@@ -36,6 +36,7 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "node": ("node", "text", "the machine that measured this item"),
     "nodes": ("nodes", "text", "the machines that measured the run's items"),
     "device": ("device", "text", "cpu or cuda"),
+    "device_name": ("device name", "text", "the device as requested (cuda:1: the second GPU)"),
     "threads": ("threads", "int", "torch intra-op threads during the run"),
     "weights": ("weights", "text", "random (seeded), pretrained (CompressAI zoo) or checkpoint (a user's file)"),
     "weights_label": ("weights used", "text", "the weights in words: seed, zoo, or checkpoint file and its sha256"),

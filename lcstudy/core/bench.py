@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 
-def overhead(images: Path, image: str, repeats: int, codecs: list[str], crop: int | None) -> int:
+def overhead(images: Path, image: str, repeats: int, codecs: list[str], crop: int | None, device: str = "cpu") -> int:
     from .clocks import StageClock
     from .images import load_image, pad
     from .instrument import encode_decode, plain_encode_decode
@@ -25,13 +25,14 @@ def overhead(images: Path, image: str, repeats: int, codecs: list[str], crop: in
     path = Path(images) / f"{image}.png"
     im = load_image(path, crop=crop)
     x, _ = pad(im.x)
+    x = x.to(device)
     names = codecs or [s.label for s in CODECS]
     print(f"instrumentation overhead on {path.name} ({im.width}x{im.height}), {repeats} interleaved repeats, "
           f"{torch.get_num_threads()} threads, random weights (seed 0); target ratio <= 1.01")
     print(f"{'codec':8} {'plain s':>9} {'instr. s':>9} {'ratio':>7} {'IQR/med':>8}  verdict")
     worst = 0.0
     for name in names:
-        codec = load_codec(name, get_spec(name).qualities[0], weights="random", device="cpu")
+        codec = load_codec(name, get_spec(name).qualities[0], weights="random", device=device)
         clock = StageClock(codec.device)
         plain_encode_decode(codec, x)  # warm-up both paths
         encode_decode(codec, x, clock)
@@ -63,9 +64,10 @@ def main(argv=None) -> int:
     o.add_argument("--repeats", type=int, default=5)
     o.add_argument("--crop", type=int, default=None)
     o.add_argument("--codecs", nargs="*", default=[])
+    o.add_argument("--device", default="cpu", help="cpu or cuda: on a GPU the stage synchronisations cost more")
     a = ap.parse_args(argv)
     if a.cmd == "overhead":
-        return overhead(Path(a.images), a.image, a.repeats, a.codecs, a.crop)
+        return overhead(Path(a.images), a.image, a.repeats, a.codecs, a.crop, a.device)
     return 2
 
 

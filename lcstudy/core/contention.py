@@ -59,40 +59,65 @@ class CpuContention:
 
 
 def is_contended(other_cpu_s: float, wall_s: float) -> bool:
-    return bool(other_cpu_s >= MIN_OTHER_S and other_cpu_s > OTHER_CORES * wall_s)
+    # /proc/stat counts each CPU in 10 ms ticks: the difference of two reads can be off by about a tick per
+    # busy CPU, so the floor grows with the machine (30 ms on 2 CPUs, 160 ms on 16)
+    floor = max(MIN_OTHER_S, 0.01 * (os.cpu_count() or 1))
+    return bool(other_cpu_s >= floor and other_cpu_s > OTHER_CORES * wall_s)
+
+
+_GPU_BASELINE: dict[str, set[int]] = {}
 
 
 class GpuContention:
-    """Other compute processes on our GPU (NVML); a no-op where NVML is missing."""
+    """Other compute processes on our GPU (NVML); a no-op where NVML is missing.
+
+    The NVML device is found by the torch device's UUID (NVML's and CUDA's orders differ, and
+    ``CUDA_VISIBLE_DEVICES`` renumbers). NVML reports host process ids, which inside a container are not
+    ours: so the processes on the GPU when the run first looks (after its model is on the GPU) are the
+    baseline — the run's own, and any that already shared the GPU, recorded in the run (``gpu_processes``)
+    — and a process that appears beside them during a timed call contends.
+    """
 
     def __init__(self, device):
+        import torch
+
         self.handle = None
-        self.index = getattr(device, "index", None) or 0
+        self.device = torch.device(device)
         try:
             import pynvml
 
             pynvml.nvmlInit()
             self._nvml = pynvml
-            self.handle = pynvml.nvmlDeviceGetHandleByIndex(self.index)
+            idx = self.device.index if self.device.index is not None else torch.cuda.current_device()
+            uuid = str(torch.cuda.get_device_properties(idx).uuid)
+            try:
+                self.handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+            except Exception:  # noqa: BLE001 - an NVML without UUID lookups: the index, as CUDA numbers it
+                self.handle = pynvml.nvmlDeviceGetHandleByIndex(idx)
         except Exception:  # noqa: BLE001 - no NVML, no driver: nothing to read
             self.handle = None
+        key = str(self.device)
+        if key not in _GPU_BASELINE:
+            _GPU_BASELINE[key] = self._pids()
+        self.baseline = _GPU_BASELINE[key]
         self._seen: set[int] = set()
 
-    def _others(self) -> set[int]:
+    def _pids(self) -> set[int]:
         if self.handle is None:
             return set()
         try:
             procs = self._nvml.nvmlDeviceGetComputeRunningProcesses(self.handle)
         except Exception:  # noqa: BLE001
             return set()
-        return {p.pid for p in procs if p.pid != os.getpid()}
+        return {p.pid for p in procs}
 
     def begin(self) -> None:
-        self._seen = self._others()
+        self._seen = self._pids()
 
     def end(self) -> dict:
-        others = self._seen | self._others()
-        return {"other_gpu_processes": len(others), "contended": bool(others)}
+        new = (self._seen | self._pids()) - self.baseline - {os.getpid()}
+        return {"other_gpu_processes": len(new), "gpu_processes_at_start": len(self.baseline),
+                "contended": bool(new)}
 
 
 class Monitor:

@@ -48,6 +48,7 @@ class PeakMemory:
         self._base = 0
         self._ok = False
         self._cuda_base = 0
+        self._cuda_reserved = 0
 
     def begin(self) -> None:
         import torch
@@ -55,6 +56,7 @@ class PeakMemory:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
             self._cuda_base = torch.cuda.memory_allocated(self.device)
+            self._cuda_reserved = torch.cuda.memory_reserved(self.device)
         self._base = _status_kb("VmRSS")
         self._ok = _reset_hwm()
 
@@ -68,7 +70,7 @@ class PeakMemory:
             rows.append({"memory": "cuda_allocated", "baseline_mb": self._cuda_base / 2**20,
                          "peak_mb": torch.cuda.max_memory_allocated(self.device) / 2**20,
                          "method": "torch.cuda.max_memory_allocated"})
-            rows.append({"memory": "cuda_reserved", "baseline_mb": torch.cuda.memory_reserved(self.device) / 2**20,
+            rows.append({"memory": "cuda_reserved", "baseline_mb": self._cuda_reserved / 2**20,
                          "peak_mb": torch.cuda.max_memory_reserved(self.device) / 2**20,
                          "method": "torch.cuda.max_memory_reserved"})
         return rows

@@ -304,7 +304,8 @@ def check_device(device) -> str:
         if ":" in d and int(d[5:]) >= torch.cuda.device_count():
             from ..errors import DeviceError
 
-            raise DeviceError(f"{device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+            n = torch.cuda.device_count()
+            raise DeviceError(f"{device!r}: this machine has {n} CUDA device(s); use cuda:0 … cuda:{n - 1}")
         return d
     raise InputError(f"unknown device {device!r}; use cpu or cuda (or cuda:N)")
 
@@ -362,8 +363,10 @@ def construct(spec: CodecSpec, quality: int):
         try:
             return cls(**args) if isinstance(args, dict) else cls(*args)
         except TypeError as e:
+            where = ("its [codec.qualities] table in the codecs file" if spec.source.startswith("codecs file")
+                     else "CODEC_ARGS as a JSON object (CODEC_ARGS='{\"N\": 64}')")
             raise InputError(f"codec {spec.label}: {spec.cls}({_args_text(args)}) failed: {e}; give the "
-                             "constructor arguments as a JSON object (CODEC_ARGS='{\"N\": 64}')") from None
+                             f"constructor arguments in {where}") from None
 
 
 def _args_text(args) -> str:
@@ -437,13 +440,24 @@ def load_codec(name: str, quality: int = 1, weights: str = "random", device="cpu
     dev = torch.device(check_device(device))
     notes: list[str] = []
     spec.model_class()  # import the model's module first: import time is not model loading
+    if dev.type == "cuda":  # the CUDA context is made once per process: not part of loading a model
+        torch.empty(0, device=dev)
+        torch.cuda.synchronize(dev)
+    # downloads and hashing are not model loading either (the paper's "Model Loading" is the load itself)
+    ck = weights if W.is_checkpoint(weights) else (
+        W.fetch_registered(spec, quality) if weights in ("pretrained", "auto") and spec.checkpoints.get(quality)
+        else None)
+    if ck is None and weights in ("pretrained", "auto") and spec.pretrained:
+        try:
+            W.download(W.weights_url(spec, quality, metric))
+        except Exception:  # noqa: BLE001 - decided below: pretrained fails, auto falls back
+            pass
+    wh = file_sha256(ck) if ck is not None and Path(ck).exists() else ""
     t0 = time.perf_counter()
-    wh = ""
-    if W.is_checkpoint(weights) or (weights in ("pretrained", "auto") and spec.checkpoints.get(quality)):
-        ck = weights if W.is_checkpoint(weights) else W.fetch_registered(spec, quality)
+    if ck is not None:
         model, info = W.load_checkpoint(spec, quality, ck)
         notes += info
-        used, source, wh = "checkpoint", str(ck), file_sha256(ck)
+        used, source = "checkpoint", str(ck)
         channels = f"read from the checkpoint ({W.channels_text(model)})"
     elif weights in ("pretrained", "auto") and spec.pretrained:
         try:

@@ -212,6 +212,18 @@ def _cdfs_missing(sd: dict) -> bool:
     return not cdf or any(v.numel() == 0 for v in cdf)
 
 
+def _with_empty_cdf_buffers(sd: dict, template) -> dict:
+    """The state dict with the entropy models' CDF buffers it lacks added, empty (CompressAI's
+    load_state_dict looks them up by name; ``update()`` fills them afterwards)."""
+    import torch
+
+    out = dict(sd)
+    for k, v in template.state_dict().items():
+        if k.rsplit(".", 1)[-1] in _CDF_BUFFERS + ("scale_table",) and k not in out:
+            out[k] = torch.zeros(0, dtype=v.dtype)
+    return out
+
+
 def _first_mismatch(model, sd: dict) -> str | None:
     own = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in sd.items()}
@@ -239,6 +251,9 @@ def load_checkpoint(spec, quality: int, path):
 
     sd, notes = read_checkpoint(path)
     cls = spec.model_class()
+    cdfs_missing = _cdfs_missing(sd)
+    if cdfs_missing:
+        sd = _with_empty_cdf_buffers(sd, construct(spec, quality))
     model = None
     if spec.builtin and hasattr(cls, "from_state_dict"):
         try:
@@ -261,7 +276,7 @@ def load_checkpoint(spec, quality: int, path):
                              f"{str(e).splitlines()[0][:300]}") from None
         model = template
     check_model(spec, model)
-    if _cdfs_missing(sd):
+    if cdfs_missing:
         update_cdfs(spec, model, force=True)
         notes.append(f"{Path(path).name}: the entropy models' CDF tables were not in the checkpoint; computed "
                      "them with update() (as compressai.utils.update_model does)")

@@ -47,11 +47,10 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     # finds them whatever its working directory
     nb_params = {k: v for k, v in params.items() if v is not None}
     nb_params["results_dir"] = req.results_dir
-    nb_params["images"] = ",".join(i.path for i in req.images)
+    nb_params["images"] = [i.path for i in req.images]  # a list: papermill passes it as one
     if req.kind == "learned":
         # resolved once, here: an offline WEIGHTS=auto probes the network once per make, not per notebook
         nb_params["weights"] = req.weights_path if req.weights == "checkpoint" else req.weights
-    nb_params.pop("limit", None)  # the image list is explicit now
     token = secrets.token_hex(8)
     os.environ["LCSTUDY_LOCK_TOKEN"] = token
     try:
@@ -67,7 +66,9 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
                 return 1
             path = layout.find_run(req.results_dir, req.device, req.group, rid)
             if path is None:
-                _say(f"error: {req.label}: the notebook finished but wrote no results for run {rid}")
+                _say(f"error: {req.label}: the notebook finished but its results are not where run {rid} should be: "
+                     "the notebook's kernel sees another platform or software than this process (another python3 "
+                     f"kernelspec? run `jupyter kernelspec list`); its notebook is kept at {tmp}")
                 return 1
             os.replace(tmp, path / layout.NOTEBOOK)
     except Busy as e:

@@ -60,7 +60,8 @@ class Run:
 
     @property
     def device(self) -> str:
-        return self.path.parent.parent.name
+        """The device as requested ("cpu", "cuda", "cuda:1"); the folder holds a file-safe form of it."""
+        return self.meta.get("request", {}).get("device") or self.path.parent.parent.name
 
     @property
     def run_id(self) -> str:

@@ -29,7 +29,8 @@ class LearnedSubject:
         self.results_dir = results_dir
         self.log = log
         self._inputs: dict[str, Any] = {}
-        self.capture = None  # (recorder, leaf watch, item key) of the first warm-up
+        self.cx = None  # the MAC table, counted from the first warm-up's capture
+        self.phase_extra: dict[str, float] = {}  # seconds of phase work done earlier (the MAC count)
 
     def items(self) -> list[Item]:
         out = []
@@ -47,11 +48,16 @@ class LearnedSubject:
 
     def warm(self, it: Item, capture: bool) -> None:
         x, _ = self._input(it)
-        if capture:
-            from ..core.complexity import capture as cap
+        if capture and it.payload is self._first():
+            import time
 
-            rec, watch, _ = cap(self.codec, x, self.clock)
-            self.capture = (rec, watch, it)
+            from ..core import complexity
+
+            rec, watch, _ = complexity.capture(self.codec, x, self.clock)
+            t0 = time.perf_counter()  # counted now (outside every timed call), so the capture is freed at once
+            self.cx = self._count_cached(lambda: complexity.count(self.codec, rec, watch, it.payload.height,
+                                                                  it.payload.width))
+            self.phase_extra["macs"] = time.perf_counter() - t0
         else:
             encode_decode(self.codec, x, self.clock)
 
@@ -108,28 +114,34 @@ class LearnedSubject:
         k.insert(2, "width", int(x.shape[-1]))
         save("kernels", k)
 
-    def _macs(self, save) -> None:
-        from ..core import complexity
-
+    def _count_cached(self, count):
+        """The MAC table of the first image's configuration and size: from the cache, or ``count()`` (cached)."""
         im = self._first()
-        key = mac_key(self.codec, im.height, im.width)
-        cache = layout.mac_cache(self.results_dir, key)
+        cache = layout.mac_cache(self.results_dir, mac_key(self.codec, im.height, im.width))
         if cache.exists():
             import pandas as pd
 
-            cx = pd.read_csv(cache, keep_default_na=False, na_values=[""])
-            self.log(f"MACs from the cache ({cache.name}): counted before for this configuration and size")
-        else:
-            if self.capture is not None and self.capture[2].payload.name == im.name:
-                rec, watch, _ = self.capture
-            else:
-                xp, _ = _images.pad(im.x)
-                rec, watch, _ = complexity.capture(self.codec, xp.to(self.codec.device), self.clock)
-            cx = complexity.count(self.codec, rec, watch, im.height, im.width)
-            from . import store
+            self.log(f"note: MACs from the cache ({cache.name}): counted before for this configuration and size")
+            return pd.read_csv(cache, keep_default_na=False, na_values=[""])
+        cx = count()
+        from . import store
 
-            store.atomic_write_csv(cache, cx)
-        save("complexity", cx)
+        store.atomic_write_csv(cache, cx)
+        return cx
+
+    def _macs(self, save) -> None:
+        from ..core import complexity
+
+        if self.cx is None:  # no warm-up captured it (skipped before a long first coding): one capture coding
+            im = self._first()
+            xp, _ = _images.pad(im.x)
+
+            def count():
+                rec, watch, _ = complexity.capture(self.codec, xp.to(self.codec.device), self.clock)
+                return complexity.count(self.codec, rec, watch, im.height, im.width)
+
+            self.cx = self._count_cached(count)
+        save("complexity", self.cx)
 
 
 def mac_key(codec, height: int, width: int) -> str:
@@ -253,12 +265,18 @@ def profile(codec, images, repeats: int | None = None, warmup: int = 1, crop: in
             for im in imgs:
                 for note in im.notes:
                     log(f"note: {note}")
+            by_path = codec.spec.source == "import path"
             req = RunRequest("learned", "api", f"{codec.label}-q{codec.quality}", f"{codec.label}-q{codec.quality}",
                              str(codec.device), threads, tuple(ImageRef(i.name, str(i.path), i.sha256) for i in imgs),
-                             crop, resize, r, str(tmp.name if tmp else results_dir), codec.spec.label if
-                             codec.spec.source != "import path" else codec.spec.cls, codec.quality, codec.weights,
+                             crop, resize, r, str(tmp.name if tmp else results_dir),
+                             codec.spec.cls if by_path else codec.spec.label, codec.quality, codec.weights,
                              codec.weights_source if codec.weights == "checkpoint" else "", codec.weights_hash,
-                             codec.seed or 0, kernels, macs)
+                             codec.seed or 0, kernels, macs, codec.spec.channels[codec.quality] if by_path else None)
+            if not codec.spec.builtin:
+                from ..core.instrument import verify_split
+
+                xp, _ = _images.pad(imgs[0].x)
+                verify_split(codec, xp.to(codec.device))
             env = environ(codec.device, n)
             env.update(codec_family=codec.family, codec_channels=codec.channels, weights_label=codec.weights_label,
                        load_seconds=codec.load_seconds, weights_source=codec.weights_source)

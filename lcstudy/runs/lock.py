@@ -28,7 +28,8 @@ class Busy(LcstudyError, RuntimeError):
 
 
 def lock_path() -> Path:
-    return Path(os.environ.get("LCSTUDY_LOCK") or Path(os.environ.get("TMPDIR", "/tmp")) / "lcstudy-timing.lock")
+    """``LCSTUDY_LOCK`` or ``/tmp/lcstudy-timing.lock``: one file per machine whatever each shell's TMPDIR."""
+    return Path(os.environ.get("LCSTUDY_LOCK") or "/tmp/lcstudy-timing.lock")
 
 
 def _alive(pid: int) -> bool:
@@ -64,8 +65,16 @@ def timing_lock(what: str, wait: bool = True, log=print, poll_s: float = 2.0, to
         yield
         return
     path = lock_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as e:
+        raise LcstudyError(f"cannot open the machine lock {path} ({e.strerror}): set LCSTUDY_LOCK to a file every "
+                           "user of this machine can write") from None
+    try:
+        os.fchmod(fd, 0o666)  # every user's runs queue behind each other
+    except OSError:
+        pass
     try:
         told = False
         while True:
@@ -105,8 +114,8 @@ def _read(path: Path) -> dict:
 
 
 def pause_path() -> Path:
-    """``<lock>.pause``: while this file exists, timing runs wait between images and before each of
-    their later measured phases (peak matmul, memory, operator profile)."""
+    """``<lock>.pause``: while this file exists, timing runs wait before their peak matmul, between
+    items, and before each later phase (operator profile, MAC count)."""
     return lock_path().with_name(lock_path().name + ".pause")
 
 
@@ -116,14 +125,14 @@ def wait_if_paused(log=print, poll_s: float = 1.0) -> float:
     Why: anything else that runs on the machine (a test suite, a build) distorts the timings
     of the run in progress. ``touch`` the pause file and the run stops *between* images (never
     inside a timed repeat), writes ``<pause>.ack`` with its pid, and goes on when the file is
-    removed — no sample ever contains the pause. ``python -m lcstudy.lock pause|resume``.
+    removed — no sample ever contains the pause. ``python -m lcstudy.runs.lock pause|resume``.
     """
     p = pause_path()
     if not p.exists():
         return 0.0
     ack = p.with_name(p.name + ".ack")
     t0 = time.monotonic()
-    log(f"paused: {p} exists (remove it, or `python -m lcstudy.lock resume`, to go on)")
+    log(f"paused: {p} exists (`make resume`, or remove the file, to go on)")
     try:
         ack.write_text(f"{os.getpid()}\n")
     except OSError:
@@ -143,7 +152,7 @@ def _main(argv=None) -> int:
     import argparse
     import sys
 
-    ap = argparse.ArgumentParser(prog="python -m lcstudy.lock",
+    ap = argparse.ArgumentParser(prog="python -m lcstudy.runs.lock",
                                  description="pause/resume timing runs between images, or show who holds the lock")
     ap.add_argument("cmd", choices=["pause", "resume", "status"])
     ap.add_argument("--timeout", type=float, default=600, help="pause: seconds to wait for the run to stop")

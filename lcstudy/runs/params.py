@@ -4,7 +4,8 @@ The pipeline (``make run``, ``make runs``) calls :func:`resolve` before a notebo
 starts, and the notebook calls it again with the same values: one code path, so a bad value
 fails in the terminal within a second or two, on one line that names the value, what is
 allowed and the fix — and nothing is written. Nothing here imports torch or CompressAI
-unless a value needs them (``DEVICE=cuda``, a codec given by import path).
+unless a value needs them (``DEVICE=cuda``, a codec given by import path, ``WEIGHTS=auto`` for a codec
+with zoo weights, which asks CompressAI's zoo for the file's URL).
 
 A run's **identity** is everything that changes its numbers: the codec, its quality and
 constructor arguments, the weights (a checkpoint's file hash), the image set by content
@@ -230,10 +231,11 @@ def check_weights(spec, quality: int, weights) -> tuple[str, str, str, list[str]
     """(weights kind, checkpoint path, checkpoint hash, notes). ``auto`` is resolved here, once:
     pretrained where the zoo's file is cached or the zoo answers (one probe per process)."""
     w = parse_value(weights)
-    if w in (None, "auto"):
+    if w in (None, "auto") or (w == "pretrained" and spec.checkpoints.get(quality)):
         if spec.checkpoints.get(quality):
-            return _checkpoint(spec.checkpoints[quality]) if "://" not in spec.checkpoints[quality] \
-                else ("checkpoint", spec.checkpoints[quality], "", [])
+            from ..core.weights import fetch_registered
+
+            return _checkpoint(fetch_registered(spec, quality))  # a URL: downloaded once into the hub cache
         if spec.pretrained:
             from ..core import weights as W
 
@@ -249,8 +251,7 @@ def check_weights(spec, quality: int, weights) -> tuple[str, str, str, list[str]
         if not spec.pretrained and not spec.checkpoints.get(quality):
             raise InputError(f"WEIGHTS=pretrained: CompressAI publishes no weights for {spec.label} and no checkpoint "
                              "is registered for it; use WEIGHTS=random or WEIGHTS=<checkpoint file>")
-        return ("checkpoint", spec.checkpoints[quality], "", []) if spec.checkpoints.get(quality) \
-            else ("pretrained", "", "", [])
+        return "pretrained", "", "", []
     if isinstance(w, str):
         return _checkpoint(w)
     raise InputError(f"WEIGHTS={weights!r}: must be random, pretrained, auto or the path of a checkpoint file")

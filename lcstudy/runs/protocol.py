@@ -15,7 +15,8 @@ supplies (:class:`Subject`):
 4. **Repeats** until :meth:`StopRule.decide` says stop. Every timed call is bracketed by the
    contention monitor (other processes' CPU time, other GPU processes) and peak memory; a
    contended repeat is kept in the raw samples, flagged, left out of the stopping rule and the
-   medians, and redone (at most ``StopRule.max_redo`` times per item).
+   medians, and redone (at most ``StopRule.max_redo`` times per item). An item whose every repeat was
+   contended is left incomplete: the run is not complete, and running it again measures that item again.
 5. **Record**: each item is written atomically as soon as it is done, with its raw samples,
    its wall time (after any pause), its node, why it stopped and what was contended.
 6. **Phases** after the items (operator profile, MAC count; learned codecs), each recorded as
@@ -86,7 +87,8 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
     meta = layout.read_meta(path) if (path / layout.RUN_META).exists() else {}
     items = subject.items()
     done = {it.key: layout.read_item(path, it.key) for it in items}
-    done = {k: v for k, v in done.items() if v is not None}
+    # an item whose every repeat was contended is not done: it is measured again
+    done = {k: v for k, v in done.items() if v is not None and v.get("stop") != "contended"}
     if done:
         log(f"resuming run {run_id} ({req.label}): {len(done)} of {len(items)} items already measured in {path}")
     execution = {"started_utc": now(), "node": env["host"], "slurm_job": env.get("slurm_job", "")}
@@ -136,14 +138,19 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
         paused += wait_if_paused(log)
         t0 = time.perf_counter()
         fn(lambda table, df: _save_table(path, table, df))
-        meta["phase_seconds"][name] = time.perf_counter() - t0
+        meta["phase_seconds"][name] = time.perf_counter() - t0 + getattr(subject, "phase_extra", {}).get(name, 0.0)
         meta["phases_done"].append(name)
         layout.write_meta(path, meta)
     execution["finished_utc"] = now()
     execution["paused_seconds"] = paused
     execution["wall_seconds"] = time.perf_counter() - t_run - paused
     meta["executions"][-1] = execution
-    meta["complete"] = True
+    contended = [it.key for it in items if (layout.read_item(path, it.key) or {}).get("stop") == "contended"]
+    meta["complete"] = not contended
+    meta["contended_items"] = contended
+    if contended:
+        log(f"note: {len(contended)} item(s) had every repeat contended by other processes "
+            f"({', '.join(contended[:5])}); run the same command again on a quieter machine to measure them")
     layout.write_meta(path, meta)
     return layout.Run(path, meta)
 

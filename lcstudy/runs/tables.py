@@ -51,7 +51,8 @@ def base_columns(run: layout.Run) -> dict:
     m = run.meta
     req, env = m["request"], m["environ"]
     peak = m.get("peak", {})
-    return {"host": run.host, "platform": env.get("platform", ""), "device": run.device,
+    return {"host": run.host, "platform": env.get("platform", ""), "device": run.device.split(":")[0],
+            "device_name": run.device,
             "codec": req.get("codec") if run.kind == "learned" else "standard", "quality": req.get("quality"),
             "label": m.get("label"), "run_id": m["run_id"], "request_id": m.get("request_id"),
             "weights": req.get("weights"), "weights_label": env.get("weights_label", ""),
@@ -78,8 +79,7 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
               "threading": rec.get("threading")} if standard else {})
     for (direction, stage), g in s.groupby(["direction", "stage"], sort=False):
         ok = g[~g.contended]
-        vals = (ok if len(ok) else g).seconds.tolist()  # all contended: keep them, flagged
-        m = Measurement(vals)
+        m = Measurement(ok.seconds.tolist())  # every repeat contended: blank (the next run measures it again)
         lo, hi = m.ci()
         rows.append({**base, **extra, "image": rec["image"], "node": rec.get("node"), "height": rec["height"],
                      "width": rec["width"], "direction": direction, "stage": stage, "kind": g.kind.iloc[0],
