@@ -96,23 +96,25 @@ def test_scancel_then_resubmit_resumes(cluster, tmp_path):
     out = _make(env, *args, "SLURM_WAIT=0")
     assert out.returncode == 0, out.stderr[-2000:]
     job = _arrays(res)[0]["job"]
+    host = subprocess.run(["hostname"], capture_output=True, text=True).stdout.strip().split(".")[0]
+    dgm = res / host / "cpu" / "DGM-q1"
     deadline = time.time() + 300
-    while time.time() < deadline and len(list(res.rglob("items/*.json"))) < 2:
+    while time.time() < deadline and len(list(dgm.rglob("items/*.json"))) < 2:
         time.sleep(0.2)
-    assert len(list(res.rglob("items/*.json"))) >= 2
+    assert len(list(dgm.rglob("items/*.json"))) >= 2
     subprocess.run(["scancel", job], env=env, check=True)
-    while time.time() < deadline and _sacct(env, f"{job}_0").get(f"{job}_0", "RUNNING") in ("RUNNING", "PENDING"):
+    while time.time() < deadline and any(v in ("RUNNING", "PENDING") for v in _sacct(env, job).values()):
         time.sleep(0.5)
-    done_before = {f.name: f.read_bytes() for f in res.rglob("items/*.json")}
+    done_before = {f.name: f.read_bytes() for f in dgm.rglob("items/*.json")}
     assert 2 <= len(done_before) < 6, "the run should have been cancelled part-way"
     out = _make(env, *args)  # resubmit and wait
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
-    files = list(res.rglob("items/*.json"))
+    files = list(dgm.rglob("items/*.json"))
     assert len(files) == 6 and len({f.name for f in files}) == 6
     for f in files:
         if f.name in done_before:
             assert f.read_bytes() == done_before[f.name]  # finished images were not measured again
-    meta = json.loads(next(res.rglob("run.json")).read_text())
+    meta = json.loads(next(dgm.rglob("run.json")).read_text())
     assert meta["complete"] and len(meta["executions"]) == 2
     assert len({e["slurm_job"] for e in meta["executions"]}) == 2
 

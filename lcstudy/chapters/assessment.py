@@ -72,13 +72,17 @@ def fig_overall(o: pd.DataFrame, main: pd.DataFrame):
             x = [i + (j - (len(plats) - 1) / 2) * width for i in range(len(codecs))]
             colors = [style.codec_color(c.split(" q")[0]) for c in codecs]
             err = g.ci_half_s.fillna(0).values
-            ax.barh(x, g.median_s.values, height=width, color=colors, xerr=err, alpha=1.0 - 0.35 * j,
-                    label=p, error_kw={"lw": 0.8})
+            ax.barh(x, g.median_s.values, height=width, color=colors, xerr=err, label=p, error_kw={"lw": 0.8},
+                    alpha=1.0 - 0.6 * j / max(len(plats) - 1, 1), hatch=["", "//", "..", "xx", "\\\\"][j % 5])
         ax.set_yticks(range(len(codecs)), codecs)
         ax.invert_yaxis()
         ax.set(xscale="log", xlabel="seconds per image (median; bar: 95 % interval)", title=direction)
     if len(plats) > 1:
-        axes[1].legend(title="platform (lighter: later)", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        from matplotlib.patches import Patch
+
+        handles = [Patch(facecolor="#999999", alpha=1.0 - 0.6 * j / max(len(plats) - 1, 1),
+                         hatch=["", "//", "..", "xx", "\\\\"][j % 5], label=p) for j, p in enumerate(plats)]
+        axes[1].legend(handles=handles, title="platform", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
     return style.finish(fig, style.title("Encode and decode time per codec", main))
 
 
@@ -118,7 +122,7 @@ def macs_table(cx: pd.DataFrame) -> pd.DataFrame:
     w = w.rename(columns={"encode": "kmac_encode", "decode": "kmac_decode"}).reset_index()
     mp = cx.drop_duplicates(["codec", "quality"]).set_index(["codec", "quality"]).model_params
     w["params_m"] = [mp[(c, q)] / 1e6 for c, q in zip(w.codec, w.quality)]
-    w["ratio_to_least"] = w.kmac_decode / w.kmac_decode.min()
+    w["ratio_to_least"] = w.kmac_decode / w.kmac_decode.where(w.kmac_decode > 0).min()
     size = c.drop_duplicates(["codec", "quality"]).set_index(["codec", "quality"])
     w["size"] = [f"{int(size.loc[(a, b), 'width'])}×{int(size.loc[(a, b), 'height'])}"
                  for a, b in zip(w.codec, w.quality)]
@@ -161,9 +165,8 @@ def fig_kernel_shares(kern: pd.DataFrame):
         return None
     plt = style.setup()
     s = category_shares(kern)
-    s = s.assign(bar=s.codec + " q" + s.quality.astype(str), panel=s.direction + " · " + s.kind)
-    panels = [p for p in ("encode · cpu_op", "decode · cpu_op", "encode · cuda_kernel", "decode · cuda_kernel")
-              if p in set(s.panel)]
+    s = s.assign(bar=s.codec + " q" + s.quality.astype(str), panel=s.direction + " · " + s.kind + " · " + s.platform)
+    panels = sorted(set(s.panel), key=lambda p: ("cuda" in p, p.split(" · ")[2], p.startswith("decode")))
     cats = sorted(s.category.unique())
     colors = dict(zip(cats, (style.LIGHT + style.BRIGHT)[: len(cats)]))
     fig, axes = plt.subplots(len(panels), 1, figsize=(style.FIG_WIDTH, 0.3 * s.bar.nunique() * len(panels) + 1.2),
@@ -173,66 +176,92 @@ def fig_kernel_shares(kern: pd.DataFrame):
         order = [b for cc in style.codec_order() for b in sorted(w.index) if b.startswith(cc + " q")]
         w = w.reindex(order)
         w.plot.barh(stacked=True, ax=ax, color=[colors[c] for c in w.columns], legend=False)
-        ax.set(xlim=(0, 1), xlabel="share of the call's time", ylabel="", title=p.replace("cpu_op", "CPU operators")
-               .replace("cuda_kernel", "CUDA kernels"))
+        ax.set(xlim=(0, 1), xlabel="share of the call's time", ylabel="",
+               title=p.replace("cpu_op", "CPU operators").replace("cuda_kernel", "CUDA kernels"))
         ax.invert_yaxis()
     style.legend_outside(axes[0, 0])
     return style.finish(fig, style.title("Time by operator category (torch.profiler, self time)", kern))
 
 
+def extremes(o: pd.DataFrame) -> pd.DataFrame:
+    """Per platform and direction, among each codec's lowest quality: the slowest and the fastest codec,
+    their times and their ratio."""
+    lo = lowest_quality(o)
+    rows = []
+    for (plat, d), g in lo.groupby(["platform", "direction"], sort=False):
+        g = g.dropna(subset=["median_s"])
+        if len(g) < 2:
+            continue
+        slow, fast = g.loc[g.median_s.idxmax()], g.loc[g.median_s.idxmin()]
+        rows.append({"platform": plat, "direction": d, "slowest": slow.codec, "slowest_s": slow.median_s,
+                     "fastest": fast.codec, "fastest_s": fast.median_s, "ratio": slow.median_s / fast.median_s})
+    return pd.DataFrame(rows, columns=["platform", "direction", "slowest", "slowest_s", "fastest", "fastest_s",
+                                       "ratio"])
+
+
+def gpu_speedup(o: pd.DataFrame) -> pd.DataFrame:
+    """Per codec, quality and direction: the main CPU platform's time over the main GPU platform's."""
+    plats = style.main_platforms(o)
+    cpu = [p for p in plats if "(CUDA)" not in p]
+    gpu = [p for p in plats if "(CUDA)" in p]
+    if not cpu or not gpu:
+        return pd.DataFrame(columns=["codec", "quality", "direction", "cpu_s", "cuda_s", "speedup"])
+    a = o[o.platform == cpu[0]].set_index(["codec", "quality", "direction"]).median_s.rename("cpu_s")
+    b = o[o.platform == gpu[0]].set_index(["codec", "quality", "direction"]).median_s.rename("cuda_s")
+    m = pd.concat([a, b], axis=1, join="inner").reset_index()
+    m["speedup"] = m.cpu_s / m.cuda_s
+    return style.sort_codecs(m, then=["quality", "direction"])
+
+
 def findings(page: Page, t: dict, study) -> None:
     from .findings import fact
 
-    o = t["overall"]
-    lo = lowest_quality(o)
-    for plat in dict.fromkeys(lo.platform):
+    ex = t["extremes"]
+    for plat in style.main_platforms(t["overall"]):
         for direction in ("encode", "decode"):
-            g = lo[(lo.platform == plat) & (lo.direction == direction)]
-            if len(g) < 2:
+            row = ex[(ex.platform == plat) & (ex.direction == direction)]
+            if not len(row):
                 continue
-            slow, fast = g.loc[g.median_s.idxmax()], g.loc[g.median_s.idxmin()]
-            key = lambda r: {"codec": r.codec, "quality": r.quality, "platform": plat, "direction": direction}  # noqa
-            page.findings.add(
-                "On {plat}, the slowest " + direction + "r is {slow} at {ts} s per image and the fastest {fast} at "
-                "{tf} s: {ratio} apart (lowest quality of each codec).",
-                plat=plat, slow=slow.codec, fast=fast.codec,
-                ts=fact(t, "overall", key(slow), "median_s", "s"), tf=fact(t, "overall", key(fast), "median_s", "s"),
-                ratio=fact(t, "overall", key(slow), "ratio_to_fastest", "x"))
-            break  # one direction per platform here; the decode is below
+            w = {"platform": plat, "direction": direction}
+            page.findings.add("On {plat}, the slowest " + direction + "r is {slow} at {ts} s per image and the "
+                              "fastest {fast} at {tf} s: {ratio} apart (each codec at its lowest quality).",
+                              plat=plat, slow=row.slowest.iloc[0], fast=row.fastest.iloc[0],
+                              ts=fact(t, "extremes", w, "slowest_s", "s"), tf=fact(t, "extremes", w, "fastest_s", "s"),
+                              ratio=fact(t, "extremes", w, "ratio", "x"))
     ms = t["module_shares"]
-    ar = [c for c in ("ARC", "DGM", "DGM-ATT") if c in set(ms.codec)]
-    if ar:
-        c = ar[0]
-        q = int(ms[ms.codec == c].quality.min())
-        for plat in list(dict.fromkeys(ms.platform))[:1]:
-            w = {"codec": c, "quality": q, "platform": plat, "direction": "decode", "stage": "ADy"}
-            page.findings.add("{codec}'s decoder spends {share} of its time in the entropy decoding of y (ADy, the "
-                              "sequential autoregressive loop) on {plat}; its transforms are a small part.",
-                              codec=c, plat=plat,
+    for c in ("ARC", "DGM", "DGM-ATT"):
+        rows = ms[(ms.codec == c) & (ms.direction == "decode") & (ms.stage == "ADy")]
+        if len(rows):
+            r = rows.sort_values("quality").iloc[0]
+            w = {"codec": c, "quality": r.quality, "platform": r.platform, "direction": "decode", "stage": "ADy"}
+            page.findings.add("{codec}'s decoder spends {share} of its time on {plat} in the entropy decoding of y "
+                              "(ADy: the sequential autoregressive loop).", codec=c, plat=r.platform,
                               share=fact(t, "module_shares", w, "share_pct", "pct"))
-    for plat in list(dict.fromkeys(lo.platform))[:1]:
-        g = lo[(lo.platform == plat) & (lo.direction == "decode")]
-        if len(g) >= 2:
-            slow, fast = g.loc[g.median_s.idxmax()], g.loc[g.median_s.idxmin()]
-            key = lambda r: {"codec": r.codec, "quality": r.quality, "platform": plat, "direction": "decode"}  # noqa
-            page.findings.add("Decoding, {slow} takes {ratio} as long as {fast} on the same platform.",
-                              slow=slow.codec, fast=fast.codec,
-                              ratio=fact(t, "overall", key(slow), "ratio_to_fastest", "x"))
-    devices = set(lo.device)
-    if "cuda" in devices and "cpu" in devices:
-        page.findings.missing("GPU and CPU platforms are both here; their ratio per codec is in the overall table.")
+            break
+    sp = t["gpu_speedup"]
+    devices = set(t["overall"].device)
+    if len(sp):
+        d = sp[sp.direction == "decode"]
+        hi, lo = d.loc[d.speedup.idxmax()], d.loc[d.speedup.idxmin()]
+        key = lambda r: {"codec": r.codec, "quality": r.quality, "direction": "decode"}  # noqa: E731
+        page.findings.add("Decoding on the GPU is {hi} faster than on the CPU for {a} and {lo} for {b}.",
+                          a=hi.codec, b=lo.codec, hi=fact(t, "gpu_speedup", key(hi), "speedup", "x"),
+                          lo=fact(t, "gpu_speedup", key(lo), "speedup", "x"))
     else:
-        page.findings.missing("Only " + ", ".join(sorted(devices)) + " platforms are measured here: run "
-                              "`make runs DEVICES=cuda` on a machine with an NVIDIA GPU and copy its results folder "
-                              "here to set GPU against CPU.")
+        other = "cuda" if "cuda" not in devices else "cpu"
+        page.findings.missing(f"Only {', '.join(sorted(devices))} results are here: run `make runs DEVICES={other}` on "
+                              f"a machine with {'an NVIDIA GPU' if other == 'cuda' else 'a CPU'} and copy its results "
+                              "folder here to set GPU against CPU.")
     m = t["macs"]
-    if not m.empty and len(m) >= 2:
+    if len(m) >= 2 and m.kmac_decode.notna().any():
         top = m.loc[m.kmac_decode.idxmax()]
         least = m.loc[m.kmac_decode.idxmin()]
         page.findings.add("{top} has the most decoder MACs, {k} kMAC per pixel, {ratio} {least}'s; MACs do not "
                           "depend on the weights.", top=top.codec, least=least.codec,
                           k=fact(t, "macs", {"codec": top.codec, "quality": top.quality}, "kmac_decode"),
                           ratio=fact(t, "macs", {"codec": top.codec, "quality": top.quality}, "ratio_to_least", "x"))
+    elif m.empty:
+        page.findings.missing("No MAC counts here (runs with MACS=false): `make runs` counts them in the main runs.")
 
 
 def build(results_dir, reference=None, downloads_dir=None) -> Page:
@@ -244,12 +273,15 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     page = Page("assessment")
     if main.empty:
         page.header = "No learned-codec results yet: `make runs`."
+        page.findings.missing("No learned-codec runs yet: `make runs` measures them.")
+        page.write(downloads_dir, {})
         return page
     o = overall(main)
     ms = module_shares(main, reference)
     mt = macs_table(st.complexity)
     mem = memory_table(st.memory)
-    tables = {"overall": o, "module_shares": ms, "macs": mt, "memory": mem}
+    tables = {"overall": o, "extremes": extremes(o), "gpu_speedup": gpu_speedup(o), "module_shares": ms,
+              "macs": mt, "memory": mem}
     findings(page, tables, st)
     page.header = (f"{main.run_id.nunique()} runs on {main.platform.nunique()} platform(s) "
                    f"({', '.join(sorted(main.platform.unique()))}); weights: **{st.weights}**.\n\n"

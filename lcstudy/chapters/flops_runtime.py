@@ -81,7 +81,8 @@ def mac_flips(t: pd.DataFrame) -> pd.DataFrame:
                 if (ka - kb) * (ta - tb) < 0:
                     more, fewer = (a, b) if ka > kb else (b, a)
                     rows.append({"platform": plat, "direction": d, "more_macs": more, "fewer_macs": fewer,
-                                 "mac_ratio": h.loc[more, "kmac_per_px"] / h.loc[fewer, "kmac_per_px"],
+                                 "mac_ratio": h.loc[more, "kmac_per_px"] / h.loc[fewer, "kmac_per_px"]
+                                 if h.loc[fewer, "kmac_per_px"] > 0 else float("nan"),
                                  "time_ratio": h.loc[more, "seconds"] / h.loc[fewer, "seconds"]})
     return pd.DataFrame(rows, columns=["platform", "direction", "more_macs", "fewer_macs", "mac_ratio", "time_ratio"])
 
@@ -178,48 +179,59 @@ def fig_roofline(rf: pd.DataFrame, df):
 def findings(page: Page, t: dict) -> None:
     from .findings import fact
 
-    corr = t["correlation"]
-    for _, r in corr[corr.direction == "decode"].iterrows():
-        w = {"platform": r.platform, "direction": "decode"}
-        page.findings.add("On {plat}, decoder kMAC/px and decode time correlate with Spearman ρ = {rho} over {n} "
-                          "codecs (Pearson on logs: {r}): MACs alone misorder the codecs.",
-                          plat=r.platform, rho=fact(t, "correlation", w, "spearman"),
-                          n=fact(t, "correlation", w, "codecs", "int"), r=fact(t, "correlation", w, "pearson_log"))
-        break
-    fl = t["mac_flips"]
-    dec = fl[(fl.direction == "decode")].sort_values("time_ratio")
-    if len(dec):
-        r = dec.iloc[0]
-        w = {"platform": r.platform, "direction": "decode", "more_macs": r.more_macs, "fewer_macs": r.fewer_macs}
-        from ..core.registry import get_spec
+    corr, fl = t["correlation"], t["mac_flips"]
+    for plat in style.main_platforms(t["times"])[:2]:
+        row = corr[(corr.platform == plat) & (corr.direction == "decode")]
+        if not len(row):
+            continue
+        w = {"platform": plat, "direction": "decode"}
+        flips = fl[(fl.platform == plat) & (fl.direction == "decode")]
+        page.findings.add("On {plat}, decoder kMAC/px and decode time have a Spearman ρ of {rho} over {n} codecs "
+                          "(Pearson on logs: {r})" + (", and {k} pairs of codecs are in the opposite order by MACs "
+                                                      "and by time." if len(flips) else "."),
+                          plat=plat, rho=fact(t, "correlation", w, "spearman"), n=fact(t, "correlation", w, "codecs",
+                                                                                      "int"),
+                          r=fact(t, "correlation", w, "pearson_log"),
+                          k=fact(t, "correlation", w, "pairs_reversed", "int"))
+        if len(flips):
+            r = flips.sort_values("time_ratio").iloc[0]
+            from ..core.registry import get_spec
 
-        fam = {c: get_spec(c).family for c in (r.more_macs, r.fewer_macs)}
-        why = (f" {r.more_macs}'s context model runs in parallel passes, {r.fewer_macs}'s in a sequential loop "
-               "over the latent positions." if fam[r.more_macs] == "latent_codec" and fam[r.fewer_macs] ==
-               "autoregressive" else "")
-        page.findings.add("{a} has {m} {b}'s decoder MACs but takes {tr} its decode time on {plat}." + why,
-                          a=r.more_macs, b=r.fewer_macs, plat=r.platform, m=fact(t, "mac_flips", w, "mac_ratio", "x"),
-                          tr=fact(t, "mac_flips", w, "time_ratio", "x"))
-    plats = t["times"].platform.nunique() if not t["times"].empty else 0
+            fam = {c: get_spec(c).family for c in (r.more_macs, r.fewer_macs)}
+            why = (" {a}'s context model runs in parallel passes, {b}'s in a sequential loop over the latent "
+                   "positions." if fam[r.more_macs] == "latent_codec" and fam[r.fewer_macs] == "autoregressive" else "")
+            w2 = {"platform": plat, "direction": "decode", "more_macs": r.more_macs, "fewer_macs": r.fewer_macs}
+            page.findings.add("{a} has {m} {b}'s decoder MACs but takes {tr} its decode time on {plat}." + why,
+                              a=r.more_macs, b=r.fewer_macs, plat=plat, m=fact(t, "mac_flips", w2, "mac_ratio", "x"),
+                              tr=fact(t, "mac_flips", w2, "time_ratio", "x"))
+        break
     pf = t["platform_flips"]
-    if plats < 2:
+    if t["times"].platform.nunique() < 2:
         page.findings.missing("One platform only: the standard profile adds a 1-thread CPU pass (`make book`), and "
                               "a GPU host adds its own, to see which codec pairs change order between platforms.")
     elif len(pf):
-        pairs = "; ".join(f"{r.pair} ({r.direction})" for r in pf.itertuples())
-        page.findings.add("Codec pairs whose order flips between platforms: " + pairs + ".")
+        page.findings.add("Codec pairs whose order flips between platforms: {pairs}.",
+                          pairs="; ".join(f"{r.pair} ({r.direction}, {r.a} vs {r.b})" for r in pf.itertuples()))
     else:
         page.findings.add("No codec pair changes order between the platforms measured.")
     rf = t["roofline"]
     if not rf.empty:
-        g = rf[(rf.stage == "g_s") & (rf.direction == "decode")]
+        g = rf[(rf.stage == "g_s") & (rf.direction == "decode")].dropna(subset=["fraction_of_peak_pct"])
         if len(g):
             best = g.loc[g.fraction_of_peak_pct.idxmax()]
             w = {"codec": best.codec, "quality": best.quality, "platform": best.platform, "direction": "decode",
                  "stage": "g_s"}
-            page.findings.add("The fastest synthesis transform ({c}'s g_s) reaches {f} of the platform's float32 "
-                              "matmul peak; the autoregressive loops reach far less (see the roofline).",
-                              c=best.codec, f=fact(t, "roofline", w, "fraction_of_peak_pct", "pct"))
+            page.findings.add("The synthesis transform closest to the float32 matmul peak is {c}'s, at {f} of it on "
+                              "{plat}.", c=best.codec, plat=best.platform,
+                              f=fact(t, "roofline", w, "fraction_of_peak_pct", "pct"))
+        ar = rf[(rf.stage == "ADy") & (rf.direction == "decode")].dropna(subset=["fraction_of_peak_pct"])
+        if len(ar):
+            top = ar.loc[ar.fraction_of_peak_pct.idxmax()]
+            w = {"codec": top.codec, "quality": top.quality, "platform": top.platform, "direction": "decode",
+                 "stage": "ADy"}
+            page.findings.add("No context codec's entropy decoding of y reaches more than {f} of the peak ({c} on "
+                              "{plat}): its time goes to the loop and the coder, not to arithmetic.", c=top.codec,
+                              plat=top.platform, f=fact(t, "roofline", w, "fraction_of_peak_pct", "pct"))
 
 
 def build(results_dir, reference=None, downloads_dir=None) -> Page:
@@ -228,10 +240,14 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     times = with_kmac(common_image_times(st.main), st.complexity) if not st.main.empty else pd.DataFrame()
     if times.empty:
         page.header = "No results yet: `make runs`."
+        page.findings.missing("No learned-codec runs yet: `make runs` measures them.")
+        page.write(downloads_dir, {})
         return page
     corr = correlations(times)
     rk = ranks(times)
     flips = mac_flips(times)
+    corr["pairs_reversed"] = [int(((flips.platform == p) & (flips.direction == d)).sum())
+                              for p, d in zip(corr.platform, corr.direction)]
     pflips = inversions(times.assign(source=times.platform), "platform", "seconds")
     rf = roofline(st.main, st.complexity)
     tables = {"times": times, "correlation": corr, "ranks": rk, "mac_flips": flips, "platform_flips": pflips,

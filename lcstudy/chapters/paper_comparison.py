@@ -72,47 +72,65 @@ def paper_sync(reference) -> pd.DataFrame:
     return style.sort_codecs(w)
 
 
+def paper_shares(reference) -> pd.DataFrame:
+    """The paper's own share of each stage in the total, per codec, quality, device and direction."""
+    from .published import paper_module_times
+
+    p = paper_module_times(reference)
+    p = p[p.stage != "total"].copy()
+    p["share_pct"] = 100 * p.seconds / p.groupby(["codec", "quality", "device", "direction"]).seconds.transform("sum")
+    return style.sort_codecs(p, then=["quality", "device", "direction"])
+
+
 def findings(page: Page, t: dict, main: pd.DataFrame) -> None:
     from .findings import fact
 
     tau = t["kendall"]
-    ours = [s for s in dict.fromkeys(t["rankings"].source) if s.startswith("ours")]
-    if not ours or tau.empty:
-        page.findings.missing("No full-size runs to rank against the paper yet (the quick profile crops its images): "
-                              "`make book` (standard profile) measures them.")
+    plats = style.main_platforms(main[main.crop.isna()]) if not main.empty else []
+    cpu = [p for p in plats if "(CUDA)" not in p]
+    src = f"ours · {cpu[0]}" if cpu else None
+    if src is None or tau.empty or not ((tau.a == src) | (tau.b == src)).any():
+        page.findings.missing("No ranking of ours to set against the paper's yet: it needs full-size runs of at least "
+                              "3 of the paper's codecs on a CPU (`make book`, standard profile; the quick profile "
+                              "crops its images).")
     else:
-        o = ours[0]
         for direction in ("encode", "decode"):
-            row = tau[(tau.direction == direction) & (((tau.a == o) & (tau.b == "paper · cpu"))
-                                                      | ((tau.b == o) & (tau.a == "paper · cpu")))]
+            row = tau[(tau.direction == direction) & (((tau.a == src) & (tau.b == "paper · cpu"))
+                                                      | ((tau.b == src) & (tau.a == "paper · cpu")))]
             if len(row):
-                r = row.iloc[0]
-                w = {"direction": direction, "a": r.a, "b": r.b}
-                page.findings.add("Our " + direction + " ranking of the codecs agrees with the paper's CPU ranking "
-                                  "with Kendall τ = {tau} over {n} codecs (p = {p}).",
+                w = {"direction": direction, "a": row.a.iloc[0], "b": row.b.iloc[0]}
+                page.findings.add("Our " + direction + " ranking of {n} codecs on {plat} and the paper's CPU ranking "
+                                  "have Kendall τ = {tau} (p = {p}).", plat=cpu[0],
                                   tau=fact(t, "kendall", w, "tau"), n=fact(t, "kendall", w, "codecs", "int"),
                                   p=fact(t, "kendall", w, "p_value"))
         inv = t["inversions"]
-        inv = inv[(inv.a.isin([o, "paper · cpu"])) & (inv.b.isin([o, "paper · cpu"]))]
+        inv = inv[inv.a.isin([src, "paper · cpu"]) & inv.b.isin([src, "paper · cpu"])]
         if len(inv):
-            pairs = "; ".join(f"{r.pair} ({r.direction})" for r in inv.itertuples())
-            page.findings.add("Pairs ordered differently from the paper's CPU data: " + pairs + ". Their times are "
-                              "close, and ours differ from the paper's in CPU, thread count and weights (random "
-                              "weights change the entropy-coding time).")
+            page.findings.add("Ordered differently from the paper's CPU data: {pairs}. Ours differ from the paper's "
+                              "runs in CPU, thread count and weights.",
+                              pairs="; ".join(f"{x.pair} ({x.direction})" for x in inv.itertuples()))
         else:
-            page.findings.add("No pair of codecs is ordered differently from the paper's CPU data.")
+            page.findings.add("Every pair of the codecs both measured is in the paper's CPU order.")
         rs = t["ratio"]
-        if not rs.empty:
-            w = {"direction": "decode", "platform": rs.platform.iloc[0]}
-            if len(rs[(rs.direction == "decode") & (rs.platform == w["platform"])]):
-                page.findings.add("Our CPU decode totals are {r} the paper's (median over codecs at the qualities "
-                                  "both measured).", r=fact(t, "ratio", w, "ratio_median", "x"))
-    ps = t["paper_sync"]
-    if not ps.empty:
-        c = "HP" if "HP" in set(ps.codec) else ps.codec.iloc[0]
-        page.findings.add("In the paper's CUDA data, " + c + "'s AEz takes {r} as long as its g_a: without a "
-                          "device synchronisation between modules, g_a's GPU kernels are billed to the entropy coder "
-                          "that waits for them. Our clock synchronises at every stage boundary.",
+        row = rs[(rs.direction == "decode") & (rs.platform == cpu[0])]
+        if len(row):
+            page.findings.add("Our decode totals on {plat} are {r} the paper's CPU ones (median over the codecs and "
+                              "qualities both measured).", plat=cpu[0],
+                              r=fact(t, "ratio", {"direction": "decode", "platform": cpu[0]}, "ratio_median", "x"))
+    ps = t["paper_shares"]
+    arc = ps[(ps.codec == "ARC") & (ps.device == "cpu") & (ps.direction == "decode") & (ps.stage == "ADy")]
+    if len(arc):
+        q = int(arc.quality.min())
+        page.findings.add("In the paper's CPU data, ARC's decoder ({q}) spends {s} of its time in the entropy "
+                          "decoding of y, the sequential loop.", q=f"q{q}",
+                          s=fact(t, "paper_shares", {"codec": "ARC", "quality": q, "device": "cpu",
+                                                     "direction": "decode", "stage": "ADy"}, "share_pct", "pct"))
+    sync = t["paper_sync"]
+    if not sync.empty:
+        c = "HP" if "HP" in set(sync.codec) else sync.codec.iloc[0]
+        page.findings.add("In the paper's CUDA data, {c}'s AEz takes {r} as long as its g_a: without a device "
+                          "synchronisation between modules, g_a's GPU kernels are billed to the entropy coder that "
+                          "waits for them. Our clock synchronises at every stage boundary.", c=c,
                           r=fact(t, "paper_sync", {"codec": c}, "aez_over_ga", "x"))
 
 
@@ -122,7 +140,9 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     page = Page("paper_comparison")
     full = main[main.crop.isna()] if not main.empty else main
     m = compare_modules(main, reference) if not main.empty else pd.DataFrame()
-    r = rankings(main, reference)
+    r = rankings(main, reference) if not main.empty else rankings(main.reindex(columns=[
+        "kind", "stage", "crop", "device", "codec", "quality", "threads", "platform", "direction", "seconds"]),
+        reference)
     tau = kendall(r)
     inv = inversions(r, "source", "seconds")
     ps = paper_sync(reference)
@@ -131,7 +151,8 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
         tot = m[(m.stage == "total") & (m.device == "cpu")]
         ratio = tot.groupby(["platform", "direction"], as_index=False).ours_over_paper.median() \
             .rename(columns={"ours_over_paper": "ratio_median"})
-    tables = {"modules": m, "rankings": r, "kendall": tau, "inversions": inv, "paper_sync": ps, "ratio": ratio}
+    tables = {"modules": m, "rankings": r, "kendall": tau, "inversions": inv, "paper_sync": ps, "ratio": ratio,
+              "paper_shares": paper_shares(reference)}
     findings(page, tables, main)
     page.header = ("Compared at the qualities we measured (the paper's per-quality data, not its q1–8 average). "
                    f"Ours: {full.run_id.nunique() if not full.empty else 0} full-size runs on "
@@ -142,7 +163,8 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     if not m.empty:
         t = m.pivot_table(index=["codec", "quality", "platform", "direction"], columns="stage",
                           values="ours_over_paper").reset_index()
-        stages = [s for s in style.ordered_stages(t.columns) if s in t.columns] + (["total"] if "total" in t else [])
+        sc = [c for c in t.columns if c not in ("codec", "quality", "platform", "direction")]
+        stages = [s for s in style.ordered_stages(sc) if s != "total"] + (["total"] if "total" in sc else [])
         from .tables import COLUMNS
 
         for s in stages:

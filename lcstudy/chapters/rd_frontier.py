@@ -65,14 +65,17 @@ def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame, std: pd.DataFra
     rd = pd.concat([rd_points(reference, df), standard_rd_points(std)], ignore_index=True)
     bdr = bd_rates_both(rd)
     # kMAC/px barely depends on the size (padding aside): use whatever size was counted
-    c = cx[(cx.stage == "total") & (cx.direction == "decode")]
+    c = cx[(cx.stage == "total") & (cx.direction == "decode")] if not cx.empty else pd.DataFrame(
+        columns=["codec", "kmac_per_px", "width", "height"])
     kmac = c.groupby("codec").kmac_per_px.agg(["min", "max"]).rename(
         columns={"min": "dec_kmac_px_min", "max": "dec_kmac_px_max"})
     from ..runs.tables import main_rows
 
     m = main_rows(df, all_threads=False)
-    # the main size (the same images as the standard codecs), each codec at its lowest quality measured
-    t = m[(m.stage == "total") & (m.direction == "decode") & (m.device == "cpu")]
+    # the main size (the same images as the standard codecs), each codec at its lowest quality measured, on the
+    # main CPU platform (the standard codecs' too)
+    cpu = [p for p in style.main_platforms(m) if "(CUDA)" not in p]
+    t = m[(m.stage == "total") & (m.direction == "decode") & (m.platform == (cpu[0] if cpu else None))]
     t = t[t.quality == t.groupby("codec").quality.transform("min")]
     dec = t.groupby("codec").seconds.median().rename("decode_seconds_cpu")
     thr = t.groupby("codec").threads.first().rename("threads")
@@ -83,7 +86,7 @@ def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame, std: pd.DataFra
     out = out.merge(dec, left_on="codec", right_index=True, how="left").merge(thr, left_on="codec",
                                                                               right_index=True, how="left")
     if std is not None and not std.empty:
-        h = sorted(std.platform.unique())[0]
+        h = cpu[0] if cpu and cpu[0] in set(std.platform) else sorted(std.platform.unique())[0]
         sd = std[(std.platform == h) & (std.direction == "decode")].groupby("codec").seconds.median()
         from .published import ours_label
 
@@ -92,11 +95,12 @@ def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame, std: pd.DataFra
         out["decode_seconds_cpu"] = out.decode_seconds_cpu.fillna(fill)
         out["threads"] = out.threads.where(fill.isna(), int(std.threads.iloc[0]))
     out = style.sort_codecs(out)
+    # on a frontier: True/False where both axes are known, blank where a codec could not be judged
     ok = out.dropna(subset=["bd_rate_vs_x265_pct", "dec_kmac_px_min"])
-    out["frontier_kmac"] = False
+    out["frontier_kmac"] = pd.Series(None, index=out.index, dtype=object)
     out.loc[ok.index, "frontier_kmac"] = frontier(ok, "dec_kmac_px_min")
     ok = out.dropna(subset=["bd_rate_vs_x265_pct", "decode_seconds_cpu"])
-    out["frontier_time"] = False
+    out["frontier_time"] = pd.Series(None, index=out.index, dtype=object)
     out.loc[ok.index, "frontier_time"] = frontier(ok, "decode_seconds_cpu")
     return out
 
@@ -104,17 +108,20 @@ def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame, std: pd.DataFra
 def fig_frontier(rd: pd.DataFrame, t: pd.DataFrame, df):
     plt = style.setup()
     fig, axes = plt.subplots(1, 3, figsize=(style.FIG_WIDTH, 3.5))
-    for c, g in rd.groupby("codec", sort=False):
+    for (c, src), g in rd.groupby(["codec", "source"], sort=False):
         g = g.sort_values("bpp")
-        ours = "ours" in c or "x265" in c
-        axes[0].plot(g.bpp, g.psnr, marker="s" if ours else "o", ms=2.5, label=c, color=style.codec_color(c),
-                     ls="--" if ours else "-", lw=1)
+        standard = c not in style.codec_order()
+        label = c if src.startswith(("CompressAI", "quoted")) or standard else f"{c} ({src})"
+        axes[0].plot(g.bpp, g.psnr, marker="s" if standard else "o", ms=2.5, label=label,
+                     color="#000000" if c == X265_PUBLISHED else style.codec_color(c),
+                     ls=":" if c == X265_PUBLISHED else ("--" if standard else "-"), lw=1)
     axes[0].set(xlabel="bits per pixel", ylabel="PSNR RGB (dB)", xlim=(0, 2.0), title="RD (Kodak); dashed: standard")
     for ax, x, title_ in ((axes[1], "dec_kmac_px_min", "decoder kMAC per pixel"),
                           (axes[2], "decode_seconds_cpu", "our decode time on CPU (s)")):
         ok = t.dropna(subset=[x, "bd_rate_vs_x265_pct"])
         for _, r in ok.iterrows():
-            ax.scatter(r[x], r.bd_rate_vs_x265_pct, color=style.codec_color(r.codec), s=28, zorder=3)
+            ax.scatter(r[x], r.bd_rate_vs_x265_pct, color=style.codec_color(r.codec), s=28, zorder=3,
+                       marker="o" if r.codec in style.codec_order() else "s")
             ax.annotate(r.codec.replace(" (ours)", ""), (r[x], r.bd_rate_vs_x265_pct), xytext=(3, 3),
                         textcoords="offset points", fontsize=7)
         f = ok[ok["frontier_kmac" if "kmac" in x else "frontier_time"]].sort_values(x)
@@ -129,18 +136,17 @@ def findings(page: Page, t: dict) -> None:
     from .findings import fact
 
     b = t["bd_rate_complexity"]
-    learned = b[b.codec.isin([s for s in style.codec_order()]) & b.bd_rate_vs_x265_pct.notna()]
+    learned = b[b.codec.isin(style.codec_order()) & b.bd_rate_vs_x265_pct.notna()]
     if learned.empty:
         page.findings.missing("No BD-rates: the reference data is missing (`make data`).")
         return
     best = learned.loc[learned.bd_rate_vs_x265_pct.idxmin()]
     w = {"codec": best.codec, "source": best.source}
-    page.findings.add("{c} saves the most bits: BD-rate {bd} against the published x265 (BPG) anchor"
-                      + (", {bo} against our own x265 measurement" if pd.notna(best.get("bd_rate_vs_x265_ours_pct"))
-                         else "") + ".", c=best.codec,
-                      bd=fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct"),
-                      **({"bo": fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_ours_pct", "pct")}
-                         if pd.notna(best.get("bd_rate_vs_x265_ours_pct")) else {}))
+    ours = pd.notna(best.get("bd_rate_vs_x265_ours_pct"))
+    page.findings.add("{c} has the lowest BD-rate of the learned codecs, {bd} against the published x265 (BPG) anchor"
+                      + (", {bo} against our own x265 measurement" if ours else "") + " (negative: fewer bits).",
+                      c=best.codec, bd=fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct"),
+                      **({"bo": fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_ours_pct", "pct")} if ours else {}))
     fk = learned[learned.frontier_kmac.astype(bool)].sort_values("dec_kmac_px_min")
     if len(fk):
         parts, facts = [], {}
@@ -148,17 +154,22 @@ def findings(page: Page, t: dict) -> None:
             w = {"codec": r.codec, "source": r.source}
             facts[f"k{i}"] = fact(t, "bd_rate_complexity", w, "dec_kmac_px_min")
             facts[f"b{i}"] = fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct")
-            parts.append(f"{r.codec} ({{k{i}}} kMAC/px, {{b{i}}})")
+            facts[f"c{i}"] = r.codec
+            parts.append(f"{{c{i}}} ({{k{i}}} kMAC/px, {{b{i}}})")
         page.findings.add("On the frontier of BD-rate against decoder MACs: " + ", ".join(parts) + ".", **facts)
     ft = b[b.frontier_time.astype(bool)].sort_values("decode_seconds_cpu")
     if len(ft):
-        page.findings.add("On the frontier of BD-rate against our CPU decode time: " + ", ".join(ft.codec) + ".")
+        names = {f"n{i}": c for i, c in enumerate(ft.codec)}
+        page.findings.add("On the frontier of BD-rate against our CPU decode time: "
+                          + ", ".join(f"{{{k}}}" for k in names) + ".", **names)
     x = b[b.codec == X265_OURS]
     if len(x) and pd.notna(x.bd_rate_vs_x265_pct.iloc[0]):
         w = {"codec": X265_OURS, "source": x.source.iloc[0]}
-        page.findings.add("Our x265 (HEIC through pillow-heif, 4:4:4) needs {bd} more bits than the published BPG "
-                          "points: libheif's x265 settings and colour path are not BPG's, which is why both anchors "
-                          "are given.", bd=fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct"))
+        more = x.bd_rate_vs_x265_pct.iloc[0] > 0
+        page.findings.add("Our x265 (HEIC through pillow-heif, {chroma}) has a BD-rate of {bd} against the published "
+                          "BPG points (" + ("more" if more else "fewer") + " bits at equal PSNR): libheif's x265 "
+                          "settings and colour path are not BPG's, which is why both anchors are given.",
+                          chroma="4:4:4", bd=fact(t, "bd_rate_complexity", w, "bd_rate_vs_x265_pct", "pct"))
     else:
         page.findings.missing("No x265 measurement of ours yet: the `standard-codecs` run (`make runs`) adds the "
                               "second anchor.")
@@ -178,8 +189,8 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                    f"measured with **{st.weights}** weights — its entropy-decoding part depends on the weights). "
                    "BD-rate: the `bjontegaard` package, Akima interpolation.\n\n" + style.weights_banner(df))
     if not t.empty:
-        page.table("table", present(t, ["codec", "bd_rate_vs_x265_pct", "bd_rate_vs_x265_ours_pct", "dec_kmac_px_min",
-                                        "decode_seconds_cpu", "frontier_kmac", "frontier_time"]),
+        page.table("table", present(t, ["codec", "source", "bd_rate_vs_x265_pct", "bd_rate_vs_x265_ours_pct",
+                                        "dec_kmac_px_min", "decode_seconds_cpu", "frontier_kmac", "frontier_time"]),
                    "BD-rate against both x265 anchors beside decoder MACs and our decode time; ✓ marks the "
                    "Pareto frontier.")
         page.figure("figure", fig_frontier(rd, t, df), "Left, the RD curves; middle and right, each codec's BD-rate "

@@ -87,7 +87,8 @@ def learned_at_bpp(df: pd.DataFrame, rd: pd.DataFrame, bpp: float = 0.5) -> pd.D
                          "s_per_mpx": float(hd.s_per_mpx.median()), "psnr_at_bpp": float(near.psnr.iloc[0]),
                          "measured_q": int(mq), "weights": ", ".join(sorted(hd.weights.unique())), "how": how,
                          "kind": "learned", "images": hd.image.nunique()})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["platform", "codec", "device", "threads", "direction", "s_per_mpx",
+                                       "psnr_at_bpp", "measured_q", "weights", "how", "kind", "images"])
 
 
 def speed_vs_standard(learned: pd.DataFrame, standard: pd.DataFrame, refs=("JPEG", "HEVC (x265)")) -> pd.DataFrame:
@@ -124,7 +125,11 @@ def fig_side_by_side(summary: pd.DataFrame, rd: pd.DataFrame, stdb: pd.DataFrame
         axes[0].plot(g.bpp, g.psnr, marker="o", ms=2.5, lw=1, color=style.codec_color(c), label=f"{c} (published)")
     axes[0].axvline(bpp, color="grey", lw=0.6, ls=":")
     axes[0].set(xlabel="bits per pixel", ylabel="PSNR RGB (dB)", xlim=(0, 2.0), title="rate-distortion (Kodak)")
-    both = pd.concat([stdb.assign(label=stdb.codec), learned.assign(label=learned.codec)])
+    plat = next((p for p in style.main_platforms(std) if "(CUDA)" not in p), None)
+    parts = [stdb[stdb.platform == plat].assign(label=lambda x: x.codec)]
+    if not learned.empty:
+        parts.append(learned[learned.platform == plat].assign(label=lambda x: x.codec))
+    both = pd.concat(parts)
     w = both.pivot_table(index="label", columns="direction", values="s_per_mpx")
     order = [c for c in style.codec_order() + style.STANDARD_ORDER if c in w.index]
     w = w.reindex(order)
@@ -135,7 +140,7 @@ def fig_side_by_side(summary: pd.DataFrame, rd: pd.DataFrame, stdb: pd.DataFrame
                  label="decode")
     axes[1].set_yticks(y, w.index)
     axes[1].invert_yaxis()
-    axes[1].set(xscale="log", xlabel=f"seconds per megapixel at {bpp} bpp (log)", title=f"time at {bpp} bpp")
+    axes[1].set(xscale="log", xlabel=f"seconds per megapixel at {bpp} bpp (log)", title=f"time at {bpp} bpp on {plat}")
     style.legend_outside(axes[1])
     style.legend_outside(axes[0], fontsize=6)
     both = pd.concat([df, std], ignore_index=True)
@@ -146,26 +151,27 @@ def findings(page: Page, t: dict, bpp: float, weights: str) -> None:
     from .findings import fact
 
     sp = t["speed"]
-    if sp.empty:
-        page.findings.missing("No standard-codec run or no learned run at full size yet: `make runs` measures both.")
+    ok = sp.dropna(subset=[c for c in ("decode_x_jpeg",) if c in sp.columns]) if not sp.empty else sp
+    if ok.empty or "decode_x_jpeg" not in ok.columns:
+        page.findings.missing("No standard-codec run or no learned run at full size on the same CPU yet: `make runs` "
+                              "measures both.")
         return
-    plat = sp.platform.iloc[0]
-    s = sp[sp.platform == plat]
+    plat = next((p for p in style.main_platforms(ok) if p in set(ok.platform)), ok.platform.iloc[0])
+    s = ok[ok.platform == plat]
+    key = lambda r: {"platform": plat, "codec": r.codec, "threads": r.threads}  # noqa: E731
     for ref, col in (("JPEG", "decode_x_jpeg"), ("x265", "decode_x_hevc")):
-        if col not in s or s[col].isna().all():
+        g = s.dropna(subset=[col]) if col in s.columns else s.iloc[0:0]
+        if len(g) < 1:
             continue
-        slow, fast = s.loc[s[col].idxmax()], s.loc[s[col].idxmin()]
-        key = lambda r: {"platform": plat, "codec": r.codec, "threads": r.threads}  # noqa: E731
-        page.findings.add("At {bpp} on {plat}, the learned decoders take from {lo} ({f}) to {hi} "
-                          "({sl}) " + ref + "'s decode time.", bpp=f"{bpp:g} bpp", plat=plat, f=fast.codec,
-                          sl=slow.codec,
+        slow, fast = g.loc[g[col].idxmax()], g.loc[g[col].idxmin()]
+        page.findings.add("At {bpp} on {plat}, the learned decoders take from {lo} ({f}) to {hi} ({sl}) " + ref
+                          + "'s decode time.", bpp=f"{bpp:g} bpp", plat=plat, f=fast.codec, sl=slow.codec,
                           lo=fact(t, "speed", key(fast), col, "x"), hi=fact(t, "speed", key(slow), col, "x"))
-    if "encode_x_jpeg" in s:
-        fast = s.loc[s.encode_x_jpeg.idxmin()]
-        page.findings.add("The fastest learned encoder, {c}, is {x} slower than JPEG at the same bitrate.",
-                          c=fast.codec,
-                          x=fact(t, "speed", {"platform": plat, "codec": fast.codec, "threads": fast.threads},
-                                 "encode_x_jpeg", "x"))
+    g = s.dropna(subset=["encode_x_jpeg"]) if "encode_x_jpeg" in s.columns else s.iloc[0:0]
+    if len(g):
+        fast = g.loc[g.encode_x_jpeg.idxmin()]
+        page.findings.add("The fastest learned encoder, {c}, takes {x} JPEG's encode time at the same bitrate.",
+                          c=fast.codec, x=fact(t, "speed", key(fast), "encode_x_jpeg", "x"))
     sb = t["at_bpp_standard"]
     d = sb[(sb.direction == "decode") & (sb.platform == plat)]
     if len(d):
@@ -192,7 +198,7 @@ def build(results_dir, reference=None, downloads_dir=None, bpp: float = 0.5) -> 
     summary = standard_summary(std)
     rd = rd_points(reference, df)
     learned = learned_at_bpp(df, rd, bpp) if not df.empty else pd.DataFrame()
-    stdb = standard_at_bpp(summary, bpp)
+    stdb = style.sort_codecs(standard_at_bpp(summary, bpp), then=["platform", "direction"])
     speed = speed_vs_standard(learned, stdb)
     tables = {"sweep": summary, "at_bpp_standard": stdb, "at_bpp_learned": learned, "speed": speed}
     findings(page, tables, bpp, st.weights)

@@ -78,9 +78,23 @@ def platform_of(df: pd.DataFrame) -> pd.Series:
     return df.host.astype(str) + " · " + df.device.astype(str) + " · " + df.threads.astype(str) + " thr"
 
 
+def main_platforms(df: pd.DataFrame) -> list[str]:
+    """The platforms a chapter speaks of first: per device type, the one whose runs used the most threads
+    (the 1-thread pass is a second CPU platform, not the main one); CPU first."""
+    if df.empty or "platform" not in df.columns:
+        return []
+    d = df.assign(_dev=df.device.astype(str).str.split(":").str[0])
+    out = []
+    for dev in sorted(d._dev.unique(), key=lambda x: (x != "cpu", x)):
+        g = d[d._dev == dev]
+        g = g[g.threads == g.threads.max()] if "threads" in g.columns else g
+        out.append(g.platform.value_counts().index[0])
+    return out
+
+
 def weights_text(df: pd.DataFrame) -> str:
     col = "weights_label" if "weights_label" in df.columns and df["weights_label"].astype(bool).any() else "weights"
-    vals = sorted({str(v) for v in df[col].dropna()}) if col in df.columns else []
+    vals = sorted({str(v) for v in df[col].dropna() if str(v)}) if col in df.columns else []
     return ", ".join(vals) or "none"
 
 

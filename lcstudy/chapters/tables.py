@@ -140,6 +140,14 @@ COLUMNS.update({
                         "quality and device"),
     "source": ("source", "text", "whose measurement"),
     "ratio_to_least": ("× the fewest", "x", "over the codec with the fewest MACs per pixel, same direction"),
+    "slowest": ("slowest", "text", "the slowest codec (lowest quality of each)"),
+    "slowest_s": ("slowest (s)", "s", "its median time per image"),
+    "fastest": ("fastest", "text", "the fastest codec (lowest quality of each)"),
+    "fastest_s": ("fastest (s)", "s", "its median time per image"),
+    "ratio": ("ratio", "x", "slowest over fastest"),
+    "cpu_s": ("CPU (s)", "s", "median time per image on the main CPU platform"),
+    "cuda_s": ("GPU (s)", "s", "median time per image on the main GPU platform"),
+    "speedup": ("GPU speed-up", "x", "CPU time over GPU time"),
     # paper_comparison
     "paper_seconds": ("paper (s)", "s", "the paper's mean over images (mse models, same quality and device)"),
     "ours_over_paper": ("ours / paper", "x", "our time over the paper's"),
@@ -157,6 +165,7 @@ COLUMNS.update({
     "pearson_log": ("Pearson r (log–log)", "sig3", "Pearson correlation of log kMAC/px and log seconds"),
     "spearman": ("Spearman ρ", "sig3", "rank correlation of kMAC/px and seconds"),
     "spearman_p": ("Spearman p-value", "sig3", "SciPy's p-value for ρ"),
+    "pairs_reversed": ("pairs reversed", "int", "codec pairs in the opposite order by MACs and by time"),
     "rank_time": ("rank by time", "int", "1 = fastest on the platform"),
     "rank_kmac": ("rank by kMAC/px", "int", "1 = fewest MACs per pixel"),
     "more_macs": ("more MACs", "text", "the pair's codec with more MACs per pixel"),
@@ -218,7 +227,7 @@ def header(col: str) -> str:
 
 
 def sig(x, n: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return ""
     x = float(x)
     if x == 0:
@@ -250,7 +259,7 @@ def fmt(kind: str, x) -> str:
     if kind == "frac":
         return f"{float(x):.3f}"
     if kind == "flag":
-        return "✓" if x is True else ("✗" if x is False else "")
+        return "✓" if bool(x) else "✗"
     if kind == "ci":
         if isinstance(x, tuple):
             med, half = x

@@ -94,8 +94,7 @@ def profile_ops(codec, x, clock=None, top: int = 15):
 
 def category_shares(kernels):
     """Share of self time per category (the paper's kernel summary), per run, direction and kind."""
-    keys = [c for c in ("host", "run_id", "platform", "device", "codec", "quality", "weights")
-            if c in kernels.columns]
+    keys = [c for c in ("run_id", "platform", "device", "codec", "quality", "weights") if c in kernels.columns]
     g = kernels.groupby(keys + ["direction", "kind", "category"], as_index=False, dropna=False)[
         ["self_seconds", "share"]].sum()
     return g

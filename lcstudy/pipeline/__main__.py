@@ -78,6 +78,12 @@ def cmd_runs(a) -> int:
     return local.execute(_resolved(a), wait=not os.environ.get("LCSTUDY_NOWAIT"))
 
 
+def cmd_task(a) -> int:
+    from .slurm import run_task
+
+    return run_task(a.tasks_file, a.index)
+
+
 def cmd_missing(a) -> int:
     resolved = _resolved(a, any_platform=True)
     missing = [r for r in resolved if r.done is None]
@@ -176,6 +182,9 @@ def main(argv=None) -> int:
     b.add_argument("--results-dir", default="results")
     cs = sub.add_parser("clean-stale")
     cs.add_argument("--results-dir", default="results")
+    tk = sub.add_parser("task", help="what a SLURM array task runs: one line of its tasks file")
+    tk.add_argument("tasks_file")
+    tk.add_argument("index", type=int)
     nb = sub.add_parser("ipynb")
     nb.add_argument("name")
     nb.add_argument("dest")
@@ -183,7 +192,7 @@ def main(argv=None) -> int:
     try:
         return {"run": cmd_run, "runs": cmd_runs, "missing": cmd_missing, "chapters": cmd_chapters,
                 "book": cmd_book, "cost": cmd_cost, "weights": cmd_weights, "clean-stale": cmd_clean_stale,
-                "ipynb": cmd_ipynb}[a.cmd](a)
+                "ipynb": cmd_ipynb, "task": cmd_task}[a.cmd](a)
     except LcstudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,7 +3,7 @@
 # processes (no systemd), all state and logs under $BASE; stopped by pid files (down.sh).
 # From ../shared/notes/slurm-single-node.md, which was checked on this kind of machine.
 #   AUTH=munge|none   (default munge; auth/none needs no munged, 22.05 only)
-#   ACCOUNTING=0|1    (default 0; 1 = MariaDB + slurmdbd so sacct works)
+#   ACCOUNTING=0|1    (default 1: MariaDB + slurmdbd, so sacct works)
 set -euo pipefail
 BASE=${BASE:-/tmp/slurm}
 AUTH=${AUTH:-munge}
@@ -98,7 +98,7 @@ MpiDefault=none
 MailProg=/bin/true
 ReturnToService=2
 $ACCTLINES
-NodeName=$H CPUs=$(nproc) Sockets=1 CoresPerSocket=$(nproc) ThreadsPerCore=1 RealMemory=20000 State=UNKNOWN
+NodeName=$H CPUs=$(nproc) Sockets=1 CoresPerSocket=$(nproc) ThreadsPerCore=1 RealMemory=$(( $(free -m | awk '/^Mem:/ {print $2}') * 9 / 10 )) State=UNKNOWN
 PartitionName=debug Nodes=$H Default=YES MaxTime=INFINITE State=UP
 EOF
 
@@ -108,4 +108,5 @@ for i in $(seq 1 60); do
   [ "$(sinfo -h -o %T 2>/dev/null)" = idle ] && break; sleep 0.5
 done
 sinfo
+[ "$(sinfo -h -o %T 2>/dev/null)" = idle ] || { echo "the node did not become idle; see $BASE/log/" >&2; exit 1; }
 echo "export SLURM_CONF=$SLURM_CONF"
