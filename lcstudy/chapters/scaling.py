@@ -37,7 +37,8 @@ def scaling_table(df: pd.DataFrame, samples: pd.DataFrame, mem: pd.DataFrame, im
     d["size"] = [size_label(h, w, c, r) for h, w, c, r in zip(d.height, d.width, d.crop, d["resize"])]
     rows = []
     for (plat, codec, size, rid), g in d.groupby(["platform", "codec", "size", "run_id"], sort=False):
-        row = {"platform": plat, "codec": codec, "quality": int(g.quality.iloc[0]), "size": size,
+        row = {"platform": plat, "device": "cpu", "threads": g.threads.iloc[0], "codec": codec,
+               "quality": int(g.quality.iloc[0]), "size": size,
                "mpx": float(g.mpx.iloc[0]), "run_id": rid, "weights": g.weights.iloc[0],
                "weights_label": g.weights_label.iloc[0], "repeats": int(g.n_samples.max()),
                "warmup_codings": g.warmup_codings.iloc[0]}

@@ -21,7 +21,7 @@ LIGHT = ["#77AADD", "#99DDFF", "#44BB99", "#BBCC33", "#AAAA00", "#EEDD88", "#EE8
 STANDARD_ORDER = ["JPEG", "JPEG 2000", "WebP", "AVIF", "HEVC (x265)", "JPEG XL"]
 X265_PUBLISHED = "x265 (BPG)"
 X265_OURS = "x265 HEIC (ours)"
-FIG_WIDTH = 10.0  # inches: the book's content column at a laptop's width
+FIG_WIDTH = 7.6  # inches: at 110 dpi, about the book's content column at a laptop's width (fonts stay legible)
 
 WEIGHTS_NOTE = ("Random weights (seeded): network time, MACs, parameters and memory do not depend on the weights; "
                 "entropy-coding time (AEz/ADz/AEy/ADy), bitrate and quality do, so those are not what the "
@@ -83,7 +83,9 @@ def main_platforms(df: pd.DataFrame) -> list[str]:
     (the 1-thread pass is a second CPU platform, not the main one); CPU first."""
     if df.empty or "platform" not in df.columns:
         return []
-    d = df.assign(_dev=df.device.astype(str).str.split(":").str[0])
+    dev = df.device.astype(str).str.split(":").str[0] if "device" in df.columns else \
+        df.platform.map(lambda p: "cuda" if "(CUDA)" in str(p) else "cpu")
+    d = df.assign(_dev=dev)
     out = []
     for dev in sorted(d._dev.unique(), key=lambda x: (x != "cpu", x)):
         g = d[d._dev == dev]
@@ -124,9 +126,9 @@ def setup():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 9, "axes.titlesize": 9.5,
-                         "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8,
-                         "axes.spines.top": False, "axes.spines.right": False, "figure.titlesize": 10})
+    plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 110, "font.size": 8.5, "axes.titlesize": 9,
+                         "axes.labelsize": 8.5, "legend.fontsize": 7.5, "xtick.labelsize": 7.5, "ytick.labelsize": 7.5,
+                         "axes.spines.top": False, "axes.spines.right": False, "figure.titlesize": 9.5})
     return plt
 
 
