@@ -207,8 +207,8 @@ def findings(page: Page, t: dict) -> None:
         break
     pf = t["platform_flips"]
     if t["times"].platform.nunique() < 2:
-        page.findings.missing("One platform only: the standard profile adds a 1-thread CPU pass (`make book`), and "
-                              "a GPU host adds its own, to see which codec pairs change order between platforms.")
+        page.findings.missing("One platform only: the standard profile adds a single-thread CPU pass (`make book`), "
+                              "and a GPU host adds its own, to see which codec pairs change order between platforms.")
     elif len(pf):
         page.findings.add("Codec pairs whose order flips between platforms: {pairs}.",
                           pairs="; ".join(f"{r.pair} ({r.direction}, {r.a} vs {r.b})" for r in pf.itertuples()))

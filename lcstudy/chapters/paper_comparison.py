@@ -91,7 +91,7 @@ def findings(page: Page, t: dict, main: pd.DataFrame) -> None:
     src = f"ours · {cpu[0]}" if cpu else None
     if src is None or tau.empty or not ((tau.a == src) | (tau.b == src)).any():
         page.findings.missing("No ranking of ours to set against the paper's yet: it needs full-size runs of at least "
-                              "3 of the paper's codecs on a CPU (`make book`, standard profile; the quick profile "
+                              "three of the paper's codecs on a CPU (`make book`, standard profile; the quick profile "
                               "crops its images).")
     else:
         for direction in ("encode", "decode"):
