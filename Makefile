@@ -66,7 +66,7 @@ help: ## list the targets and variables
 	@echo "  CODECS_FILE=<toml> (your own codecs), LCSTUDY_MIRROR=<folder> (data from a local mirror), NOWAIT=1,"
 	@echo "  SLURM_PARTITION SLURM_GPU_PARTITION SLURM_ACCOUNT SLURM_QOS SLURM_OPTS SLURM_WAIT=0|1,"
 	@echo "  notebook parameters (make run; the rest also make runs/book): $(NB_PARAMS)"
-	@echo "chapters, in book order: assessment paper_comparison flops_runtime rd_frontier standard_codecs scaling"
+	@echo "chapters, in book order: $$(python3 -c 'from lcstudy.chapters import CHAPTERS; print(" ".join(c.name for c in CHAPTERS))')"
 
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
