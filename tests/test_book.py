@@ -102,7 +102,9 @@ def _findings(html_text: str) -> list[tuple[str, str]]:
     m = re.search(r"What this shows</strong></p>\s*<ul[^>]*>(.*?)</ul>", html_text, flags=re.S)
     assert m, "no findings list"
     items = re.findall(r"<li>(.*?)</li>", m.group(1), flags=re.S)
-    text = lambda h: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", h)).strip()  # noqa: E731
+    # Sphinx's smartquotes turn ' into ’ (and " into “ ”): undo that to compare with the CSV
+    quotes = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"'})
+    text = lambda h: re.sub(r"\s+", " ", re.sub(r"<[^>]+>", "", h)).strip().translate(quotes)  # noqa: E731
     return [(text(i), text(re.sub(r"<em>.*?</em>|<code.*?</code>", "", i, flags=re.S))) for i in items]
 
 
@@ -174,7 +176,7 @@ def test_check_html_fails_on_external_requests_and_on_a_dead_browser(tmp_path):
     page = tmp_path / "p.html"
     page.write_text('<html><head><script src="https://cdn.example.org/x.js"></script></head><body>x</body></html>')
     ok = tmp_path / "ok.html"
-    ok.write_text("<html><body>offline</body></html>")
+    ok.write_text("<html><head><title>offline page</title></head><body>offline</body></html>")
     assert load(chromium(), page, None, tmp_path) == ["https://cdn.example.org/x.js"]
     assert load(chromium(), ok, None, tmp_path) == []
     dead = tmp_path / "dead"
@@ -182,3 +184,9 @@ def test_check_html_fails_on_external_requests_and_on_a_dead_browser(tmp_path):
     dead.chmod(0o755)
     with pytest.raises(NoNetLog):
         load(str(dead), ok, None, tmp_path)
+    # a browser that writes a network log but renders nothing fails too
+    liar = tmp_path / "liar"
+    liar.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in --log-net-log=*) echo \'{"events": []}\' > "${a#--log-net-log=}";; esac; done\n')
+    liar.chmod(0o755)
+    with pytest.raises(NoNetLog):
+        load(str(liar), ok, None, tmp_path)

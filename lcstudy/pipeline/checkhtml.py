@@ -3,15 +3,17 @@ is not local (the book must work offline, with no CDN assets); screenshot three 
 laptop's width.
 
 Every page is loaded with Chromium's network log on (``--log-net-log``). A page passes only when
-the log exists, parses, and records the page's own ``file:`` request — a browser that did not run,
-or crashed, writes no such log and fails the check instead of passing it. Any request a page
+the log exists and parses, and the DOM Chromium dumps holds the page's own title — a browser that
+did not run, or crashed, writes neither and fails the check instead of passing it. Any request a page
 initiates (Chromium's own update and time checks are told apart by their missing initiator) whose
 URL is neither ``file:``, ``data:``, ``blob:``, ``about:``/``chrome:`` nor a loopback host fails the
 check. ``python -m lcstudy.pipeline.checkhtml book/_build/html``.
 """
 from __future__ import annotations
 
+import html as html_lib
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -80,20 +82,35 @@ def external_requests(log: dict) -> list[str]:
     return sorted(set(bad))
 
 
+def _title(html: str) -> str | None:
+    m = re.search(r"<title[^>]*>(.*?)</title>", html, flags=re.S | re.I)
+    return re.sub(r"\s+", " ", html_lib.unescape(m.group(1))).strip() if m else None
+
+
 def load(browser: str, page: Path, shot: Path | None, tmp: Path) -> list[str]:
-    """Load ``page``; return its non-local requests. Raises :class:`NoNetLog` when the log does not show
-    the page itself being loaded."""
+    """Load ``page``; return its non-local requests. Raises :class:`NoNetLog` when Chromium left no
+    network log or did not render the page.
+
+    Chromium does not log ``file:`` loads in its network log, so "the page was loaded" is proved by
+    the DOM Chromium dumps: it must hold the page's own ``<title>`` (or, without one, an ``<html>``
+    element). A screenshot, when asked for, is taken by a second run and must exist and not be empty.
+    """
     netlog = tmp / f"net-{abs(hash(str(page)))}.json"
     netlog.unlink(missing_ok=True)
-    args = [browser, *FLAGS, f"--user-data-dir={tmp / 'profile'}", f"--log-net-log={netlog}",
-            "--virtual-time-budget=3000", "--window-size=1280,2400"]
-    args.append(f"--screenshot={shot}" if shot is not None else "--dump-dom")
-    args.append(page.resolve().as_uri())
-    subprocess.run(args, capture_output=True, timeout=120)
+    base = [browser, *FLAGS, f"--user-data-dir={tmp / 'profile'}", "--virtual-time-budget=3000",
+            "--window-size=1280,2400"]
+    out = subprocess.run([*base, f"--log-net-log={netlog}", "--dump-dom", page.resolve().as_uri()],
+                         capture_output=True, timeout=120, text=True, errors="replace")
     log = read_netlog(netlog)
-    own = page.resolve()
-    if not any(urlparse(u).scheme == "file" and Path(unquote(urlparse(u).path)) == own for u, _ in requests(log)):
-        raise NoNetLog(f"the network log of {page.name} does not show the page being loaded")
+    title = _title(page.read_text(errors="replace"))
+    dom = out.stdout or ""
+    if "<html" not in dom.lower() or (title is not None and _title(dom) != title):
+        raise NoNetLog(f"Chromium did not render {page.name} (its dumped DOM lacks the page's title)")
+    if shot is not None:
+        shot.unlink(missing_ok=True)
+        subprocess.run([*base, f"--screenshot={shot}", page.resolve().as_uri()], capture_output=True, timeout=120)
+        if not shot.exists() or shot.stat().st_size == 0:
+            raise NoNetLog(f"Chromium wrote no screenshot of {page.name}")
     return external_requests(log)
 
 
