@@ -186,7 +186,8 @@ def test_check_html_fails_on_external_requests_and_on_a_dead_browser(tmp_path):
         load(str(dead), ok, None, tmp_path)
     # a browser that writes a network log but renders nothing fails too
     liar = tmp_path / "liar"
-    liar.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in --log-net-log=*) echo \'{"events": []}\' > "${a#--log-net-log=}";; esac; done\n')
+    liar.write_text('#!/bin/sh\nfor a in "$@"; do case "$a" in\n'
+                    '  --log-net-log=*) echo \'{"events": []}\' > "${a#--log-net-log=}";;\nesac; done\n')
     liar.chmod(0o755)
     with pytest.raises(NoNetLog):
         load(str(liar), ok, None, tmp_path)

@@ -118,13 +118,18 @@ def fig_frontier(rd: pd.DataFrame, t: pd.DataFrame, df):
     axes[0].set(xlabel="bits per pixel", ylabel="PSNR RGB (dB)", xlim=(0, 2.0), title="RD (Kodak); dashed: standard")
     for ax, x, title_ in ((axes[1], "dec_kmac_px_min", "decoder kMAC per pixel"),
                           (axes[2], "decode_seconds_cpu", "our decode time on CPU (s)")):
-        ok = t.dropna(subset=[x, "bd_rate_vs_x265_pct"])
+        ok = t.dropna(subset=[x, "bd_rate_vs_x265_pct"]) if x in t else t.iloc[:0]
+        if ok.empty:  # nothing measured that can be placed: say so instead of an empty log axis
+            ax.text(0.5, 0.5, "no codec with both values", ha="center", va="center", transform=ax.transAxes)
+            ax.set(xlabel=title_, title=f"BD-rate against {title_}")
+            continue
         for _, r in ok.iterrows():
             ax.scatter(r[x], r.bd_rate_vs_x265_pct, color=style.codec_color(r.codec), s=28, zorder=3,
                        marker="o" if r.codec in style.codec_order() else "s")
             ax.annotate(r.codec.replace(" (ours)", ""), (r[x], r.bd_rate_vs_x265_pct), xytext=(3, 3),
                         textcoords="offset points", fontsize=7)
-        f = ok[ok["frontier_kmac" if "kmac" in x else "frontier_time"]].sort_values(x)
+        # .loc and a bool Series: an empty object column would otherwise select columns, not rows
+        f = ok.loc[ok["frontier_kmac" if "kmac" in x else "frontier_time"].astype(bool)].sort_values(x)
         ax.step(f[x], f.bd_rate_vs_x265_pct, where="post", color="k", lw=0.8, label="frontier")
         ax.axhline(0, color="grey", lw=0.6, ls=":")
         ax.set(xscale="log", xlabel=title_, ylabel="BD-rate vs x265 (%)", title=f"BD-rate against {title_}")

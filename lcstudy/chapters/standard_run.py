@@ -13,8 +13,15 @@ def sweep_table(std):
     g = std.groupby(["codec", "knob", "value", "direction"], as_index=False).agg(
         bpp=("bpp", "mean"), psnr=("psnr", "mean"), ms_ssim=("ms_ssim", "mean"), seconds=("seconds", "median"),
         images=("image", "nunique"))
-    w = g.pivot_table(index=["codec", "knob", "value", "bpp", "psnr", "ms_ssim", "images"], columns="direction",
-                      values="seconds").reset_index().rename(columns={"encode": "encode_s", "decode": "decode_s"})
+    keys = ["codec", "knob", "value"]
+    # the metrics joined on the keys, not pivoted as index: a NaN (MS-SSIM is undefined below 161 px)
+    # would drop the row from a pivot's index
+    t = g.pivot_table(index=keys, columns="direction", values="seconds").rename(
+        columns={"encode": "encode_s", "decode": "decode_s"}).reindex(columns=["encode_s", "decode_s"])
+    q = g.groupby(keys).agg(bpp=("bpp", "first"), psnr=("psnr", "first"), ms_ssim=("ms_ssim", "first"),
+                            images=("images", "max"))
+    w = q.join(t).reset_index()
+    w.columns.name = None
     return style.sort_codecs(w, then=["bpp"])
 
 

@@ -105,11 +105,14 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "memory": ("memory", "text", "cpu_rss (resident set), cuda_allocated or cuda_reserved"),
     "baseline_mb": ("before the call (MB)", "sig3", "memory just before the timed call"),
     "peak_mb": ("peak memory (MB)", "sig3", "high-water mark during the call"),
-    "working_mb": ("working memory (MB)", "sig3", "peak minus the resident memory before the call; on CPU a lower bound (memory the allocator kept from earlier calls is reused unseen)"),
+    "working_mb": ("working memory (MB)", "sig3", "peak minus the resident memory before the call; on CPU a "
+                   "lower bound (memory the allocator kept from earlier calls is reused unseen)"),
     "peak_mb_encode": ("encode peak (MB)", "sig3", "high-water mark during the encode"),
     "peak_mb_decode": ("decode peak (MB)", "sig3", "high-water mark during the decode"),
-    "working_mb_encode": ("encode working (MB)", "sig3", "encode peak minus before (on CPU a lower bound, see working_mb)"),
-    "working_mb_decode": ("decode working (MB)", "sig3", "decode peak minus before (on CPU a lower bound, see working_mb)"),
+    "working_mb_encode": ("encode working (MB)", "sig3",
+                          "encode peak minus before (on CPU a lower bound, see working_mb)"),
+    "working_mb_decode": ("decode working (MB)", "sig3",
+                          "decode peak minus before (on CPU a lower bound, see working_mb)"),
     "method": ("method", "text", "how the peak was read"),
     # kernels
     "op": ("operator or kernel", "text", "torch operator (CPU) or CUDA kernel name"),

@@ -77,7 +77,7 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     except KeyboardInterrupt:
         path = layout.find_run(req.results_dir, req.device, req.group, rid)
         n = len(layout.read_items(path)) if path else 0
-        _say(f"interrupted; rerun the same command to resume at item {n + 1} of {len(_items(req))} "
+        _say(f"\ninterrupted; rerun the same command to resume at item {n + 1} of {len(_items(req))} "
              f"({req.label})")
         return 130
     finally:
