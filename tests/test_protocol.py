@@ -1,5 +1,6 @@
 """The run protocol: tidy tables and resume, memory and operators with known answers, contention
 detected and redone, pause → resume → warm-up again, a run's identity, odd and bad inputs."""
+import json
 import subprocess
 import sys
 import threading
@@ -50,6 +51,17 @@ def test_tidy_table_resume_and_costs(hp, kodak, tmp_path):
     work = s[s.stage == "total"].seconds.sum()
     assert first["items"] == 2 and first.repeats == 4 and first.codec_seconds == pytest.approx(work)
     assert work < first.item_wall_seconds < first.wall_seconds
+    assert first.interrupted_executions == 0
+    # an execution killed before it finished records no wall time: the run's wall is then its items'
+    # walls plus its phases (a lower bound), not the other executions' alone
+    meta_file = next(f for f in tmp_path.rglob("run.json") if df.run_id.iloc[0] in str(f))
+    meta = json.loads(meta_file.read_text())
+    meta["executions"] = [{"started_utc": "x", "node": "n"}, {**meta["executions"][0], "wall_seconds": 0.5}]
+    meta["phase_seconds"] = {"kernels": 7.0}
+    meta_file.write_text(json.dumps(meta))
+    again = load_results(tmp_path, "runs").set_index("run_id").loc[df.run_id.iloc[0]]
+    assert again.interrupted_executions == 1
+    assert again.wall_seconds == pytest.approx(first.item_wall_seconds + 7.0)
 
 
 def test_a_known_allocation_shows_in_peak_memory(tmp_path, small_png):

@@ -164,7 +164,8 @@ def report(resolved: list, results_dir, nodes: list[int], chapters_s: float | No
         phase_cols = [c for c in runs.columns if c.startswith("phase_seconds_")]
         r = runs.assign(share=runs.codec_seconds / runs.wall_seconds)
         cols = ["label", "host", "device", "items", "repeats", "wall_seconds", "item_wall_seconds", "codec_seconds",
-                "share", "contended_share"] + phase_cols
+                "share", "contended_share"] + phase_cols + (["interrupted_executions"] if
+                                                             "interrupted_executions" in runs else [])
         with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_columns", 40):
             lines.append("measured runs (wall: all executions of the run notebook's measurement; codec: timed "
                          "encodes+decodes; share = codec / wall)")

@@ -147,6 +147,13 @@ def _table(runs: list[layout.Run], table: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+def _wall(executions: list, item_walls: float, phases: dict) -> float:
+    recorded = sum(e.get("wall_seconds", 0.0) for e in executions)
+    if any("wall_seconds" not in e for e in executions):
+        return max(recorded, item_walls + sum(phases.values()))
+    return recorded or math.nan
+
+
 def _run_row(run: layout.Run, base: dict) -> dict:
     recs = run.items()
     codec_s = wall = 0.0
@@ -161,8 +168,11 @@ def _run_row(run: layout.Run, base: dict) -> dict:
     ex = m.get("executions", [])
     row = {**base, "kind": run.kind, "items": len(recs), "items_planned": len(m.get("items", [])),
            "complete": run.complete,
-           # measurement wall time of all executions, pauses (make pause) left out
-           "wall_seconds": sum(e.get("wall_seconds", 0.0) for e in ex) or math.nan,
+           # measurement wall time of all executions, pauses (make pause) left out; an execution killed
+           # before it finished (kill -9, a node lost) recorded none: the run's wall is then at least its
+           # items' walls plus its phases, and that lower bound is used
+           "wall_seconds": _wall(ex, wall, m.get("phase_seconds", {})),
+           "interrupted_executions": sum(1 for e in ex if "wall_seconds" not in e),
            "item_wall_seconds": wall, "codec_seconds": codec_s, "repeats": n_rep, "contended": n_cont,
            "contended_share": n_cont / n_rep if n_rep else math.nan,
            "nodes": ", ".join(sorted({r.get("node", "") for r in recs})),
