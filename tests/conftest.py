@@ -8,6 +8,25 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 MIRROR = Path(os.environ.get("LCSTUDY_MIRROR") or ROOT.parent / "shared")
 KODAK = MIRROR / "data" / "kodak"
+
+
+def write_tiny_codecs_file(path: Path, checkpoint: Path, title: str = "Tiny", citation: str = "example") -> Path:
+    """A codecs file registering the example codec TINY (``examples/tiny_codec.py``) with ``checkpoint``."""
+    import textwrap
+
+    path.write_text(textwrap.dedent(f"""
+        [[codec]]
+        label = "TINY"
+        class = "tiny_codec:TinyHyperprior"
+        python_path = ["{ROOT / 'examples'}"]
+        title = "{title}"
+        citation = "{citation}"
+        [codec.qualities]
+        1 = {{ N = 32, M = 48 }}
+        [codec.checkpoints]
+        1 = "{checkpoint}"
+    """))
+    return path
 REFERENCE = MIRROR / "reference"
 
 warnings.filterwarnings("ignore", category=FutureWarning)

@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 
 import pandas as pd
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from lcstudy.chapters import CHAPTERS
 from lcstudy.chapters.tables import snake_headers
 
-from .conftest import KODAK, MIRROR, ROOT, has_cuda
+from .conftest import KODAK, MIRROR, ROOT, has_cuda, write_tiny_codecs_file
 
 pytestmark = pytest.mark.slow
 
@@ -33,19 +32,8 @@ def built(tmp_path_factory):
     tr = subprocess.run([sys.executable, "train_tiny.py", "--images", str(KODAK), "--steps", "3", "--out", str(ck)],
                         cwd=ROOT / "examples", capture_output=True, text=True, timeout=300)
     assert tr.returncode == 0, tr.stderr[-2000:]
-    codecs = tmp / "codecs.toml"
-    codecs.write_text(textwrap.dedent(f"""
-        [[codec]]
-        label = "TINY"
-        class = "tiny_codec:TinyHyperprior"
-        python_path = ["{ROOT / 'examples'}"]
-        title = "Tiny scale hyperprior (the example)"
-        citation = "after Ballé et al. 2018"
-        [codec.qualities]
-        1 = {{ N = 32, M = 48 }}
-        [codec.checkpoints]
-        1 = "{ck}"
-    """))
+    codecs = write_tiny_codecs_file(tmp / "codecs.toml", ck, title="Tiny scale hyperprior (the example)",
+                                    citation="after Ballé et al. 2018")
     # WEIGHTS=auto: the registered checkpoint for TINY; for the built-in codecs the zoo is made unreachable (a
     # closed loopback port), so the tests use seeded random weights whatever the machine's network
     env = {**os.environ, "LCSTUDY_MIRROR": str(MIRROR), "LCSTUDY_LOCK": str(tmp / "lock"),

@@ -3,7 +3,6 @@ CompressAI's conventions (or coarsely, by its top-level modules), checked bit fo
 loaded from a train.py checkpoint — and every bad input refused with the fix."""
 import subprocess
 import sys
-import textwrap
 
 import pytest
 import torch
@@ -12,7 +11,7 @@ import lcstudy
 from lcstudy.core.registry import codec_order, get_spec, read_codecs_file
 from lcstudy.errors import InputError
 
-from .conftest import KODAK, ROOT
+from .conftest import KODAK, ROOT, write_tiny_codecs_file
 
 EXAMPLES = ROOT / "examples"
 
@@ -28,19 +27,7 @@ def tiny_checkpoint(tmp_path_factory):
 
 @pytest.fixture
 def codecs_file(tmp_path, tiny_checkpoint, monkeypatch):
-    f = tmp_path / "codecs.toml"
-    f.write_text(textwrap.dedent(f"""
-        [[codec]]
-        label = "TINY"
-        class = "tiny_codec:TinyHyperprior"
-        python_path = ["{EXAMPLES}"]
-        title = "Tiny"
-        citation = "example"
-        [codec.qualities]
-        1 = {{ N = 32, M = 48 }}
-        [codec.checkpoints]
-        1 = "{tiny_checkpoint}"
-    """))
+    f = write_tiny_codecs_file(tmp_path / "codecs.toml", tiny_checkpoint)
     monkeypatch.setenv("LCSTUDY_CODECS", str(f))
     return f
 

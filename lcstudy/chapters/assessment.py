@@ -272,10 +272,8 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     main = st.main
     page = Page("assessment")
     if main.empty:
-        page.header = "No learned-codec results yet: `make runs`."
-        page.findings.missing("No learned-codec runs yet: `make runs` measures them.")
-        page.write(downloads_dir, {})
-        return page
+        return page.nothing_yet("No learned-codec results yet: `make runs`.",
+                                "No learned-codec runs yet: `make runs` measures them.", downloads_dir)
     o = overall(main)
     ms = module_shares(main, reference)
     mt = macs_table(st.complexity)

@@ -78,6 +78,13 @@ class Page:
                 if p.kind == "figure" and p.caption:
                     display(Markdown(f"*{p.caption}*"))
 
+    def nothing_yet(self, header: str, finding: str, downloads_dir) -> Page:
+        """The page of a chapter with no data to read yet: what is missing and the command that makes it."""
+        self.header = header
+        self.findings.missing(finding)
+        self.write(downloads_dir, {})
+        return self
+
     def write(self, downloads_dir, tables: dict[str, pd.DataFrame]) -> list[Path]:
         """One xlsx per chapter (a sheet per table), a CSV per table, and the findings' facts."""
         from ..runs.store import atomic_write_csv, atomic_write_excel

@@ -190,11 +190,9 @@ def build(results_dir, reference=None, downloads_dir=None, bpp: float = 0.5) -> 
     page = Page("standard_codecs")
     df, std = st.main, st.standard
     if std.empty:
-        page.header = "No standard-codec measurement yet: `make runs` (it runs `standard-codecs` on each platform)."
-        page.findings.missing("No standard-codec run yet: `make runs` measures JPEG, JPEG 2000, WebP, AVIF, x265 and "
-                              "JPEG XL.")
-        page.write(downloads_dir, {})
-        return page
+        return page.nothing_yet("No standard-codec measurement yet: `make runs` (it runs `standard-codecs` on each "
+                                "platform).", "No standard-codec run yet: `make runs` measures JPEG, JPEG 2000, "
+                                "WebP, AVIF, x265 and JPEG XL.", downloads_dir)
     summary = standard_summary(std)
     rd = rd_points(reference, df)
     learned = learned_at_bpp(df, rd, bpp) if not df.empty else pd.DataFrame()
