@@ -53,6 +53,13 @@ def test_profile_settings_are_honoured(tmp_path):
     o = resolve({"codec": "FP", "profile": "quick", "limit": 3, "crop": 0, "images": str(KODAK),
                  "results_dir": str(tmp_path)})
     assert (len(o.images), o.crop) == (3, None)  # explicit values win over the profile's
+    # operator profile on a crop: the quick profile's autoregressive codecs only
+    kc = {(c, p): resolve({"codec": c, "profile": p, "images": str(KODAK), "results_dir": str(tmp_path)}).kernels_crop
+          for c in ("ARC", "FP") for p in ("quick", "standard")}
+    assert kc == {("ARC", "quick"): 128, ("FP", "quick"): None, ("ARC", "standard"): None, ("FP", "standard"): None}
+    small = resolve({"codec": "ARC", "profile": "quick", "crop": 96, "images": str(KODAK),
+                     "results_dir": str(tmp_path)})
+    assert small.kernels_crop is None  # never a crop larger than what was measured
 
 
 @pytest.mark.parametrize("args,msg", [

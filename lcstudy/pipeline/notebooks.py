@@ -26,6 +26,9 @@ def _ipc_manager():
 
         def __init__(self, **kw):
             kw.setdefault("transport", "ipc")
+            # the sockets in a folder of their own under the temp dir: by default jupyter_client puts
+            # them in the working directory (the repository), where a killed kernel leaves them behind
+            kw.setdefault("ip", os.path.join(tempfile.mkdtemp(prefix="lcstudy-kernel-"), "ipc"))
             super().__init__(**kw)
             _LIVE.append(self)
 
@@ -90,6 +93,12 @@ def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, ech
     try:
         return _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s)
     finally:
+        import shutil
+
+        for km in _LIVE:  # the kernels' socket folders (made in IPCKernelManager)
+            folder = os.path.dirname(getattr(km, "ip", "") or "")
+            if os.path.basename(folder).startswith("lcstudy-kernel-"):
+                shutil.rmtree(folder, ignore_errors=True)
         _LIVE.clear()
         if main:
             signal.signal(signal.SIGINT, previous)

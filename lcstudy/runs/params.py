@@ -359,7 +359,9 @@ def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
     macs = _bool("macs", params.get("macs", True))
     group = f"{spec.label}-q{quality}"
     label = _label(group, {k: v for k, v in params.items() if k != "weights" or v not in (None, "auto")}, profile)
-    kcrop = profile.ar_kernels_crop if spec.family == "autoregressive" and crop is None and resize is None else None
+    kcrop = profile.ar_kernels_crop
+    if not (kcrop and spec.family == "autoregressive" and resize is None and (crop is None or crop > kcrop)):
+        kcrop = None
     return RunRequest("learned", profile.name, label, group, device, threads, imgs, crop, resize, rule,
                       str(results_dir), spec.label if spec.source != "import path" else spec.cls, quality, weights,
                       wpath, whash, seed, kernels, macs, codec_args, kcrop, notes=tuple(notes))
