@@ -35,6 +35,7 @@ endif
 BOOK ?= book
 export LCSTUDY_BOOK := $(abspath $(BOOK))
 BOOK_OUT ?= $(BOOK)/_build
+export LCSTUDY_BOOK_OUT := $(abspath $(BOOK_OUT))
 NOWAIT ?=
 ifneq ($(NOWAIT),)
 export LCSTUDY_NOWAIT := 1

@@ -209,3 +209,20 @@ def test_cost_list_scheduling():
     assert schedule([5, 4, 3, 3, 2, 2, 1], 1) == 20
     assert schedule([5, 4, 3, 3, 2, 2, 1], 2) == 10
     assert schedule([10, 1, 1, 1], 4) == 10
+
+
+def test_stale_run_pages_are_removed_from_the_built_html(tmp_path):
+    """A run removed or relabelled: its old HTML page must not be published beside the current ones."""
+    from lcstudy.pipeline.book import prune_stale_run_pages
+
+    book, html = tmp_path / "book", tmp_path / "book" / "_build" / "html"
+    (book / "runs" / "P" / "cpu").mkdir(parents=True)
+    (book / "runs" / "P" / "cpu" / "FP-q1-abc.ipynb").write_text("{}")
+    (html / "runs" / "P" / "cpu").mkdir(parents=True)
+    for name in ("FP-q1-abc.html", "FP-q1-old.html"):
+        (html / "runs" / "P" / "cpu" / name).write_text("<html></html>")
+    (html / "intro.html").write_text("<html></html>")
+    gone = prune_stale_run_pages(book, html)
+    assert [p.name for p in gone] == ["FP-q1-old.html"]
+    assert (html / "runs" / "P" / "cpu" / "FP-q1-abc.html").exists() and (html / "intro.html").exists()
+    assert prune_stale_run_pages(book, tmp_path / "nothing") == []

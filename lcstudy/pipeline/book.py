@@ -142,6 +142,23 @@ def write_book(results_dir) -> None:
     atomic_write_text(gen / "headlines.md", headlines(gen / "downloads", CHAPTERS))
     print(f"wrote {book}/_toc.yml ({len(toc_runs)} run pages), runs_index.md, data.md, _generated/machines.md, "
           "_generated/headlines.md")
+    out = Path(os.environ.get("LCSTUDY_BOOK_OUT") or book / "_build")
+    gone = prune_stale_run_pages(book, out / "html")
+    if gone:
+        print(f"removed {len(gone)} HTML page(s) of runs no longer in the results from {out / 'html'}")
+
+
+def prune_stale_run_pages(book: Path, html: Path) -> list[Path]:
+    """Delete the built HTML of run pages whose source is gone (a run removed or relabelled). Sphinx
+    drops a removed page from the table of contents and the search index but leaves its HTML file,
+    which would be published beside the current pages."""
+    root = html / "runs"
+    if not root.is_dir():
+        return []
+    gone = [p for p in root.rglob("*.html") if not (book / p.relative_to(html)).with_suffix(".ipynb").exists()]
+    for p in gone:
+        p.unlink()
+    return gone
 
 
 def headlines(downloads: Path, chapters) -> str:
