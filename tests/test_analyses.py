@@ -224,5 +224,6 @@ def test_stale_run_pages_are_removed_from_the_built_html(tmp_path):
     (html / "intro.html").write_text("<html></html>")
     gone = prune_stale_run_pages(book, html)
     assert [p.name for p in gone] == ["FP-q1-old.html"]
+    assert not (html / "runs" / "P" / "cpu" / "FP-q1-old.html").exists()
     assert (html / "runs" / "P" / "cpu" / "FP-q1-abc.html").exists() and (html / "intro.html").exists()
     assert prune_stale_run_pages(book, tmp_path / "nothing") == []
