@@ -144,6 +144,15 @@ def test_cost(built):
     m = re.search(r"all runs: (.+?) of run wall time, (.+?) of it codec work \(([0-9.]+)%\)", out.stdout)
     assert m and 0 < float(m.group(3)) < 100, out.stdout[-2000:]
     assert "plan: 10 runs (10 measured, 0 missing)" in out.stdout
+    # every run went through the pipeline: its whole notebook's wall is recorded, and holds the measurement
+    m = re.search(r"run notebooks \((\d+) of (\d+) runs.*?: (.+?) of notebook wall time, .+? of it codec work "
+                  r"\(([0-9.]+)%\)", out.stdout)
+    assert m and m.group(1) == m.group(2) == "10" and float(m.group(4)) < float(
+        re.search(r"codec work \(([0-9.]+)%\)", out.stdout).group(1)), out.stdout[-2000:]
+    from lcstudy.runs.tables import load_results
+
+    runs = load_results(tmp / "results", "runs")
+    assert (runs.notebook_seconds > runs.wall_seconds + 1.0).all(), runs[["label", "notebook_seconds", "wall_seconds"]]
     assert "on 4 exclusive node(s):" in out.stdout
 
 

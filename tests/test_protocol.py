@@ -213,3 +213,23 @@ def test_bad_inputs_name_the_file_and_write_nothing(hp, tmp_path, small_png):
     (tmp_path / "emptydir").mkdir()
     with pytest.raises(InputError, match="no images"):
         lcstudy.profile(hp, tmp_path / "emptydir")
+
+
+def test_matmul_peak_measured_once_per_node_and_threads(tmp_path, small_png):
+    """The second run in a results folder reads the peak its node measured; another thread count measures
+    its own; a damaged cache file is measured again, not trusted."""
+    codec = lcstudy.load_codec(FAKE, weights="random")
+    lcstudy.profile(codec, [small_png("a", 64, 64)], repeats=1, results_dir=tmp_path)
+    lcstudy.profile(codec, [small_png("b", 64, 64)], repeats=1, results_dir=tmp_path)
+    lcstudy.profile(codec, [small_png("c", 64, 64)], repeats=1, threads=1, results_dir=tmp_path)
+    runs = {r.meta["request"]["images"][0]["name"]: r for r in layout.runs(tmp_path)}
+    a, b, c = (runs[k].meta["peak"] for k in "abc")
+    assert a["peak_run_id"] == runs["a"].meta["run_id"] and b == a  # read, not measured again
+    assert c["peak_run_id"] == runs["c"].meta["run_id"] and c["peak_matmul_threads"] == 1
+    caches = sorted((tmp_path / "_cache" / "peak").glob("*.json"))
+    assert len(caches) == 2
+    for f in caches:
+        f.write_text("{not json")
+    lcstudy.profile(codec, [small_png("d", 64, 64)], repeats=1, results_dir=tmp_path)
+    d = next(r for r in layout.runs(tmp_path) if r.meta["request"]["images"][0]["name"] == "d").meta["peak"]
+    assert d["peak_run_id"] != a["peak_run_id"] and d["peak_matmul_gflops"] > 0

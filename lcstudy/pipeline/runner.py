@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 
 from ..errors import LcstudyError
@@ -57,6 +58,7 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
         with timing_lock(f"{req.label} on {req.device} (pid {os.getpid()})", wait=wait, log=_say, token=token):
             print(f">>> {req.label} on {req.device} (profile {req.profile}, run {rid})", flush=True)
             tmp = Path(req.results_dir) / ".notebooks" / f"{req.label}-{rid}.ipynb"
+            t0 = time.perf_counter()
             try:
                 notebooks.execute(notebook, tmp, nb_params)
             except KeyboardInterrupt:
@@ -70,6 +72,7 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
                      "the notebook's kernel sees another platform or software than this process (another python3 "
                      f"kernelspec? run `jupyter kernelspec list`); its notebook is kept at {tmp}")
                 return 1
+            _record_notebook_seconds(path, time.perf_counter() - t0)
             os.replace(tmp, path / layout.NOTEBOOK)
     except Busy as e:
         _say(f"error: {e}")
@@ -84,6 +87,17 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
         os.environ.pop("LCSTUDY_LOCK_TOKEN", None)
     print(f"wrote {path / layout.NOTEBOOK}", flush=True)
     return 0
+
+
+def _record_notebook_seconds(path: Path, seconds: float) -> None:
+    """The whole notebook's wall time (kernel start, imports, loading the codec, the measurement, the run
+    page) on the execution the kernel just recorded: what ``make cost`` sets the codec work against."""
+    from ..runs import layout
+
+    meta = layout.read_meta(path)
+    if meta.get("executions"):
+        meta["executions"][-1]["notebook_seconds"] = seconds
+        layout.write_meta(path, meta)
 
 
 def _items(req) -> list:

@@ -193,6 +193,10 @@ def mac_cache(results, key: str) -> Path:
     return Path(results) / CACHE / "macs" / f"{key}.csv"
 
 
+def peak_cache(results, key: str) -> Path:
+    return Path(results) / CACHE / "peak" / f"{key}.json"
+
+
 def check_writable(results) -> None:
     """That ``results`` is (or can become) a writable folder: a temporary file is made and removed in
     it, or in its nearest existing parent; no folder is created."""

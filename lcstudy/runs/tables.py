@@ -25,7 +25,7 @@ complexity     run × direction × stage: ``macs``, ``flops_torch``, ``params``,
                ``gmac``, ``mac_vs_torch``, ``count_mode``, ``uncounted``
 standard       standard run × codec × value × image × direction: ``knob``, ``value``, ``seconds``,
                … as timings (stage is always ``total``), ``options``, ``threading``
-runs           run: ``kind``, ``items``, ``complete``, ``wall_seconds``, ``codec_seconds``,
+runs           run: ``kind``, ``items``, ``complete``, ``notebook_seconds``, ``wall_seconds``, ``codec_seconds``,
                ``contended_share``, ``nodes``, ``phase_seconds_*``, ``notebook``
 ============= =====================================================================================
 
@@ -173,6 +173,11 @@ def _run_row(run: layout.Run, base: dict) -> dict:
            # items' walls plus its phases, and that lower bound is used
            "wall_seconds": _wall(ex, wall, m.get("phase_seconds", {})),
            "interrupted_executions": sum(1 for e in ex if "wall_seconds" not in e),
+           # the notebooks' wall (kernel start, imports, codec loading, measurement, run page), written by
+           # the pipeline after each notebook; NaN when one execution has none (run outside the pipeline,
+           # or interrupted)
+           "notebook_seconds": sum(e["notebook_seconds"] for e in ex) if ex and all(
+               "notebook_seconds" in e for e in ex) else math.nan,
            "item_wall_seconds": wall, "codec_seconds": codec_s, "repeats": n_rep, "contended": n_cont,
            "contended_share": n_cont / n_rep if n_rep else math.nan,
            "nodes": ", ".join(sorted({r.get("node", "") for r in recs})),
