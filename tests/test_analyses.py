@@ -128,21 +128,35 @@ def test_learned_at_bpp_uses_the_channel_configuration_measured():
     assert out.s_per_mpx.iloc[0] == pytest.approx(0.5 / (512 * 768 / 1e6))
 
 
-def test_scaling_exponents_recover_known_slopes():
-    rows, mem = [], []
+@pytest.mark.parametrize("one_run", [False, True], ids=["a run per size", "one run of several sizes"])
+def test_scaling_exponents_recover_known_slopes(one_run):
+    """The sizes come from a run each (results made before SIZES) or from the items of one run (SIZES): each
+    size keeps its own time and memory either way (one run's items are not merged)."""
+    rows, mem, samples = [], [], []
     for mpx, (h, w, crop, resize) in zip((0.262144, 0.393216, 2.0736, 8.2944),
                                          ((512, 512, 512, None), (512, 768, None, None),
                                           (1080, 1920, None, "1920x1080"), (2160, 3840, None, "3840x2160"))):
+        native = crop is None and resize is None
         for codec, k in (("FP", 1.0), ("ARC", 1.5)):
+            rid = f"{codec}-sizes" if one_run and not native else None
+            item = f"kodim01@{resize or f'crop{crop}'}" if one_run and not native else "kodim01"
             for stage, f in (("total", 1.0), ("network", 0.5)):
                 for d in ("encode", "decode"):
-                    rows += _rows(codec, f * 3.0 * mpx ** k, images=("kodim01",), h=h, w=w, crop=crop, resize=resize,
-                                  direction=d, stage=stage)
-            mem += [{"run_id": rows[-1]["run_id"], "image": "kodim01", "memory": "cpu_rss", "direction": d,
-                     "contended": False, "peak_mb": 900 + 100 * mpx, "working_mb": 100 * mpx}
+                    rows += [dict(r, item=item) for r in _rows(codec, f * 3.0 * mpx ** k, images=("kodim01",), h=h,
+                                                               w=w, crop=crop, resize=resize, direction=d,
+                                                               stage=stage, run_id=rid)]
+            mem += [{"run_id": rows[-1]["run_id"], "item": item, "image": "kodim01", "memory": "cpu_rss",
+                     "direction": d, "contended": False, "peak_mb": 900 + 100 * mpx, "working_mb": 100 * mpx}
                     for d in ("encode", "decode")]
-    st = scaling.scaling_table(pd.DataFrame(rows), pd.DataFrame(), pd.DataFrame(mem))
-    assert st.mpx.nunique() == 4 and {"3840×2160 (synthetic)", "768×512 (native)"} <= set(st["size"])
+            samples += [{"run_id": rows[-1]["run_id"], "item": item, "image": "kodim01", "direction": d,
+                         "stage": "total", "repeat": r, "seconds": 3.0 * mpx ** k * (1 + 0.01 * (r % 3 - 1)),
+                         "contended": False} for d in ("encode", "decode") for r in range(7)]
+    st = scaling.scaling_table(pd.DataFrame(rows), pd.DataFrame(samples), pd.DataFrame(mem))
+    assert len(st) == 8 and st.mpx.nunique() == 4
+    assert {"3840×2160 (synthetic)", "768×512 (native)", "512×512 (crop)"} <= set(st["size"])
+    assert st.run_id.nunique() == (4 if one_run else 8)
+    # each size's interval is its own samples' (1 % spread around its own median)
+    assert (st.encode_ci_half_s / st.encode_total_s).max() < 0.02
     ex = scaling.fit_exponents(st).set_index("codec")
     assert ex.loc["FP", "exp_encode_total"] == pytest.approx(1.0)
     assert ex.loc["ARC", "exp_decode_total"] == pytest.approx(1.5)

@@ -24,6 +24,12 @@ BAD = [
     ({"codec": "FP", "resize": "big"}, "WIDTHxHEIGHT"),
     ({"codec": "FP", "profile": "fast"}, "unknown profile 'fast'; valid profiles: quick, standard, paper"),
     ({"codec": "FP", "budget": -1}, "BUDGET=-1"),
+    ({"codec": "FP", "sizes": "crop512,big"}, "'big' is neither cropN nor WIDTHxHEIGHT"),
+    ({"codec": "FP", "sizes": "crop8"}, "must be an integer ≥ 16"),
+    ({"codec": "FP", "sizes": "crop64,crop64"}, "crop64 given twice"),
+    ({"codec": "FP", "sizes": "crop64", "crop": 32}, "give either SIZES or CROP/RESIZE"),
+    ({"codec": "FP", "sizes": "crop64", "resize": "96x64"}, "give either SIZES or CROP/RESIZE"),
+    ({"codec": "FP", "sizes": " , "}, "give at least one size"),
     ({"codec": "FP", "repeat": 3}, "unknown parameter 'repeat'"),
     ({"codec": "FP", "results_dir": "/proc/lcstudy-results"}, "cannot be created"),
 ]
@@ -86,7 +92,40 @@ def test_identity_covers_what_changes_numbers(tmp_path, small_png):
     rid = resolve(base).request_id
     assert resolve({**base, "results_dir": str(tmp_path / "other")}).request_id == rid  # where is not what
     for change in ({"threads": 1}, {"crop": 32}, {"seed": 1}, {"repeats": 2}, {"quality": 2}, {"resize": "96x64"},
+                   {"sizes": "crop32,96x64"},
                    {"device": "cpu:0"} if False else {"budget": 9}):
         assert resolve({**base, **change}).request_id != rid, change
     a.write_bytes(small_png("b", 64, 64, seed=2).read_bytes())  # same name, other content
     assert resolve(base).request_id != rid
+
+
+def test_sizes_are_normalised_ordered_and_named(tmp_path):
+    """SIZES keeps the given order (smallest first is the caller's choice), normalises each size, and the
+    profile's crop gives way to it; the label names the sizes."""
+    r = resolve({"codec": "HP", "profile": "quick", "images": str(KODAK), "limit": 1, "results_dir": str(tmp_path),
+                 "sizes": " CROP64 ,96×64"})
+    assert r.sizes == ("crop64", "96x64") and r.crop is None and r.resize is None
+    assert r.label == "HP-q1-limit1-crop64-96x64"
+    assert resolve({"codec": "HP", "images": str(KODAK), "results_dir": str(tmp_path), "sizes": "96x64,crop64"}) \
+        .request_id != resolve({"codec": "HP", "images": str(KODAK), "results_dir": str(tmp_path),
+                               "sizes": "crop64,96x64"}).request_id
+
+
+def test_the_scaling_runs_are_one_run_per_codec_with_every_size(tmp_path):
+    """The standard plan measures kodim01's scaling sizes as the items of one run per codec (one kernel start
+    and model load per codec, not per size), smallest first, with no operator profile or MAC count."""
+    from lcstudy.core.registry import registered
+    from lcstudy.pipeline.plan import plan, resolve_plan
+    from lcstudy.runs.profiles import get_profile
+
+    prof = get_profile("standard")
+    runs = plan(prof, ["cpu"])
+    sc = [p for p in runs if p.role == "scaling"]
+    assert len(sc) == len(list(registered())) and len({p.codec for p in sc}) == len(sc)
+    res = resolve_plan(sc[:1], prof, str(tmp_path), {"images": str(KODAK), "weights": "random"})
+    req = res[0].request
+    assert req.sizes == prof.scaling == ("crop512", "1920x1080", "3840x2160")
+    assert (len(req.images), req.images[0].name, req.kernels, req.macs) == (1, "kodim01", False, False)
+    from lcstudy.pipeline.cost import _mpx
+
+    assert [round(_mpx(req, req.images[0], s), 3) for s in req.sizes] == [0.262, 2.074, 8.294]

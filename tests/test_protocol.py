@@ -233,3 +233,55 @@ def test_matmul_peak_measured_once_per_node_and_threads(tmp_path, small_png):
     lcstudy.profile(codec, [small_png("d", 64, 64)], repeats=1, results_dir=tmp_path)
     d = next(r for r in layout.runs(tmp_path) if r.meta["request"]["images"][0]["name"] == "d").meta["peak"]
     assert d["peak_run_id"] != a["peak_run_id"] and d["peak_matmul_gflops"] > 0
+
+
+def test_free_heap_is_given_back_before_each_item(tmp_path, small_png, monkeypatch):
+    """Freed heap memory stays resident until trimmed (it would sit in the next item's baseline and hide
+    its working set); the protocol trims before every item."""
+    import ctypes
+
+    from lcstudy.core import memory
+    from lcstudy.runs import protocol
+
+    libc = ctypes.CDLL("libc.so.6")
+    libc.malloc.restype = ctypes.c_void_p
+    libc.free.argtypes = [ctypes.c_void_p]
+    rss = lambda: memory._status_kb("VmRSS") / 1024  # noqa: E731
+    ptrs = [libc.malloc(60_000) for _ in range(2000)]  # 120 MB of heap blocks (below the mmap threshold)
+    for p in ptrs:
+        ctypes.memset(p, 1, 60_000)
+    held = rss()
+    for p in ptrs[:-1]:  # the last one pins the top of the heap: only a trim gives the rest back
+        libc.free(p)
+    kept = rss()
+    assert memory.release_free_heap()
+    after = rss()
+    libc.free(ptrs[-1])
+    assert held - kept < 30 and kept - after > 80, (held, kept, after)
+
+    calls = []
+    monkeypatch.setattr(protocol, "release_free_heap", lambda: calls.append(1))
+    codec = lcstudy.load_codec(FAKE, weights="random")
+    lcstudy.profile(codec, [small_png(n, 64, 64) for n in "abc"], repeats=1, warmup=0)
+    assert len(calls) == 3
+
+
+def test_one_run_of_several_sizes(tmp_path, kodak):
+    """SIZES: one item per size, smallest first, each with its own size and crop/resize in every table."""
+    from lcstudy.runs import learned
+
+    r = learned.run(codec="FP", images=str(kodak), limit=1, sizes="crop64,160x96", weights="random", kernels=False,
+                    macs=False, results_dir=str(tmp_path), profile="quick", progress=False, log=lambda *a: None)
+    assert r.run.meta["items"] == ["kodim01@crop64", "kodim01@160x96"] and r.run.complete
+    t = r.tables["timings"]
+    tot = t[(t.stage == "total") & (t.direction == "decode")].set_index("item")
+    assert tot.loc["kodim01@crop64", ["height", "width", "crop"]].tolist() == [64, 64, 64]
+    assert tot.loc["kodim01@160x96", ["height", "width", "resize"]].tolist() == [96, 160, "160x96"]
+    assert pd.isna(tot.loc["kodim01@160x96", "crop"]) and set(tot.image) == {"kodim01"}
+    for table in ("samples", "memory"):
+        d = r.tables[table]
+        assert set(zip(d["item"], d["resize"].fillna("-"))) == {("kodim01@crop64", "-"), ("kodim01@160x96", "160x96")}
+    # the main measurements: where every row is cropped (quick), its common crop; never a synthetic size
+    from lcstudy.runs.tables import main_rows
+
+    assert set(main_rows(t).item) == {"kodim01@crop64"}

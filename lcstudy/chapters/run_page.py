@@ -20,8 +20,11 @@ def header_markdown(result) -> str:
     else:
         reps = (f"{rule['min_repeats']}–{rule['max_repeats']} repeats per image (stop at a 95 % interval within "
                 f"±{rule['target']:.0%} of the median, or after {rule['budget_s']:g} s of codings)")
-    size = (f"{int(i.crop)}×{int(i.crop)} centre crops" if pd.notna(i.crop) else
-            f"synthetic {i.resize} images" if isinstance(i.get("resize"), str) else "full-size images")
+    if req.get("sizes"):
+        size = f"image(s) at {len(req['sizes'])} sizes ({', '.join(req['sizes'])})"
+    else:
+        size = (f"{int(i.crop)}×{int(i.crop)} centre crops" if pd.notna(i.crop) else
+                f"synthetic {i.resize} images" if isinstance(i.get("resize"), str) else "full-size images")
     runs = result.tables["runs"].iloc[0]
     lines = [f"**{i.codec} q{i.quality}** on **{i.device}** — platform *{i.platform}*, node(s) `{runs.nodes}`, "
              f"{i.threads} threads; {t.image.nunique()} {size}; {reps}; weights: **{env.get('weights_label')}**; "
@@ -59,7 +62,7 @@ def fig_stages_per_image(t: pd.DataFrame, label: str):
     fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.4))
     for ax, direction in zip(axes, ("encode", "decode")):
         d = t[(t.direction == direction) & (t.kind == "partition")]
-        w = d.pivot_table(index="image", columns="stage", values="seconds")
+        w = d.pivot_table(index="item" if "item" in d else "image", columns="stage", values="seconds", sort=False)
         cols = style.ordered_stages(w.columns)
         w[cols].plot.bar(stacked=True, ax=ax, color=style.stage_colors(cols), width=0.8, legend=False)
         ax.set(title=direction, ylabel="seconds (median of repeats)", xlabel="")
@@ -88,10 +91,15 @@ def build(result) -> Page:
     page.header = header_markdown(result)
     i = t.iloc[0]
     label = f"{i.codec} q{i.quality} · {i.platform} · {style.weights_text(t)}"
-    s = stage_rows(t)
-    page.table("stages", present(s, ["direction", "stage", "median_s", "share_pct", "images"]),
-               "Median over images of each image's median over repeats, ± half its 95 % interval over images "
-               "(blank below 6 images); `misc` is the total minus the stages.")
+    if result.run.meta["request"].get("sizes"):  # a run of several sizes: one table per item, sizes not mixed
+        s = pd.concat([stage_rows(g).assign(item=k) for k, g in t.groupby("item", sort=False)], ignore_index=True)
+        page.table("stages", present(s, ["item", "direction", "stage", "median_s", "share_pct"]),
+                   "Each item (image@size): its median over repeats; `misc` is the total minus the stages.")
+    else:
+        s = stage_rows(t)
+        page.table("stages", present(s, ["direction", "stage", "median_s", "share_pct", "images"]),
+                   "Median over images of each image's median over repeats, ± half its 95 % interval over images "
+                   "(blank below 6 images); `misc` is the total minus the stages.")
     page.figure("per_image", fig_stages_per_image(t, label), "Each bar is one image; the colours are the stages, "
                 "bottom to top in coding order — compare the height of the entropy-coding stages with the transforms.")
     subs = t[t.kind == "sub"]
@@ -112,10 +120,11 @@ def build(result) -> Page:
     mem = result.tables["memory"]
     if not mem.empty:
         m = mem[~mem.contended.astype(bool)] if "contended" in mem else mem
-        mm = m.groupby(["direction", "memory", "method"], as_index=False)[["baseline_mb", "peak_mb", "working_mb"]] \
-            .median()
-        page.table("memory", present(mm, ["direction", "memory", "baseline_mb", "peak_mb", "working_mb", "method"]),
-                   "Memory around the timed calls, median over images and repeats.")
+        by = (["item"] if result.run.meta["request"].get("sizes") else []) + ["direction", "memory", "method"]
+        mm = m.groupby(by, as_index=False, sort=False)[["baseline_mb", "peak_mb", "working_mb"]].median()
+        page.table("memory", present(mm, by[:-1] + ["baseline_mb", "peak_mb", "working_mb", "method"]),
+                   "Memory around the timed calls, median over " + ("repeats, per item." if len(by) == 4 else
+                                                                    "images and repeats."))
     k = result.tables["kernels"]
     if not k.empty:
         top = k[~k.op.str.startswith("(rest")].sort_values("self_seconds", ascending=False) \

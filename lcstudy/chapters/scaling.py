@@ -26,7 +26,8 @@ def size_label(h: int, w: int, crop, resize) -> str:
 def scaling_table(df: pd.DataFrame, samples: pd.DataFrame, mem: pd.DataFrame, image: str = "kodim01") -> pd.DataFrame:
     """Per platform, codec and size: total and network time of ``image`` (median over its repeats, with the
     95 % interval where there are at least 6) and its memory. Sizes: every run of the codec's lowest quality
-    on CPU at the most threads that measured ``image`` — the scaling runs and the main run (native size)."""
+    on CPU at the most threads that measured ``image`` — the scaling runs (one run of several sizes, or one run
+    per size) and the main run (native size)."""
     d = df[(df.image == image) & (df.stage.isin(["total", "network"])) & (df.device == "cpu")] if not df.empty \
         else df
     if d.empty:
@@ -35,29 +36,37 @@ def scaling_table(df: pd.DataFrame, samples: pd.DataFrame, mem: pd.DataFrame, im
     d = d[d.threads == d.groupby("cpu_model").threads.transform("max")].copy()
     d["mpx"] = d.height * d.width / 1e6
     d["size"] = [size_label(h, w, c, r) for h, w, c, r in zip(d.height, d.width, d.crop, d["resize"])]
+    if "item" not in d:
+        d["item"] = d.image
     rows = []
-    for (plat, codec, size, rid), g in d.groupby(["platform", "codec", "size", "run_id"], sort=False):
+    for (plat, codec, size, rid, item), g in d.groupby(["platform", "codec", "size", "run_id", "item"], sort=False):
         row = {"platform": plat, "device": "cpu", "threads": g.threads.iloc[0], "codec": codec,
                "quality": int(g.quality.iloc[0]), "size": size,
-               "mpx": float(g.mpx.iloc[0]), "run_id": rid, "weights": g.weights.iloc[0],
+               "mpx": float(g.mpx.iloc[0]), "run_id": rid, "item": item, "weights": g.weights.iloc[0],
                "weights_label": g.weights_label.iloc[0], "repeats": int(g.n_samples.max()),
                "warmup_codings": g.warmup_codings.iloc[0]}
         for direction in ("encode", "decode"):
             for stage in ("total", "network"):
                 r = g[(g.direction == direction) & (g.stage == stage)]
                 row[f"{direction}_{stage}_s"] = float(r.seconds.iloc[0]) if len(r) else np.nan
-            s = samples[(samples.run_id == rid) & (samples.image == image) & (samples.direction == direction)
+            s = samples[(samples.run_id == rid) & (_item(samples) == item) & (samples.direction == direction)
                         & (samples.stage == "total") & ~samples.contended.astype(bool)] if not samples.empty else None
             lo, hi = median_ci(s.seconds.tolist()) if s is not None and len(s) else (np.nan, np.nan)
             row[f"{direction}_ci_half_s"] = (hi - lo) / 2 if not np.isnan(lo) else np.nan
         rows.append(row)
     t = pd.DataFrame(rows)
     if not mem.empty:
-        m = mem[(mem.memory == "cpu_rss") & (mem.image == image) & ~mem.contended.astype(bool)]
-        w = m.groupby(["run_id", "direction"])[["peak_mb", "working_mb"]].median().unstack("direction")
+        m = mem[(mem.memory == "cpu_rss") & (mem.image == image) & ~mem.contended.astype(bool)].copy()
+        m["item"] = _item(m)
+        w = m.groupby(["run_id", "item", "direction"])[["peak_mb", "working_mb"]].median().unstack("direction")
         w.columns = [f"{a}_{b}" for a, b in w.columns]
-        t = t.merge(w.reset_index(), on="run_id", how="left")
+        t = t.merge(w.reset_index(), on=["run_id", "item"], how="left")
     return style.sort_codecs(t, then=["platform", "mpx"])
+
+
+def _item(df: pd.DataFrame) -> pd.Series:
+    """The item key of each row (results made before runs of several sizes have the image's name)."""
+    return df["item"].fillna(df.image) if "item" in df else df.image
 
 
 def fit_exponents(st: pd.DataFrame) -> pd.DataFrame:
@@ -85,18 +94,20 @@ def first_repeat(df: pd.DataFrame, samples: pd.DataFrame, st: pd.DataFrame) -> p
     if st.empty or samples.empty or "warmup_codings" not in df:
         return pd.DataFrame()
     cold = df[(df.warmup_codings == 0) & (df.stage == "total") & (df.n_samples >= 2) & df.run_id.isin(st.run_id)]
+    cold = cold.assign(item=_item(cold))
+    items = _item(samples)
     rows = []
-    for (rid, image, d), _ in cold.groupby(["run_id", "image", "direction"]):
-        g = samples[(samples.run_id == rid) & (samples.image == image) & (samples.direction == d)
+    for (rid, item, image, d), _ in cold.groupby(["run_id", "item", "image", "direction"]):
+        g = samples[(samples.run_id == rid) & (items == item) & (samples.direction == d)
                     & (samples.stage == "total")].sort_values("repeat")
         if len(g) >= 2:
-            rows.append({"run_id": rid, "image": image, "direction": d,
+            rows.append({"run_id": rid, "item": item, "image": image, "direction": d,
                          "first_over_median": g.seconds.iloc[0] / g.seconds.median(),
                          "max_over_min": g.seconds.max() / g.seconds.min(), "repeats": len(g)})
     r = pd.DataFrame(rows)
     if r.empty:
         return r
-    return st[["run_id", "codec", "size"]].drop_duplicates().merge(r, on="run_id")
+    return st[["run_id", "item", "codec", "size"]].drop_duplicates().merge(r, on=["run_id", "item"])
 
 
 def fig_scaling(st: pd.DataFrame, df):
@@ -125,7 +136,7 @@ def findings(page: Page, t: dict) -> None:
     from .findings import fact
 
     s, ex = t["sizes"], t["exponents"]
-    key = lambda r: {"platform": r.platform, "codec": r.codec, "run_id": r.run_id}  # noqa: E731
+    key = lambda r: {"platform": r.platform, "codec": r.codec, "run_id": r.run_id, "item": r["item"]}  # noqa: E731
     big = s[s.mpx == s.mpx.max()].dropna(subset=["decode_total_s"])
     if len(big):
         r = big.loc[big.decode_total_s.idxmax()]

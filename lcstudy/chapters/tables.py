@@ -63,6 +63,7 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "knob": ("set by", "text", "what the sweep sets: quality, or ratio for JPEG 2000"),
     "options": ("save options", "text", "Pillow save options of the standard codec"),
     "threading": ("threading", "text", "how many threads the standard codec's library used"),
+    "item": ("item", "text", "what one item of the run measured: the image, or image@size in a run of several sizes"),
     "item_codec": ("codec", "text", "the standard codec of a standard-codec sample"),
     "stop": ("stopped by", "text", "why the repeats of an item stopped: precision, time budget, ceiling, contended"),
     # timings

@@ -27,7 +27,9 @@ def _wide(df: pd.DataFrame, direction: str) -> pd.DataFrame:
     """Per image, one row: the paper's columns, then ours."""
     cols = ENC_COLS if direction == "encode" else DEC_COLS
     d = df[df.direction == direction]
-    keys = ["host", "device", "codec", "quality", "weights", "threads", "image", "run_id"]
+    # item: a run of several sizes has one item per image and size (one row each)
+    keys = ["host", "device", "codec", "quality", "weights", "threads", "image", "run_id"] + (
+        ["item"] if "item" in d else [])
     d = d[d.kind.isin(["partition", "sub", "aggregate"])]
     med = d.pivot_table(index=keys, columns="stage", values="seconds", aggfunc="first")
     iqr = d.pivot_table(index=keys, columns="stage", values="iqr_seconds", aggfunc="first")
@@ -58,6 +60,7 @@ def _wide(df: pd.DataFrame, direction: str) -> pd.DataFrame:
     out["Height"] = first["height"]
     out["Width"] = first["width"]
     out["Crop"] = first["crop"]
+    out["Resize"] = first["resize"] if "resize" in first else None
     out["Repeats"] = first["n_samples"]
     out["Stopped by"] = first["stop"]
     out["Network time"] = med["network"]

@@ -84,27 +84,32 @@ def predict_one(req, rates: dict, measured_walls: dict) -> float:
             rate *= 1.4
     total = RUN_OVERHEAD_S
     shapes = set()
-    for im in req.images:
-        mpx = _mpx(req, im)
+    for im, size in ((im, size) for im in req.images for size in (req.sizes or (None,))):
+        mpx = _mpx(req, im, size)
         t = rate * mpx
         n = _repeats(rule, t)
         shape = (mpx,)
         warm = 0 if shape in shapes or t > rule.warmup_skip_s else rule.warmup
         shapes.add(shape)
         total += (n + warm) * t + METRICS_S_PER_MPX * mpx
-    first = rate * _mpx(req, req.images[0]) if req.images else 0.0
+    first_size = req.sizes[0] if req.sizes else None
+    first = rate * _mpx(req, req.images[0], first_size) if req.images else 0.0
     if req.kernels:
         total += KERNELS_CODINGS.get(spec.family, KERNELS_CODINGS_DEFAULT) * first * (
-            (req.kernels_crop ** 2 / 1e6) / _mpx(req, req.images[0]) if req.kernels_crop else 1.0)
+            (req.kernels_crop ** 2 / 1e6) / _mpx(req, req.images[0], first_size) if req.kernels_crop else 1.0)
     return total
 
 
-def _mpx(req, image_ref) -> float:
-    if req.resize:
-        w, h = (int(v) for v in req.resize.split("x"))
+def _mpx(req, image_ref, size: str | None = None) -> float:
+    """Megapixels of one item: ``image_ref`` at ``size`` (a run of several sizes) or at the run's crop/resize."""
+    from ..runs.params import size_args
+
+    made = size_args(size) if size else {"crop": req.crop, "resize": req.resize}
+    if made["resize"]:
+        w, h = (int(v) for v in made["resize"].split("x"))
         return w * h / 1e6
-    if req.crop:
-        return req.crop ** 2 / 1e6
+    if made["crop"]:
+        return made["crop"] ** 2 / 1e6
     from PIL import Image
 
     with Image.open(image_ref.path) as im:

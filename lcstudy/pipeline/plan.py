@@ -38,13 +38,11 @@ class PlannedRun:
         return f"{p['codec']} q{p['quality']} on {p.get('device', 'cpu')}" + (f" ({extra})" if extra else "")
 
 
-def scaling_params(size: str) -> tuple[tuple[str, object], ...]:
-    """One resolution-scaling run: kodim01 only, no operator profile and no MAC count (MACs per
-    pixel are the main run's); repeats and warm-up follow the profile's rule."""
-    base: tuple[tuple[str, object], ...] = (("limit", 1), ("kernels", False), ("macs", False))
-    if size.startswith("crop"):
-        return base + (("crop", int(size[4:])),)
-    return base + (("resize", size), ("crop", None))
+def scaling_params(sizes: tuple[str, ...]) -> tuple[tuple[str, object], ...]:
+    """The resolution-scaling run of one codec: kodim01 at every size of the profile, smallest first, as the
+    items of one run (one kernel start, import and model load instead of one per size); no operator profile
+    and no MAC count (MACs per pixel are the main run's); repeats and warm-up follow the profile's rule."""
+    return (("limit", 1), ("kernels", False), ("macs", False), ("sizes", ",".join(sizes)))
 
 
 def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) -> list[PlannedRun]:
@@ -62,9 +60,9 @@ def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) 
                             "threads") for s in specs]
     if "cpu" in devices:
         runs.append(PlannedRun("profile_standard", (("sweep", profile.standard_sweep),), "standard"))
-        for size in profile.scaling:
+        if profile.scaling:
             runs += [PlannedRun("profile_codec", (("codec", s.label), ("quality", s.qualities[0]), ("device", "cpu"))
-                                + scaling_params(size), "scaling") for s in specs]
+                                + scaling_params(profile.scaling), "scaling") for s in specs]
     return runs
 
 

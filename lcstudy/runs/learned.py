@@ -22,9 +22,10 @@ class LearnedSubject:
     kind = "learned"
 
     def __init__(self, req: RunRequest, codec, imgs: list, results_dir: str, log=print):
+        """``imgs``: (item key, image) pairs (:func:`load_images`), or images keyed by their names."""
         self.req = req
         self.codec = codec
-        self.imgs = {im.name: im for im in imgs}
+        self.imgs = dict(p if isinstance(p, tuple) else (p.name, p) for p in imgs)
         self.clock = StageClock(codec.device)
         self.results_dir = results_dir
         self.log = log
@@ -84,7 +85,11 @@ class LearnedSubject:
         x, unpad = self._input(it)
         self._inputs.pop(it.key, None)  # free the padded copy
         q = metrics.quality(im.x, _images.unpad(first.x_hat, unpad))
-        return {"image": im.name, "sha256": im.sha256, "path": str(im.path), "height": im.height,
+        size = it.key.split("@", 1)[1] if self.req.sizes else None
+        from .params import size_args
+
+        made = size_args(size) if size else {"crop": self.req.crop, "resize": self.req.resize}
+        return {"image": im.name, **made, "sha256": im.sha256, "path": str(im.path), "height": im.height,
                 "width": im.width, "notes": im.notes, "nbytes": first.nbytes,
                 "bpp": metrics.bpp(first.nbytes, im.height, im.width), "psnr": q["psnr"], "ms_ssim": q["ms_ssim"]}
 
@@ -179,6 +184,16 @@ class RunResult:
         raise AttributeError(name)
 
 
+def load_images(req: RunRequest) -> list[tuple[str, object]]:
+    """(item key, image) of every item: each image at the run's crop/resize, keyed by its name — or, with
+    ``sizes``, each image at each size in order, keyed ``<name>@<size>`` (``kodim01@1920x1080``)."""
+    from .params import size_args
+
+    if not req.sizes:
+        return [(r.name, _images.load_image(r.path, crop=req.crop, resize=req.resize)) for r in req.images]
+    return [(f"{r.name}@{s}", _images.load_image(r.path, **size_args(s))) for r in req.images for s in req.sizes]
+
+
 def run(log=print, progress: bool = True, **params) -> RunResult:
     """Check the parameters, hold the machine, load the codec, measure, write; return the run.
 
@@ -203,8 +218,8 @@ def run(log=print, progress: bool = True, **params) -> RunResult:
                            kwargs=req.codec_args)
         for note in codec.notes:
             log(f"note: {note}")
-        imgs = [_images.load_image(r.path, crop=req.crop, resize=req.resize) for r in req.images]
-        for im, ref in zip(imgs, req.images):
+        imgs = load_images(req)
+        for (_, im), ref in zip(imgs, [r for r in req.images for _ in (req.sizes or (None,))]):
             if im.sha256 != ref.sha256:
                 from ..errors import InputError
 
@@ -212,10 +227,10 @@ def run(log=print, progress: bool = True, **params) -> RunResult:
             for note in im.notes:
                 log(f"note: {note}")
         if not codec.spec.builtin:
-            xp, _ = _images.pad(imgs[0].x)
+            xp, _ = _images.pad(imgs[0][1].x)
             verify_split(codec, xp.to(codec.device))
             log(f"note: {codec.label}: the instrumented coding reproduces its own compress()/decompress() "
-                f"bit for bit on {imgs[0].name}")
+                f"bit for bit on {imgs[0][0]}")
         env = environ(codec.device, n)
         env.update(codec_family=codec.family, codec_channels=codec.channels, weights_label=codec.weights_label,
                    load_seconds=codec.load_seconds, weights_source=codec.weights_source)

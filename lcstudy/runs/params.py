@@ -29,7 +29,7 @@ from .profiles import Profile, get_profile
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 #: Parameters of each run notebook, in the order ``make help`` lists them.
-LEARNED_PARAMS = ("codec", "quality", "device", "threads", "images", "limit", "crop", "resize", "repeats",
+LEARNED_PARAMS = ("codec", "quality", "device", "threads", "images", "limit", "crop", "resize", "sizes", "repeats",
                   "min_repeats", "max_repeats", "budget", "target", "warmup", "weights", "seed", "kernels", "macs",
                   "codec_args", "results_dir", "profile")
 STANDARD_PARAMS = ("images", "limit", "crop", "repeats", "min_repeats", "max_repeats", "budget", "target", "warmup",
@@ -72,6 +72,9 @@ class RunRequest:
     macs: bool = True
     codec_args: dict | None = None
     kernels_crop: int | None = None
+    #: several sizes of each image in one run ("crop512", "1920x1080"): one item per image and size, in this
+    #: order (the resolution-scaling runs); empty: every image at ``crop``/``resize``
+    sizes: tuple[str, ...] = ()
     # standard codecs
     sweep: str = "full"
     codecs: tuple[str, ...] = ()
@@ -88,6 +91,8 @@ class RunRequest:
         d = {"kind": self.kind, "device": self.device.split(":")[0], "threads": self.threads,
              "images": [(i.name, i.sha256) for i in self.images], "crop": self.crop, "resize": self.resize,
              "rule": self.rule.as_dict()}
+        if self.sizes:
+            d["sizes"] = list(self.sizes)
         if self.kind == "learned":
             spec = registry.get_spec(self.codec, self.codec_args)
             d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.channels[self.quality],
@@ -267,6 +272,37 @@ def _checkpoint(path) -> tuple[str, str, str, list[str]]:
     return "checkpoint", str(p), registry.file_sha256(p), []
 
 
+def check_sizes(sizes) -> tuple[str, ...]:
+    """SIZES: a comma-separated list (or a list) of ``cropN`` (centred N×N square) or ``WxH`` (synthetic
+    upscale), normalised (``crop512``, ``1920x1080``); at least one, no repeats."""
+    items = [s.strip() for s in sizes.split(",")] if isinstance(sizes, str) else [str(s).strip() for s in sizes]
+    out = []
+    for s in items:
+        if not s:
+            continue
+        if s.lower().startswith("crop"):
+            n = _int("sizes", s[4:], 16, fix="each size is cropN (N ≥ 16) or WIDTHxHEIGHT, e.g. crop512,1920x1080")
+            out.append(f"crop{n}")
+        else:
+            try:
+                w, h = _images.parse_size(s)
+            except InputError:
+                raise InputError(f"SIZES={sizes!r}: {s!r} is neither cropN nor WIDTHxHEIGHT; e.g. "
+                                 "SIZES=crop512,1920x1080") from None
+            out.append(f"{w}x{h}")
+    if not out:
+        raise InputError(f"SIZES={sizes!r}: give at least one size, e.g. SIZES=crop512,1920x1080")
+    dup = sorted({s for s in out if out.count(s) > 1})
+    if dup:
+        raise InputError(f"SIZES={sizes!r}: {', '.join(dup)} given twice")
+    return tuple(out)
+
+
+def size_args(size: str) -> dict:
+    """``load_image`` arguments of one normalised size."""
+    return {"crop": int(size[4:]), "resize": None} if size.startswith("crop") else {"crop": None, "resize": size}
+
+
 def _label(base: str, params: dict, profile: Profile) -> str:
     """A run's name: the group plus what differs from the profile's defaults, in a fixed order."""
     parts = [base]
@@ -279,6 +315,8 @@ def _label(base: str, params: dict, profile: Profile) -> str:
         parts.append(f"crop{p['crop']}")
     if p.get("resize") is not None:
         parts.append(str(p["resize"]).replace("×", "x"))
+    if p.get("sizes"):
+        parts.append("-".join(check_sizes(p["sizes"])))
     if p.get("repeats") is not None:
         parts.append(f"repeats{p['repeats']}")
     w = p.get("weights")
@@ -318,6 +356,14 @@ def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
             if "crop" in params:
                 raise InputError("give either CROP or RESIZE, not both")
             crop = None  # the profile's crop gives way to an explicit resize
+    sizes = ()
+    if params.get("sizes") is not None:
+        if notebook == "profile_standard":
+            raise InputError("SIZES applies to the learned codecs' notebook (profile_codec)")
+        sizes = check_sizes(params["sizes"])
+        if "crop" in params or resize is not None:
+            raise InputError("give either SIZES or CROP/RESIZE, not both (SIZES sets each item's size)")
+        crop = None  # the profile's crop gives way to explicit sizes
     if notebook == "profile_standard":
         rule = _rule(params, profile.standard_rule)
         sweep = params.get("sweep") or profile.standard_sweep
@@ -360,11 +406,12 @@ def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
     group = f"{spec.label}-q{quality}"
     label = _label(group, {k: v for k, v in params.items() if k != "weights" or v not in (None, "auto")}, profile)
     kcrop = profile.ar_kernels_crop
-    if not (kcrop and spec.family == "autoregressive" and resize is None and (crop is None or crop > kcrop)):
+    if not (kcrop and spec.family == "autoregressive" and resize is None and not sizes
+            and (crop is None or crop > kcrop)):
         kcrop = None
     return RunRequest("learned", profile.name, label, group, device, threads, imgs, crop, resize, rule,
                       str(results_dir), spec.label if spec.source != "import path" else spec.cls, quality, weights,
-                      wpath, whash, seed, kernels, macs, codec_args, kcrop, notes=tuple(notes))
+                      wpath, whash, seed, kernels, macs, codec_args, kcrop, sizes, notes=tuple(notes))
 
 
 def _check_class(spec) -> None:

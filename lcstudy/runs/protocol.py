@@ -35,6 +35,7 @@ from typing import Any, Callable, Protocol
 
 from ..core.contention import CpuContention
 from ..core.environ import SCHEMA_VERSION
+from ..core.memory import release_free_heap
 from ..core.stats import StopRule
 from . import layout
 from .lock import wait_if_paused
@@ -119,6 +120,7 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
             paused += waited
             warmed.clear()  # warm up again: caches went cold during the pause
         t_item = time.perf_counter()
+        release_free_heap()  # each item's memory from a clean heap, whatever was measured before it
         warm = _warm_up(subject, it, rule, warmed, last, capture=("macs" in req.phases and "capture" not in meta))
         if warm.get("captured"):
             meta["capture"] = it.key

@@ -3,7 +3,8 @@
 One tidy table per kind of quantity is the source of everything: every xlsx, CSV and figure
 of the book is derived from these. Columns (every table also carries the run's provenance:
 ``host`` (the results folder), ``platform``, ``device``, ``codec``, ``quality``, ``label``,
-``run_id``, ``weights``, ``weights_label``, ``threads``, ``crop``, ``resize``, ``profile``,
+``run_id``, ``weights``, ``weights_label``, ``threads``, ``crop``, ``resize`` (the item's, where a run
+measured several sizes), ``item`` (timings, samples, memory: the item's key, ``kodim01@1920x1080``), ``profile``,
 ``cpu_model``, ``gpu_name``, versions, ``peak_matmul_gflops``):
 
 ============= =====================================================================================
@@ -72,8 +73,15 @@ def _samples_frame(rec: dict) -> pd.DataFrame:
     return s
 
 
+def _item_base(rec: dict, base: dict) -> dict:
+    """The run's columns, with the item's own: its key and — in a run of several sizes — its crop/resize."""
+    own = {k: rec[k] for k in ("crop", "resize") if k in rec}
+    return {**base, **own, "item": rec.get("item", rec.get("image"))}
+
+
 def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
     s = _samples_frame(rec)
+    base = _item_base(rec, base)
     rows = []
     extra = ({"codec": rec["codec"], "knob": rec["knob"], "value": rec["value"], "options": str(rec.get("options")),
               "threading": rec.get("threading")} if standard else {})
@@ -127,7 +135,7 @@ def _table(runs: list[layout.Run], table: str) -> pd.DataFrame:
                 if run.kind == "standard":
                     s.insert(0, "value", rec["value"])
                     s.insert(0, "item_codec", rec["codec"])
-                for k, v in reversed(list(base.items())):
+                for k, v in reversed(list(_item_base(rec, base).items())):
                     s.insert(0, k, v)
                 frames.append(s)
         elif table == "memory":
@@ -136,7 +144,7 @@ def _table(runs: list[layout.Run], table: str) -> pd.DataFrame:
                 for rep in rec.get("repeats", []):
                     for direction in ("encode", "decode"):
                         for m in (rep.get(direction) or {}).get("memory", []):
-                            rows.append({**base, "image": rec["image"], "node": rec.get("node"),
+                            rows.append({**_item_base(rec, base), "image": rec["image"], "node": rec.get("node"),
                                          "height": rec["height"], "width": rec["width"], "repeat": rep["repeat"],
                                          "contended": rep.get("contended"), "direction": direction, **m,
                                          "working_mb": m["peak_mb"] - m["baseline_mb"]})
