@@ -102,9 +102,9 @@ def predict_one(req, rates: dict, measured_walls: dict) -> float:
 
 def _mpx(req, image_ref, size: str | None = None) -> float:
     """Megapixels of one item: ``image_ref`` at ``size`` (a run of several sizes) or at the run's crop/resize."""
-    from ..runs.params import size_args
+    from ..runs.params import item_args
 
-    made = size_args(size) if size else {"crop": req.crop, "resize": req.resize}
+    made = item_args(req, size)
     if made["resize"]:
         w, h = (int(v) for v in made["resize"].split("x"))
         return w * h / 1e6

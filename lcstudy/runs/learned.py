@@ -85,10 +85,9 @@ class LearnedSubject:
         x, unpad = self._input(it)
         self._inputs.pop(it.key, None)  # free the padded copy
         q = metrics.quality(im.x, _images.unpad(first.x_hat, unpad))
-        size = it.key.split("@", 1)[1] if self.req.sizes else None
-        from .params import size_args
+        from .params import item_args
 
-        made = size_args(size) if size else {"crop": self.req.crop, "resize": self.req.resize}
+        made = item_args(self.req, it.key.split("@", 1)[1] if self.req.sizes else None)
         return {"image": im.name, **made, "sha256": im.sha256, "path": str(im.path), "height": im.height,
                 "width": im.width, "notes": im.notes, "nbytes": first.nbytes,
                 "bpp": metrics.bpp(first.nbytes, im.height, im.width), "psnr": q["psnr"], "ms_ssim": q["ms_ssim"]}
@@ -187,11 +186,10 @@ class RunResult:
 def load_images(req: RunRequest) -> list[tuple[str, object]]:
     """(item key, image) of every item: each image at the run's crop/resize, keyed by its name — or, with
     ``sizes``, each image at each size in order, keyed ``<name>@<size>`` (``kodim01@1920x1080``)."""
-    from .params import size_args
+    from .params import item_args
 
-    if not req.sizes:
-        return [(r.name, _images.load_image(r.path, crop=req.crop, resize=req.resize)) for r in req.images]
-    return [(f"{r.name}@{s}", _images.load_image(r.path, **size_args(s))) for r in req.images for s in req.sizes]
+    return [(f"{r.name}@{s}" if s else r.name, _images.load_image(r.path, **item_args(req, s)))
+            for r in req.images for s in (req.sizes or (None,))]
 
 
 def run(log=print, progress: bool = True, **params) -> RunResult:

@@ -303,6 +303,11 @@ def size_args(size: str) -> dict:
     return {"crop": int(size[4:]), "resize": None} if size.startswith("crop") else {"crop": None, "resize": size}
 
 
+def item_args(req, size: str | None) -> dict:
+    """``load_image`` arguments of one item: its ``size`` in a run of several sizes, else the run's crop/resize."""
+    return size_args(size) if size else {"crop": req.crop, "resize": req.resize}
+
+
 def _label(base: str, params: dict, profile: Profile) -> str:
     """A run's name: the group plus what differs from the profile's defaults, in a fixed order."""
     parts = [base]
