@@ -285,3 +285,9 @@ def test_one_run_of_several_sizes(tmp_path, kodak):
     from lcstudy.runs.tables import main_rows
 
     assert set(main_rows(t).item) == {"kodim01@crop64"}
+    # the run page lists the items in the order measured (by file name 160x96 would come first)
+    from lcstudy.chapters import run_page
+
+    page = run_page.build(r)
+    for part in ("stages", "memory"):
+        assert list(dict.fromkeys(page.parts[part][0].obj.data.iloc[:, 0])) == ["kodim01@crop64", "kodim01@160x96"]

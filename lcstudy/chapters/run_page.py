@@ -85,8 +85,16 @@ def fig_kernels(k: pd.DataFrame, label: str):
     return fig
 
 
+def _in_run_order(df: pd.DataFrame, result) -> pd.DataFrame:
+    """A run of several sizes: its items in the order measured (smallest first), not by file name."""
+    if df.empty or not result.run.meta["request"].get("sizes"):
+        return df
+    order = {k: n for n, k in enumerate(result.run.meta.get("items", []))}
+    return df.iloc[df["item"].map(order).argsort(kind="stable")]
+
+
 def build(result) -> Page:
-    t = result.tables["timings"]
+    t = _in_run_order(result.tables["timings"], result)
     page = Page("run")
     page.header = header_markdown(result)
     i = t.iloc[0]
@@ -100,8 +108,9 @@ def build(result) -> Page:
         page.table("stages", present(s, ["direction", "stage", "median_s", "share_pct", "images"]),
                    "Median over images of each image's median over repeats, ± half its 95 % interval over images "
                    "(blank below 6 images); `misc` is the total minus the stages.")
-    page.figure("per_image", fig_stages_per_image(t, label), "Each bar is one image; the colours are the stages, "
-                "bottom to top in coding order — compare the height of the entropy-coding stages with the transforms.")
+    page.figure("per_image", fig_stages_per_image(t, label), "Each bar is one image (one size of it, in a run of "
+                "several sizes); the colours are the stages, bottom to top in coding order — compare the height of "
+                "the entropy-coding stages with the transforms.")
     subs = t[t.kind == "sub"]
     if not subs.empty:
         ss = summarise(subs, ["direction", "stage"])
@@ -117,7 +126,7 @@ def build(result) -> Page:
                                              "mac_vs_torch", "uncounted"]),
                    "ptflops (`backend='aten'`) on the shapes each stage sees; the last columns compare it with "
                    "FlopCounterMode (1 = equal) and name modules with parameters that neither counter counted.")
-    mem = result.tables["memory"]
+    mem = _in_run_order(result.tables["memory"], result)
     if not mem.empty:
         m = mem[~mem.contended.astype(bool)] if "contended" in mem else mem
         by = (["item"] if result.run.meta["request"].get("sizes") else []) + ["direction", "memory", "method"]
