@@ -51,11 +51,11 @@ export SLURM_PARTITION SLURM_GPU_PARTITION SLURM_ACCOUNT SLURM_QOS SLURM_OPTS
 
 # every notebook parameter can be set as the make variable of its upper-case name
 NB_PARAMS := CODEC QUALITY DEVICE THREADS IMAGES LIMIT CROP RESIZE SIZES REPEATS MIN_REPEATS MAX_REPEATS BUDGET TARGET \
-             WARMUP WEIGHTS SEED KERNELS MACS CODEC_ARGS
+             WARMUP WEIGHTS SEED KERNELS MACS CODEC_ARGS BACKEND
 lower = $(shell echo $(1) | tr A-Z a-z)
 RUN_PARAMS := $(foreach v,$(NB_PARAMS),$(if $(value $(v)),$(call lower,$(v))='$($(v))'))
 # for `make runs`/`make book`: what applies to every planned run (not the codec or its quality)
-PLAN_PARAMS := $(foreach v,$(filter-out CODEC QUALITY DEVICE CODEC_ARGS SIZES,$(NB_PARAMS)),$(if $(value $(v)),$(call lower,$(v))='$($(v))'))
+PLAN_PARAMS := $(foreach v,$(filter-out CODEC QUALITY DEVICE CODEC_ARGS SIZES BACKEND,$(NB_PARAMS)),$(if $(value $(v)),$(call lower,$(v))='$($(v))'))
 PLAN_ARGS = --profile $(PROFILE) --devices "$(DEVICES)" --results-dir $(RESULTS_DIR) $(if $(CODECS),--codecs "$(CODECS)")
 
 .PHONY: help

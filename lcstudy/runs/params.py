@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 #: Parameters of each run notebook, in the order ``make help`` lists them.
 LEARNED_PARAMS = ("codec", "quality", "device", "threads", "images", "limit", "crop", "resize", "sizes", "repeats",
                   "min_repeats", "max_repeats", "budget", "target", "warmup", "weights", "seed", "kernels", "macs",
-                  "codec_args", "results_dir", "profile")
+                  "codec_args", "backend", "results_dir", "profile")
 STANDARD_PARAMS = ("images", "limit", "crop", "repeats", "min_repeats", "max_repeats", "budget", "target", "warmup",
                    "threads", "sweep", "codecs", "results_dir", "profile")
 NOTEBOOK_PARAMS = {"profile_codec": LEARNED_PARAMS, "profile_standard": STANDARD_PARAMS}
@@ -75,6 +75,8 @@ class RunRequest:
     #: several sizes of each image in one run ("crop512", "1920x1080"): one item per image and size, in this
     #: order (the resolution-scaling runs); empty: every image at ``crop``/``resize``
     sizes: tuple[str, ...] = ()
+    #: how the transforms run (:mod:`lcstudy.core.backends`); not eager: eager is timed beside it
+    backend: str = "eager"
     # standard codecs
     sweep: str = "full"
     codecs: tuple[str, ...] = ()
@@ -98,6 +100,8 @@ class RunRequest:
             d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.channels[self.quality],
                      weights=self.weights, weights_hash=self.weights_hash,
                      seed=self.seed if self.weights in ("random", "auto") else None)
+            if self.backend != "eager":  # only then: every run made before the backend axis keeps its id
+                d["backend"] = self.backend
         else:
             d.update(sweep=self.sweep, codecs=list(self.codecs))
         return d
@@ -329,6 +333,8 @@ def _label(base: str, params: dict, profile: Profile) -> str:
         parts.append("ckpt-" + Path(str(w)).name.split(".")[0])
     if p.get("seed") not in (None, 0):
         parts.append(f"seed{p['seed']}")
+    if p.get("backend") not in (None, "eager"):
+        parts.append(str(p["backend"]))
     return "-".join(parts)
 
 
@@ -402,6 +408,9 @@ def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
     quality = registry.check_quality(spec, params.get("quality") if params.get("quality") is not None
                                      else spec.qualities[0])
     device = registry.check_device(params.get("device") or "cpu")
+    from ..core.backends import check as check_backend
+
+    backend = check_backend(params.get("backend"), device)
     seed = _int("seed", params.get("seed"), 0) or 0
     weights, wpath, whash, notes = check_weights(spec, quality, params.get("weights", "auto"))
     rule = _rule(params, profile.rule)
@@ -416,7 +425,7 @@ def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
         kcrop = None
     return RunRequest("learned", profile.name, label, group, device, threads, imgs, crop, resize, rule,
                       str(results_dir), spec.label if spec.source != "import path" else spec.cls, quality, weights,
-                      wpath, whash, seed, kernels, macs, codec_args, kcrop, sizes, notes=tuple(notes))
+                      wpath, whash, seed, kernels, macs, codec_args, kcrop, sizes, backend, notes=tuple(notes))
 
 
 def _check_class(spec) -> None:

@@ -1,0 +1,395 @@
+"""Deployment backends: a codec's transforms run the way a product would run them.
+
+Every other number of the study is eager PyTorch in fp32 on contiguous tensors, the one way
+nobody ships a codec. A backend replaces each *transform* of a codec — the modules the
+stage split (:mod:`lcstudy.core.instrument`) bills to ``g_a``, ``h_a``, ``h_s`` and ``g_s`` —
+by a :class:`Deployed` module that runs it through one of torch's (or ONNX Runtime's) own
+deployment paths; CompressAI's entropy coders, its entropy models and the code between
+the stages stay as they are, so the bitstream can be compared byte for byte with eager's.
+Nothing here is a hand-written quantizer, exporter or graph rewriter: each backend is a
+call into the tool that does the work (:data:`BACKENDS`).
+
+Because a :class:`Deployed` module sits at the same path as the module it replaces, the
+instrumented stage clock wraps it like any other module: stage timings land where they did.
+The context model and entropy-parameter networks of the context codecs stay eager (the
+autoregressive loop reads the context convolution's weights directly, so it cannot be
+replaced without rewriting CompressAI's loop); :attr:`Deployment.eager_modules` names them.
+
+One-off costs are kept apart from every timing: :func:`deploy` measures the export,
+calibration and conversion of each module (``setup_seconds``); the first call of a module on a
+new input shape (``torch.compile``'s compilation, ONNX Runtime's first-run allocation) is
+timed by the module itself (:attr:`Deployed.first_call_seconds`), and the run primes every new
+shape with an untimed coding before its repeats (:class:`lcstudy.runs.learned.BackendSubject`),
+so no one-off cost can enter a median, whatever the warm-up rule says.
+
+A module that cannot be deployed (an export that fails, an output that disagrees with eager's
+beyond the backend's tolerance) is an :class:`~lcstudy.errors.InputError` naming the module and
+the fix, raised by :func:`deploy` before any timing, with nothing written.
+"""
+from __future__ import annotations
+
+import copy
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import InputError
+
+#: The transform stages a backend replaces (the context and entropy-parameter networks stay eager).
+TRANSFORM_STAGES = ("g_a", "h_a", "h_s", "g_s")
+#: The calibration set of ``int8`` (and the inputs every deployed module is checked on): the first
+#: ``CALIBRATION_IMAGES`` images of the image folder that the run does not measure, as centred
+#: ``CALIBRATION_CROP``² crops (the exported graphs take any size, so a small crop calibrates them).
+CALIBRATION_IMAGES = 2
+CALIBRATION_CROP = 256
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One way to run the transforms. ``make(module, example, threads)`` returns the callable that
+    replaces ``module.forward`` (``example``: calibration inputs of that module, the first one the
+    export example); ``tolerance``: the largest max-abs difference from eager, relative to the
+    largest eager output value, that still counts as the same function (None: not checked — a
+    precision change is measured as a rate-distortion price instead)."""
+
+    name: str
+    summary: str
+    precision: str
+    make: Callable | None
+    tolerance: float | None
+    devices: tuple[str, ...] = ("cpu", "cuda")
+    one_off: str = ""  # what its one-off cost is
+
+    @property
+    def identity(self) -> bool:
+        return self.make is None
+
+
+def _channels_last(module, examples, threads):
+    import torch
+
+    inner = copy.deepcopy(module).to(memory_format=torch.channels_last)
+
+    def run(x):
+        return inner(x.contiguous(memory_format=torch.channels_last)).contiguous()
+    return run, inner
+
+
+def _compile(module, examples, threads):
+    import torch
+
+    inner = copy.deepcopy(module)
+    return torch.compile(inner, backend="inductor", dynamic=False), inner
+
+
+def _autocast(dtype_name):
+    def make(module, examples, threads):
+        import torch
+
+        dtype = getattr(torch, dtype_name)
+        inner = copy.deepcopy(module)
+
+        def run(x):
+            with torch.autocast(x.device.type, dtype=dtype):
+                out = inner(x)
+            return out.float()
+        return run, inner
+    return make
+
+
+def _int8(module, examples, threads):
+    """PT2E static quantization with the x86 inductor quantizer (torchao, where torch keeps it now),
+    calibrated on ``examples``, then lowered by ``torch.compile`` (the int8 kernels come from inductor)."""
+    import torch
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    q = X86InductorQuantizer()
+    q.set_global(get_default_x86_inductor_quantization_config())
+    dyn = torch.export.Dim.DYNAMIC
+    gm = torch.export.export(copy.deepcopy(module), (examples[0],), dynamic_shapes=({2: dyn, 3: dyn},)).module()
+    prepared = prepare_pt2e(gm, q)
+    with torch.no_grad():
+        for x in examples:
+            prepared(x)
+    converted = convert_pt2e(prepared)
+    return torch.compile(converted, backend="inductor", dynamic=False), converted
+
+
+class _OrtModule:
+    """An ONNX Runtime session standing in for a module (``bytes``: the exported model's size)."""
+
+    def __init__(self, onnx_bytes: bytes, threads: int, device: str):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
+        self.session = ort.InferenceSession(onnx_bytes, so, providers=providers)
+        self.nbytes = len(onnx_bytes)
+
+    def __call__(self, x):
+        import torch
+
+        out = self.session.run(None, {"x": x.detach().cpu().numpy()})[0]
+        return torch.from_numpy(out).to(x.device)
+
+
+def _onnxruntime(module, examples, threads):
+    import torch
+    import warnings
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (examples[0],), buf, dynamo=False, input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {2: "h", 3: "w"}, "y": {2: "h", 3: "w"}})
+    ort_module = _OrtModule(buf.getvalue(), threads, str(examples[0].device))
+    return ort_module, ort_module
+
+
+#: The backends, in the order of every table; ``eager`` is today's path and the reference.
+BACKENDS: dict[str, Backend] = {b.name: b for b in (
+    Backend("eager", "PyTorch eager, fp32, contiguous tensors (the reference)", "fp32", None, 0.0),
+    Backend("channels_last", "model and activations in channels-last memory format", "fp32", _channels_last, 1e-4),
+    Backend("compile", "torch.compile (inductor), one graph per input shape", "fp32", _compile, 1e-3,
+            one_off="compilation at the first call of each input shape"),
+    Backend("bf16", "the transforms under bf16 autocast (weights stay fp32)", "bf16 compute", _autocast("bfloat16"),
+            None),
+    Backend("fp16", "the transforms under fp16 autocast (weights stay fp32)", "fp16 compute", _autocast("float16"),
+            None, devices=("cuda",)),
+    Backend("int8", "PT2E static quantization (x86 inductor quantizer), lowered by torch.compile",
+            "int8 weights and activations", _int8, None,
+            one_off="export, calibration and conversion; compilation at the first call of each input shape"),
+    Backend("onnxruntime", "each transform exported by torch.onnx and run by ONNX Runtime", "fp32", _onnxruntime,
+            1e-4, one_off="export (TorchScript exporter) and session creation"),
+)}
+
+
+def check(name, device: str = "cpu") -> str:
+    """The backend named ``name`` on ``device``, or an InputError on one line naming the valid values."""
+    n = "eager" if name is None else str(name).strip()
+    if n not in BACKENDS:
+        raise InputError(f"BACKEND={name!r}: must be one of {', '.join(BACKENDS)}")
+    b = BACKENDS[n]
+    kind = str(device).split(":")[0]
+    if kind not in b.devices:
+        raise InputError(f"BACKEND={n} runs on {' and '.join(b.devices)} only, not DEVICE={device}; valid on {kind}: "
+                         f"{', '.join(k for k, v in BACKENDS.items() if kind in v.devices)}")
+    return n
+
+
+class Deployed:
+    """Mixin-free stand-in built by :func:`wrap` (a ``torch.nn.Module`` subclass is made lazily so that
+    this module imports without torch)."""
+
+
+def _deployed_class():
+    import torch
+
+    class DeployedModule(torch.nn.Module):
+        """A transform run by a backend, at the path of the module it replaces. Times its first call on
+        each input shape (a one-off cost: compilation, first-run allocation) apart from everything else."""
+
+        def __init__(self, name: str, backend: str, fn, held):
+            super().__init__()
+            self.stage_path = name
+            self.backend = backend
+            self.fn = fn
+            # the backend's own object (a module copy, a converted graph, an ONNX Runtime session): held
+            # outside the module tree, so that no probe pattern and no parameter count sees it twice
+            object.__setattr__(self, "held", held)
+            self.first_call_seconds: dict[tuple, float] = {}
+
+        def forward(self, x):
+            shape = tuple(x.shape)
+            if shape in self.first_call_seconds:
+                return self.fn(x)
+            t0 = time.perf_counter()
+            out = self.fn(x)
+            self.first_call_seconds[shape] = time.perf_counter() - t0
+            return out
+
+    return DeployedModule
+
+
+@dataclass
+class Deployment:
+    """A codec with its transforms deployed, and what it cost to get there."""
+
+    backend: str
+    codec: Any  # a copy of the Codec whose ``model`` has the Deployed modules
+    modules: tuple[str, ...]  # module paths deployed
+    eager_modules: tuple[str, ...]  # networks left eager (context model, entropy parameters)
+    setup_seconds: dict[str, float] = field(default_factory=dict)  # module -> export/calibration/convert
+    model_bytes: int = 0  # the whole model at its deployed precision
+    eager_model_bytes: int = 0
+    max_abs_diff: dict[str, float] = field(default_factory=dict)  # module -> vs eager on the calibration inputs
+    kept_fp32: tuple[str, ...] = ()  # int8: layers the quantizer left in fp32
+    calibration: tuple[str, ...] = ()  # image names the modules were calibrated / checked on
+
+    def first_call_seconds(self) -> dict[str, float]:
+        """Seconds of every module's first calls (one per input shape): one-off costs."""
+        return {p: sum(m.first_call_seconds.values()) for p, m in self._deployed()}
+
+    def _deployed(self):
+        mods = dict(self.codec.model.named_modules())
+        return [(p, mods[p]) for p in self.modules]
+
+    def as_dict(self) -> dict:
+        return {"backend": self.backend, "modules": list(self.modules), "eager_modules": list(self.eager_modules),
+                "setup_seconds": self.setup_seconds, "model_bytes": self.model_bytes,
+                "eager_model_bytes": self.eager_model_bytes, "max_abs_diff": self.max_abs_diff,
+                "kept_fp32": list(self.kept_fp32), "calibration": list(self.calibration),
+                "precision": BACKENDS[self.backend].precision}
+
+
+def transform_paths(model, family: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(module paths of the transforms, paths of the networks left eager), by the stage split's probes."""
+    from .instrument import _resolve, probes_for
+
+    deploy, keep = [], []
+    for probe in probes_for(family, model):
+        for path, _, meth in _resolve(model, probe.target):
+            if meth is None and path:
+                (deploy if probe.stage in TRANSFORM_STAGES else keep).append(path)
+    ctx = [n for n in ("context_prediction",) if hasattr(model, n)]
+    return tuple(dict.fromkeys(deploy)), tuple(dict.fromkeys(keep + ctx))
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of the distinct tensors a module holds (parameters, buffers, and — for a converted graph —
+    its constants), each counted once; an ONNX Runtime session: the exported model's size."""
+    import torch
+
+    if hasattr(obj, "nbytes") and not isinstance(obj, torch.Tensor):
+        return int(obj.nbytes)
+    seen, total = set(), 0
+    tensors = list(obj.state_dict(keep_vars=True).values())
+    if isinstance(obj, torch.fx.GraphModule):
+        for node in obj.graph.nodes:
+            if node.op == "get_attr":
+                t = obj
+                for part in node.target.split("."):
+                    t = getattr(t, part, None)
+                if isinstance(t, torch.Tensor):
+                    tensors.append(t)
+    for t in tensors:
+        key = (t.data_ptr(), t.numel(), t.dtype)
+        if key not in seen:
+            seen.add(key)
+            total += t.numel() * t.element_size()
+    return total
+
+
+def calibration_inputs(codec, images: list, paths: tuple[str, ...]) -> dict[str, list]:
+    """Each transform's inputs during an eager coding of each calibration image (forward hooks)."""
+    import torch
+
+    from . import images as _images
+
+    mods = dict(codec.model.named_modules())
+    seen: dict[str, list] = {p: [] for p in paths}
+    hooks = [mods[p].register_forward_hook(lambda m, a, out, p=p: seen[p].append(a[0].detach().clone()))
+             for p in paths]
+    try:
+        with torch.inference_mode():
+            for im in images:
+                xp, _ = _images.pad(im.x)
+                enc = codec.model.compress(xp.to(codec.device))
+                codec.model.decompress(enc["strings"], enc["shape"])
+    finally:
+        for h in hooks:
+            h.remove()
+    # inference tensors cannot be saved for export/calibration: plain copies
+    return {p: [t.clone() for t in v] for p, v in seen.items()}
+
+
+def deploy(codec, backend: str, calibration: list, threads: int, log=print) -> Deployment:
+    """``codec`` with its transforms run by ``backend``: a copy (the eager codec is left untouched, for the
+    side-by-side reference). ``calibration``: images (:class:`~lcstudy.core.images.Image`) the modules are
+    calibrated (int8) and checked on. Raises InputError naming the module before any timing."""
+    import torch
+
+    b = BACKENDS[check(backend, str(codec.device))]
+    family = codec.family or codec.spec.family
+    paths, eager = transform_paths(codec.model, family)
+    eager_bytes = tensor_bytes(codec.model)
+    names = tuple(im.name for im in calibration)
+    if b.identity:
+        return Deployment(b.name, codec, (), (), model_bytes=eager_bytes, eager_model_bytes=eager_bytes,
+                          calibration=names)
+    if not paths:
+        raise InputError(f"{codec.label}: no transform module ({', '.join(TRANSFORM_STAGES)}) to deploy with "
+                         f"BACKEND={b.name}; run it with BACKEND=eager")
+    examples = calibration_inputs(codec, calibration, paths)
+    model = copy.deepcopy(codec.model)
+    mods = dict(model.named_modules())
+    cls = _deployed_class()
+    setup, diffs, kept, replaced = {}, {}, [], {}
+    for p in paths:
+        ex = examples[p]
+        if not ex:
+            raise InputError(f"{codec.label}: module {p} was not called while coding the calibration images, so "
+                             f"BACKEND={b.name} cannot deploy it; run it with BACKEND=eager")
+        t0 = time.perf_counter()
+        try:
+            fn, held = b.make(mods[p], ex, threads)
+        except Exception as e:  # noqa: BLE001 - any failure of the tool is the user's clear error
+            raise InputError(f"{codec.label}: BACKEND={b.name} cannot deploy module {p} ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}); run this codec with another backend "
+                             "(BACKEND=eager measures it as is)") from None
+        setup[p] = time.perf_counter() - t0
+        replaced[p] = cls(p, b.name, fn, held)
+        if b.name == "int8":
+            kept.extend(f"{p}.{n}" for n in unquantized_layers(held))
+    for p, dm in replaced.items():
+        parent, _, leaf = p.rpartition(".")
+        setattr(mods[parent] if parent else model, leaf, dm)
+    with torch.inference_mode():
+        for p, dm in replaced.items():
+            ref_mod = dict(codec.model.named_modules())[p]
+            worst = 0.0
+            for x in examples[p]:
+                ref = ref_mod(x)
+                try:
+                    got = dm.fn(x)
+                except Exception as e:  # noqa: BLE001
+                    raise InputError(f"{codec.label}: module {p} under BACKEND={b.name} fails on a calibration input "
+                                     f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); run this "
+                                     "codec with another backend") from None
+                scale = max(float(ref.abs().max()), 1e-12)
+                worst = max(worst, float((got.float() - ref).abs().max()) / scale)
+            diffs[p] = worst
+            if b.tolerance is not None and worst > b.tolerance:
+                raise InputError(f"{codec.label}: module {p} under BACKEND={b.name} differs from eager by "
+                                 f"{worst:.2e} (relative max-abs) > {b.tolerance:g}; the backend would not be "
+                                 "the same function: run this codec with another backend")
+    for dm in replaced.values():
+        dm.first_call_seconds.clear()  # the check above is part of setup, not a measured first call
+    dep_codec = copy.copy(codec)
+    dep_codec.model = model
+    dep_codec.notes = list(codec.notes)
+    deployed_bytes = sum(tensor_bytes(dm.held) for dm in replaced.values())
+    kept_bytes = sum(tensor_bytes(dict(codec.model.named_modules())[p]) for p in paths)
+    return Deployment(b.name, dep_codec, tuple(paths), eager, setup, eager_bytes - kept_bytes + deployed_bytes,
+                      eager_bytes, diffs, tuple(kept), names)
+
+
+def unquantized_layers(gm) -> list[str]:
+    """Convolutions of a PT2E-converted graph whose weight does not come from a dequantize node (the
+    quantizer left them fp32: GDN's and IGDN's inner convolutions, for instance), by module path."""
+    out = []
+    for node in getattr(getattr(gm, "graph", None), "nodes", []):
+        if node.op != "call_function" or "conv" not in str(node.target) or len(node.args) < 2:
+            continue
+        w = node.args[1]
+        if getattr(w, "op", "") == "call_function" and "dequantize" in str(w.target):
+            continue
+        stack = node.meta.get("nn_module_stack") or {}
+        path = list(stack.values())[-1][0] if stack else node.name
+        out.append(str(path))
+    return sorted(set(out))
