@@ -148,6 +148,109 @@ class LearnedSubject:
         save("complexity", self.cx)
 
 
+class _Tagged:
+    """A monitor whose reads of one coding are keyed ``<tag><direction>`` (eager's, timed beside a backend)."""
+
+    def __init__(self, monitor, tag: str):
+        self.monitor, self.tag = monitor, tag
+
+    def begin(self, direction: str) -> None:
+        self.monitor.begin(self.tag + direction)
+
+    def end(self, direction: str) -> None:
+        self.monitor.end(self.tag + direction)
+
+
+class BackendSubject(LearnedSubject):
+    """A backend run: each repeat codes the item with the deployed transforms *and* with eager, in one
+    process, alternating which goes first, so that the speed-up is measured side by side (two separate
+    runs of the same thing drift apart by up to 18 % on the 2-core machine, more than several speed-ups).
+
+    Every new input shape is primed with one untimed coding of the deployed codec before its first
+    timed repeat — whatever the warm-up rule decided — so a one-off cost (compilation, first-run
+    allocation) can never enter a median; its seconds are recorded apart (``prime_seconds``).
+    """
+
+    def __init__(self, req: RunRequest, codec, deployment, imgs: list, results_dir: str, log=print):
+        super().__init__(req, codec, imgs, results_dir, log)
+        self.dep = deployment
+        self._turn = 0
+        self._primed: dict = {}  # item group (padded shape) -> seconds of its priming coding
+
+    def _prime(self, it: Item) -> None:
+        if it.group in self._primed:
+            return
+        import time
+
+        x, _ = self._input(it)
+        t0 = time.perf_counter()
+        encode_decode(self.dep.codec, x, self.clock)
+        self._primed[it.group] = time.perf_counter() - t0
+
+    def warm(self, it: Item, capture: bool) -> None:
+        super().warm(it, capture)  # eager (and the MAC count's capture, on the eager model)
+        if it.group in self._primed:
+            encode_decode(self.dep.codec, self._input(it)[0], self.clock)
+        else:
+            self._prime(it)
+
+    def code(self, it: Item, monitor):
+        self._prime(it)
+        x, _ = self._input(it)
+        b = self.req.backend
+        order = (b, "eager") if self._turn % 2 == 0 else ("eager", b)
+        self._turn += 1
+        out = {}
+        for name in order:
+            out[name] = encode_decode(self.dep.codec if name == b else self.codec, x, self.clock,
+                                      probe=monitor if name == b else _Tagged(monitor, "eager:"))
+        rows = [(*r, b) for r in out[b].rows()] + [(*r, "eager") for r in out["eager"].rows()]
+        return rows, (out[b], out["eager"])
+
+    def same_output(self, first, other) -> bool:
+        return all(a.strings == o.strings for a, o in zip(first, other))
+
+    def record(self, it: Item, first) -> dict:
+        import torch
+
+        dep, eager = first
+        _, unpad = self._input(it)
+        rec = super().record(it, dep)
+        q = metrics.quality(it.payload.x, _images.unpad(eager.x_hat, unpad))
+        by = {self.req.backend: {k: rec[k] for k in ("nbytes", "bpp", "psnr", "ms_ssim")},
+              "eager": {"nbytes": eager.nbytes, "bpp": metrics.bpp(eager.nbytes, rec["height"], rec["width"]),
+                        "psnr": q["psnr"], "ms_ssim": q["ms_ssim"]}}
+        return {**rec, "by_backend": by, "identical_bitstream": dep.strings == eager.strings,
+                "identical_reconstruction": bool(torch.equal(dep.x_hat, eager.x_hat)),
+                "prime_seconds": self._primed.get(it.group), "first_call_seconds": self.dep.first_call_seconds()}
+
+    def _kernels(self, save) -> None:
+        eager, self.codec = self.codec, self.dep.codec  # the operators of the deployed codec
+        try:
+            super()._kernels(save)
+        finally:
+            self.codec = eager
+
+
+def calibration_images(req: RunRequest, log=print) -> list:
+    """The fixed calibration set of a backend run (:data:`lcstudy.core.backends.CALIBRATION_IMAGES` images
+    of the measured images' folder that the run does not measure, centre-cropped to
+    :data:`~lcstudy.core.backends.CALIBRATION_CROP`); the measured ones, with a note, where none is left."""
+    from pathlib import Path
+
+    from ..core.backends import CALIBRATION_CROP, CALIBRATION_IMAGES
+
+    measured = {r.sha256 for r in req.images}
+    folder = Path(req.images[0].path).parent
+    spare = [f for f in _images.list_images(folder, None) if _images.file_hash(f) not in measured]
+    picked = spare[:CALIBRATION_IMAGES]
+    if not picked:
+        picked = [Path(r.path) for r in req.images[:CALIBRATION_IMAGES]]
+        log(f"note: BACKEND={req.backend}: every image of {folder} is measured; the backend is calibrated and "
+            f"checked on the measured {', '.join(p.stem for p in picked)}")
+    return [_images.load_image(f, crop=CALIBRATION_CROP) for f in picked]
+
+
 def mac_key(codec, height: int, width: int) -> str:
     """What MAC counts depend on: the architecture and its constructor arguments (the channel
     configuration), the stage split, the size, and the counting software — not the weights, the
@@ -233,7 +336,17 @@ def run(log=print, progress: bool = True, **params) -> RunResult:
         env.update(codec_family=codec.family, codec_channels=codec.channels, weights_label=codec.weights_label,
                    load_seconds=codec.load_seconds, weights_source=codec.weights_source)
         rid = run_id(req, platform_fingerprint(req, n))
-        subject = LearnedSubject(req, codec, imgs, req.results_dir, log)
+        if req.backend == "eager":
+            subject = LearnedSubject(req, codec, imgs, req.results_dir, log)
+        else:  # deployed before any timing: a module that cannot be is an error here, nothing written
+            from ..core.backends import deploy
+
+            dep = deploy(codec, req.backend, calibration_images(req, log), n, log)
+            log(f"note: BACKEND={req.backend}: {', '.join(dep.modules)} deployed in "
+                f"{sum(dep.setup_seconds.values()):.1f} s (one-off, not timed)"
+                + (f"; left fp32 by the quantizer: {', '.join(dep.kept_fp32)}" if dep.kept_fp32 else ""))
+            env.update(deployment=dep.as_dict())
+            subject = BackendSubject(req, codec, dep, imgs, req.results_dir, log)
         r = execute(subject, req, env, rid, log=log, progress=progress)
     return RunResult(r, req, codec.notes, run_tables(r))
 

@@ -249,15 +249,18 @@ def _repeat(subject: Subject, it: Item, rule: StopRule, log) -> tuple[dict, tupl
         elif not subject.same_output(first, out):
             raise RuntimeError(f"{it.key}: the output changed between repeats (non-deterministic coding); the "
                                "repeats would not be comparable")
-        for direction, stage, kind, measured, sec in rows:
+        for direction, stage, kind, measured, sec, *backend in rows:
             samples["repeat"].append(r)
             samples["direction"].append(direction)
             samples["stage"].append(stage)
             samples["kind"].append(kind)
             samples["measured"].append(measured)
             samples["seconds"].append(sec)
+            if backend:  # a backend run's rows name their backend (its own, or eager timed beside it)
+                samples.setdefault("backend", []).append(backend[0])
         repeats.append({"repeat": r, "contended": contended, **{d: v for d, v in reads.items()}})
-        tot = {d: s for d, st, k, m, s in rows if st == "total"}
+        # the stopping rule sees each direction of each backend: both sides of a comparison are precise
+        tot = {d if not b else f"{b[0]}:{d}": s for d, st, k, m, s, *b in rows if st == "total"}
         if contended:
             redo += 1
             log(f"note: {it.key} repeat {r} was contended (other processes used "

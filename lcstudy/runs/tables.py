@@ -5,7 +5,9 @@ of the book is derived from these. Columns (every table also carries the run's p
 ``host`` (the results folder), ``platform``, ``device``, ``codec``, ``quality``, ``label``,
 ``run_id``, ``weights``, ``weights_label``, ``threads``, ``crop``, ``resize`` (the item's, where a run
 measured several sizes), ``item`` (timings, samples, memory: the item's key, ``kodim01@1920x1080``), ``profile``,
-``cpu_model``, ``gpu_name``, versions, ``peak_matmul_gflops``):
+``cpu_model``, ``gpu_name``, versions, ``peak_matmul_gflops``, ``run_backend`` (how the run deployed the
+transforms; ``eager`` for every result made before the backend axis) and ``backend`` (the row's own: a backend
+run also times ``eager`` beside it, side by side; timings add ``identical_bitstream`` and ``prime_seconds``)):
 
 ============= =====================================================================================
 table          one row per … and its own columns
@@ -60,11 +62,16 @@ def base_columns(run: layout.Run) -> dict:
             "seed": req.get("seed"), "threads": env.get("threads"), "crop": req.get("crop"),
             "resize": req.get("resize"), "profile": req.get("profile"),
             **{k: env.get(k) for k in _ENV}, "peak_matmul_gflops": peak.get("peak_matmul_gflops"),
-            "load_seconds": env.get("load_seconds")}
+            "load_seconds": env.get("load_seconds"),
+            # the run's backend (results from before the backend axis: eager); ``backend`` is each row's own
+            # (a backend run also times eager beside it)
+            "run_backend": req.get("backend") or "eager", "backend": req.get("backend") or "eager"}
 
 
-def _samples_frame(rec: dict) -> pd.DataFrame:
+def _samples_frame(rec: dict, backend: str = "eager") -> pd.DataFrame:
     s = pd.DataFrame(rec["samples"])
+    if "backend" not in s.columns:
+        s["backend"] = backend
     cont = {r["repeat"]: bool(r.get("contended")) for r in rec.get("repeats", [])}
     other = {r["repeat"]: sum(v.get("other_cpu_s", 0.0) for k, v in r.items() if isinstance(v, dict))
              for r in rec.get("repeats", [])}
@@ -80,21 +87,23 @@ def _item_base(rec: dict, base: dict) -> dict:
 
 
 def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
-    s = _samples_frame(rec)
+    s = _samples_frame(rec, base["run_backend"])
     base = _item_base(rec, base)
     rows = []
     extra = ({"codec": rec["codec"], "knob": rec["knob"], "value": rec["value"], "options": str(rec.get("options")),
               "threading": rec.get("threading")} if standard else {})
-    for (direction, stage), g in s.groupby(["direction", "stage"], sort=False):
+    deployed = {"identical_bitstream": rec.get("identical_bitstream"), "prime_seconds": rec.get("prime_seconds")}
+    for (backend, direction, stage), g in s.groupby(["backend", "direction", "stage"], sort=False):
         ok = g[~g.contended]
+        own = (rec.get("by_backend") or {}).get(backend, rec)  # this backend's rate and quality
         m = Measurement(ok.seconds.tolist())  # every repeat contended: blank (the next run measures it again)
         lo, hi = m.ci()
         rows.append({**base, **extra, "image": rec["image"], "node": rec.get("node"), "height": rec["height"],
                      "width": rec["width"], "direction": direction, "stage": stage, "kind": g.kind.iloc[0],
                      "measured": bool(g.measured.iloc[0]), "seconds": m.median, "iqr_seconds": m.iqr,
                      "ci_low": lo, "ci_high": hi, "n_samples": len(ok), "n_contended": int(g.contended.sum()),
-                     "noisy": m.noisy, "stop": rec.get("stop"), "bpp": rec.get("bpp"), "psnr": rec.get("psnr"),
-                     "ms_ssim": rec.get("ms_ssim"), "nbytes": rec.get("nbytes"),
+                     "noisy": m.noisy, "stop": rec.get("stop"), "bpp": own.get("bpp"), "psnr": own.get("psnr"),
+                     "ms_ssim": own.get("ms_ssim"), "nbytes": own.get("nbytes"), "backend": backend, **deployed,
                      "warmup_codings": (rec.get("warmup") or {}).get("codings")})
     return rows
 
@@ -129,25 +138,30 @@ def _table(runs: list[layout.Run], table: str) -> pd.DataFrame:
             frames.append(pd.DataFrame(rows))
         elif table == "samples":
             for rec in recs:
-                s = _samples_frame(rec)
+                s = _samples_frame(rec, base["run_backend"])
                 s.insert(0, "image", rec["image"])
                 s.insert(1, "node", rec.get("node"))
                 if run.kind == "standard":
                     s.insert(0, "value", rec["value"])
                     s.insert(0, "item_codec", rec["codec"])
                 for k, v in reversed(list(_item_base(rec, base).items())):
-                    s.insert(0, k, v)
+                    if k not in s.columns:
+                        s.insert(0, k, v)
                 frames.append(s)
         elif table == "memory":
             rows = []
             for rec in recs:
                 for rep in rec.get("repeats", []):
-                    for direction in ("encode", "decode"):
-                        for m in (rep.get(direction) or {}).get("memory", []):
+                    for key, read in rep.items():  # "encode", "decode"; "eager:encode" beside a backend
+                        if not isinstance(read, dict):
+                            continue
+                        backend, _, direction = key.rpartition(":")
+                        for m in read.get("memory", []):
                             rows.append({**_item_base(rec, base), "image": rec["image"], "node": rec.get("node"),
                                          "height": rec["height"], "width": rec["width"], "repeat": rep["repeat"],
                                          "contended": rep.get("contended"), "direction": direction, **m,
-                                         "working_mb": m["peak_mb"] - m["baseline_mb"]})
+                                         "working_mb": m["peak_mb"] - m["baseline_mb"],
+                                         "backend": backend or base["run_backend"]})
             frames.append(pd.DataFrame(rows))
     frames = [f for f in frames if not f.empty]
     if not frames:
@@ -219,6 +233,8 @@ def main_rows(df: pd.DataFrame, all_threads: bool = True) -> pd.DataFrame:
     """
     if df.empty:
         return df
+    if "run_backend" in df.columns:  # the backend runs feed the Deployment chapter only
+        df = df[df.run_backend == "eager"]
     d = df[df["resize"].isna()] if "resize" in df.columns else df
     if d.crop.isna().any():
         d = d[d.crop.isna()]
