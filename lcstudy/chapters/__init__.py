@@ -37,6 +37,8 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("standard_codecs", "Learned versus standard codecs", "JPEG, JPEG 2000, WebP, AVIF, x265, JPEG XL in the "
             "same harness; learned codecs at a matched bitrate"),
     Chapter("scaling", "Resolution scaling", "time and memory from a 512² crop to 3840×2160, fitted exponents"),
+    Chapter("deployment", "Deployment", "each codec's transforms under channels-last, torch.compile, bf16, int8 and "
+            "ONNX Runtime: speed-up beside eager, one-off costs, rate-distortion price, model size"),
 )
 
 

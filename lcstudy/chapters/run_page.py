@@ -29,7 +29,8 @@ def header_markdown(result) -> str:
     lines = [f"**{i.codec} q{i.quality}** on **{i.device}** — platform *{i.platform}*, node(s) `{runs.nodes}`, "
              f"{i.threads} threads; {t.image.nunique()} {size}; {reps}; weights: **{env.get('weights_label')}**; "
              f"channels {env.get('codec_channels')}; stage split: {env.get('codec_family')}; torch "
-             f"{i.torch_version}, CompressAI {i.compressai_version}; run `{i.run_id}`.",
+             f"{i.torch_version}, CompressAI {i.compressai_version}; backend **{req.get('backend') or 'eager'}**"
+             f"{deployed_words(env.get('deployment'))}; run `{i.run_id}`.",
              f"\nRepeats made: {int(runs.repeats)} ({int(runs.contended)} contended by other processes and "
              f"measured again: {runs.contended_share:.1%}); stopped by: {runs.stops}."]
     if env.get("codec_family") == "generic":
@@ -43,6 +44,20 @@ def header_markdown(result) -> str:
     for n in sorted({n for rec in r.items() for n in rec.get("notes", [])}):
         lines.append(f"\n- {n}")
     return "\n".join(lines)
+
+
+def deployed_words(dep: dict | None) -> str:
+    """How a backend run deployed the codec, in words (nothing for eager)."""
+    if not dep:
+        return ""
+    out = (f" ({dep['precision']}: {', '.join(dep['modules'])}; eager timed beside it in this process; "
+           f"setup {sum(dep['setup_seconds'].values()):.2f} s, one-off; model {dep['model_bytes']:,} bytes against "
+           f"eager's {dep['eager_model_bytes']:,}")
+    if dep.get("kept_fp32"):
+        out += f"; left fp32 by the quantizer: {', '.join(dep['kept_fp32'])}"
+    if dep.get("eager_modules"):
+        out += f"; left eager: {', '.join(dep['eager_modules'])}"
+    return out + ")"
 
 
 def stage_rows(t: pd.DataFrame, kinds=("partition", "aggregate")) -> pd.DataFrame:
@@ -97,6 +112,17 @@ def build(result) -> Page:
     t = _in_run_order(result.tables["timings"], result)
     page = Page("run")
     page.header = header_markdown(result)
+    backend = result.run.meta["request"].get("backend") or "eager"
+    if backend != "eager":  # a backend run: its own rows below; eager's, timed beside it, in the comparison
+        from .deployment import speedups
+
+        sp = speedups(t)
+        page.table("deployment", present(sp, ["direction", "stage", "eager_s", "backend_s", "speedup_vs_eager", "images"]),
+                   f"{backend} against eager, timed side by side in this run (eager over {backend} per image, median "
+                   f"over images). Bitstream byte-identical to eager's on "
+                   f"{int(t[t.stage == 'total'].groupby('image').identical_bitstream.first().sum())} of "
+                   f"{t.image.nunique()} images.")
+        t = t[t.backend == backend]
     i = t.iloc[0]
     label = f"{i.codec} q{i.quality} · {i.platform} · {style.weights_text(t)}"
     if result.run.meta["request"].get("sizes"):  # a run of several sizes: one table per item, sizes not mixed
@@ -127,6 +153,8 @@ def build(result) -> Page:
                    "ptflops (`backend='aten'`) on the shapes each stage sees; the last columns compare it with "
                    "FlopCounterMode (1 = equal) and name modules with parameters that neither counter counted.")
     mem = _in_run_order(result.tables["memory"], result)
+    if "backend" in mem:
+        mem = mem[mem.backend == backend]
     if not mem.empty:
         m = mem[~mem.contended.astype(bool)] if "contended" in mem else mem
         by = (["item"] if result.run.meta["request"].get("sizes") else []) + ["direction", "memory", "method"]

@@ -23,6 +23,9 @@ class Study:
     samples: pd.DataFrame
     runs: pd.DataFrame
     memory_all: pd.DataFrame  # every run's, the scaling runs' included
+    #: the backend runs (BACKEND≠eager) with every table, for the Deployment chapter only: the other
+    #: tables above hold the eager runs (a backend run times eager beside it; that is not a main run)
+    deployment: dict | None = None
 
     @property
     def weights(self) -> str:
@@ -40,6 +43,8 @@ def load(results_dir) -> Study:
     if not d.exists():
         raise InputError(f"no results under {d}; run `make runs` first")
     t = {k: load_results(d, k) for k in ("timings", "complexity", "memory", "kernels", "standard", "samples", "runs")}
+    deployed = {k: v[v.run_backend != "eager"] for k, v in t.items() if "run_backend" in v}
+    t.update({k: v[v.run_backend == "eager"] for k, v in t.items() if "run_backend" in v})
     timings = t["timings"]
     main = main_rows(timings) if not timings.empty else timings
     ids = set(main_rows(timings, all_threads=False).run_id) if not timings.empty else set()
@@ -47,7 +52,7 @@ def load(results_dir) -> Study:
     for k in ("complexity", "memory", "kernels"):
         side[k] = t[k][t[k].run_id.isin(ids)] if not t[k].empty else t[k]
     return Study(d, timings, main, side["complexity"], side["memory"], side["kernels"], t["standard"], t["samples"],
-                 t["runs"], t["memory"])
+                 t["runs"], t["memory"], deployed)
 
 
 def lowest_quality(df: pd.DataFrame) -> pd.DataFrame:

@@ -136,6 +136,27 @@ _PROVENANCE = {
     "load_seconds": ("model loading (s)", "s", "wall time to load the model (the paper's Model Loading)"),
 }
 COLUMNS.update(_PROVENANCE)
+COLUMNS.update({  # deployment backends (lcstudy.core.backends; the Deployment chapter)
+    "backend": ("backend", "text", "how the transforms ran: eager (fp32 PyTorch, the reference) or a deployment backend"),
+    "run_backend": ("run's backend", "text", "the backend the run deployed (eager: a run before or without one)"),
+    "identical_bitstream": ("same bits as eager", "flag", "the bitstream is byte-identical to eager's"),
+    "identical_share": ("images with eager's bits", "frac", "share of images whose bitstream is eager's, byte for byte"),
+    "prime_seconds": ("first coding (s)", "s", "untimed first coding of a new input shape: a one-off cost"),
+    "setup_seconds": ("setup (s)", "s", "one-off: export, calibration and conversion of the transforms"),
+    "model_bytes": ("model bytes", "int", "the model's tensors at the backend's precision (ONNX: the files)"),
+    "eager_model_bytes": ("eager model bytes", "int", "the fp32 model's parameters and buffers"),
+    "model_ratio": ("model / eager", "sig3", "model bytes over eager's"),
+    "precision": ("precision", "text", "the arithmetic the backend runs the transforms in"),
+    "kept_fp32": ("left fp32", "text", "layers the int8 quantizer did not quantize"),
+    "deployed_modules": ("deployed", "text", "the modules the backend runs (the rest stays eager)"),
+    "max_rel_diff": ("max difference", "sig3", "largest max-abs difference from eager over the largest output"),
+    "eager_s": ("eager (s)", "s", "eager's time, timed beside the backend: median over images"),
+    "backend_s": ("backend (s)", "s", "the backend's time: median over images"),
+    "speedup_vs_eager": ("speed-up", "x", "eager's time over the backend's, per image, median over images (>1: faster)"),
+    "delta_bpp_pct": ("Δ rate (%)", "pct", "the backend's bits per pixel over eager's, minus 1"),
+    "delta_psnr_db": ("Δ PSNR (dB)", "db", "the backend's PSNR minus eager's"),
+    "delta_ms_ssim": ("Δ MS-SSIM", "frac", "the backend's MS-SSIM minus eager's"),
+})
 COLUMNS.update({
     # assessment
     "ratio_to_fastest": ("× the fastest", "x", "time over the fastest codec's, same platform and direction"),

@@ -127,6 +127,9 @@ class _OrtModule:
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+        # no spinning after a call: ONNX Runtime's idle threads would otherwise burn the cores the entropy
+        # coder (the next stage, in torch and C++) needs; a deployed codec interleaves both the same way
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
         self.session = ort.InferenceSession(onnx_bytes, so, providers=providers)
         self.nbytes = len(onnx_bytes)
@@ -180,11 +183,6 @@ def check(name, device: str = "cpu") -> str:
         raise InputError(f"BACKEND={n} runs on {' and '.join(b.devices)} only, not DEVICE={device}; valid on {kind}: "
                          f"{', '.join(k for k, v in BACKENDS.items() if kind in v.devices)}")
     return n
-
-
-class Deployed:
-    """Mixin-free stand-in built by :func:`wrap` (a ``torch.nn.Module`` subclass is made lazily so that
-    this module imports without torch)."""
 
 
 def _deployed_class():

@@ -65,7 +65,20 @@ def base_columns(run: layout.Run) -> dict:
             "load_seconds": env.get("load_seconds"),
             # the run's backend (results from before the backend axis: eager); ``backend`` is each row's own
             # (a backend run also times eager beside it)
-            "run_backend": req.get("backend") or "eager", "backend": req.get("backend") or "eager"}
+            "run_backend": req.get("backend") or "eager", "backend": req.get("backend") or "eager",
+            **deployment_columns(env.get("deployment"))}
+
+
+def deployment_columns(dep: dict | None) -> dict:
+    """A backend run's deployment (:meth:`lcstudy.core.backends.Deployment.as_dict`) as columns: its one-off
+    setup (export, calibration, conversion), the model's bytes at its precision and eager's, the layers
+    the quantizer left fp32. Eager runs have none."""
+    if not dep:
+        return {}
+    return {"setup_seconds": sum(dep.get("setup_seconds", {}).values()), "model_bytes": dep.get("model_bytes"),
+            "eager_model_bytes": dep.get("eager_model_bytes"), "precision": dep.get("precision"),
+            "kept_fp32": ", ".join(dep.get("kept_fp32", [])), "deployed_modules": ", ".join(dep.get("modules", [])),
+            "max_rel_diff": max(dep.get("max_abs_diff", {}).values(), default=None)}
 
 
 def _samples_frame(rec: dict, backend: str = "eager") -> pd.DataFrame:

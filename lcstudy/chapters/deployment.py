@@ -1,0 +1,201 @@
+"""Chapter "Deployment": what each codec costs when its transforms are deployed — ``channels_last``,
+``torch.compile``, bf16/fp16 autocast, int8 (PT2E) or ONNX Runtime — not only run in eager fp32, and
+what it loses to get there.
+
+Every speed-up here is measured **side by side in one process**: a backend run times ``eager`` on
+the same items, alternating which goes first per repeat (:class:`lcstudy.runs.learned.BackendSubject`),
+because two separate runs of the same thing drift apart by more than several of these speed-ups.
+One-off costs (export, calibration, compilation) are kept apart from the medians.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from . import style
+from .page import Page
+from .study import load
+from .tables import present
+
+TITLE = "Deployment"
+KEYS = ["platform", "codec", "quality", "backend", "direction", "stage"]
+
+
+def _backend_order(names) -> list[str]:
+    from ..core.backends import BACKENDS
+
+    return [b for b in BACKENDS if b in set(names)]
+
+
+def speedups(t: pd.DataFrame) -> pd.DataFrame:
+    """Per platform, codec, quality, backend, direction and stage of the backend runs in ``t`` (timings
+    rows, each backend's and the eager rows timed beside it): eager's and the backend's time (median over
+    images) and the speed-up (eager over backend per image, median over images; > 1: faster)."""
+    if t.empty or "run_backend" not in t or not (t.run_backend != "eager").any():
+        return pd.DataFrame()
+    d = t[(t.run_backend != "eager") & (t.kind.isin(["partition", "aggregate"]))]
+    keys = ["platform", "codec", "quality", "run_backend", "run_id", "image", "direction", "stage"]
+    own = d[d.backend == d.run_backend].set_index(keys).seconds.rename("backend_s")
+    ref = d[d.backend == "eager"].set_index(keys).seconds.rename("eager_s")
+    per = pd.concat([own, ref], axis=1, join="inner").reset_index()
+    per = per[per.backend_s > 0]
+    per["speedup"] = per.eager_s / per.backend_s
+    out = per.groupby(["platform", "codec", "quality", "run_backend", "direction", "stage"], as_index=False,
+                      sort=False).agg(eager_s=("eager_s", "median"), backend_s=("backend_s", "median"),
+                                      speedup_vs_eager=("speedup", "median"), images=("image", "nunique"))
+    out = out.rename(columns={"run_backend": "backend"})
+    order = {b: i for i, b in enumerate(_backend_order(out.backend))}
+    stages = {s: i for i, s in enumerate(list(style.ordered_stages(out.stage.unique())) + ["network", "total"])}
+    out = out.assign(_b=out.backend.map(order), _d=out.direction.map({"encode": 0, "decode": 1}),
+                     _s=out.stage.map(lambda s: stages.get(s, 99)))
+    return style.sort_codecs(out, then=["platform", "_b", "_d", "_s"]).drop(columns=["_b", "_d", "_s"]) \
+        .reset_index(drop=True)
+
+
+def rd_price(t: pd.DataFrame) -> pd.DataFrame:
+    """Per platform, codec, quality and backend: bpp, PSNR and MS-SSIM of the backend and of eager with the
+    same weights on the same images (medians over images), their differences, and the share of images whose
+    bitstream is byte-identical to eager's."""
+    if t.empty or "run_backend" not in t:
+        return pd.DataFrame()
+    d = t[(t.run_backend != "eager") & (t.stage == "total") & (t.direction == "encode")]
+    if d.empty:
+        return pd.DataFrame()
+    rows = []
+    for (plat, codec, q, b), g in d.groupby(["platform", "codec", "quality", "run_backend"], sort=False):
+        own, ref = g[g.backend == b], g[g.backend == "eager"]
+        row = {"platform": plat, "codec": codec, "quality": int(q), "backend": b, "images": own.image.nunique(),
+               "weights_label": g.weights_label.iloc[0]}
+        for m in ("bpp", "psnr", "ms_ssim"):
+            row[m] = float(own[m].median())
+            row[f"eager_{m}"] = float(ref[m].median())
+        mo = own.set_index("image")[["bpp", "psnr", "ms_ssim"]]
+        mr = ref.set_index("image")[["bpp", "psnr", "ms_ssim"]]
+        row["delta_bpp_pct"] = float(100 * (mo.bpp / mr.bpp - 1).median())
+        row["delta_psnr_db"] = float((mo.psnr - mr.psnr).median())
+        row["delta_ms_ssim"] = float((mo.ms_ssim - mr.ms_ssim).median())
+        row["identical_share"] = float(own.identical_bitstream.astype(float).mean())
+        rows.append(row)
+    return style.sort_codecs(pd.DataFrame(rows), then=["platform"])
+
+
+def costs(t: pd.DataFrame) -> pd.DataFrame:
+    """Per platform, codec, quality and backend: the one-off costs (setup: export, calibration, conversion;
+    the untimed first coding of each new input shape: compilation, first-run allocation), the model's bytes
+    at its precision against eager's, and the layers the quantizer left fp32."""
+    if t.empty or "run_backend" not in t:
+        return pd.DataFrame()
+    d = t[(t.run_backend != "eager") & (t.backend == t.run_backend) & (t.stage == "total")]
+    if d.empty:
+        return pd.DataFrame()
+    cols = [c for c in ("setup_seconds", "model_bytes", "eager_model_bytes", "precision", "kept_fp32",
+                        "deployed_modules", "max_rel_diff") if c in d]
+    g = d.groupby(["platform", "codec", "quality", "run_backend"], as_index=False, sort=False)
+    out = g.agg(prime_seconds=("prime_seconds", "max"), **{c: (c, "first") for c in cols})
+    out = out.rename(columns={"run_backend": "backend"})
+    if "model_bytes" in out:
+        out["model_ratio"] = out.model_bytes / out.eager_model_bytes
+    return style.sort_codecs(out, then=["platform"])
+
+
+def fig_heatmap(sp: pd.DataFrame):
+    """Speed-up per codec × stage (rows) and backend (columns), encode and decode side by side."""
+    plat = (style.main_platforms(sp) or [sp.platform.iloc[0]])[0]
+    sp = sp[(sp.platform == plat) & (sp.stage != "misc")]
+    plt = style.setup()
+    backends = _backend_order(sp.backend)
+    fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 0.9 + 0.22 * max(
+        sp.groupby("direction").apply(lambda g: g[["codec", "stage"]].drop_duplicates().shape[0]).max(), 4)))
+    for ax, direction in zip(axes, ("encode", "decode")):
+        d = sp[sp.direction == direction]
+        if d.empty:
+            ax.axis("off")
+            continue
+        rows = d[["codec", "stage"]].drop_duplicates()
+        labels = [f"{c} · {s}" for c, s in zip(rows.codec, rows.stage)]
+        w = d.pivot_table(index=["codec", "stage"], columns="backend", values="speedup_vs_eager", sort=False)
+        w = w.reindex(pd.MultiIndex.from_frame(rows)).reindex(columns=backends)
+        v = np.log2(w.to_numpy(dtype=float))
+        im = ax.imshow(v, cmap="RdBu", vmin=-2, vmax=2, aspect="auto")
+        ax.set_xticks(range(len(backends)), backends, rotation=45, ha="right")
+        ax.set_yticks(range(len(labels)), labels)
+        for i in range(v.shape[0]):
+            for j in range(v.shape[1]):
+                if np.isfinite(v[i, j]):
+                    ax.text(j, i, f"{w.iloc[i, j]:.2g}", ha="center", va="center", fontsize=6)
+        ax.set_title(direction)
+    fig.colorbar(im, ax=axes, label="speed-up over eager (log₂ colour; blue: faster)", shrink=0.8)
+    return style.finish(fig, style.title("Speed-up over eager per stage and backend", sp, [plat]))
+
+
+def findings(page: Page, t: dict) -> None:
+    from .findings import fact
+
+    sp, rd = t["speedup"], t["rd_price"]
+    dec = sp[(sp.direction == "decode") & (sp.stage == "total")]
+    k = lambda r: {"platform": r.platform, "codec": r.codec, "quality": r.quality, "backend": r.backend,  # noqa: E731
+                   "direction": r.direction, "stage": r.stage}
+    for codec, g in dec.groupby("codec", sort=False):
+        best, worst = g.loc[g.speedup_vs_eager.idxmax()], g.loc[g.speedup_vs_eager.idxmin()]
+        page.findings.add("{c}'s decoder is fastest under {b} on {p}: {x} eager's speed ({s} s against {e} s)"
+                          + (", and slowest under {wb}: {wx}." if worst.backend != best.backend else "."),
+                          c=codec, b=best.backend, p=best.platform, x=fact(t, "speedup", k(best), "speedup_vs_eager", "x"),
+                          s=fact(t, "speedup", k(best), "backend_s", "s"), e=fact(t, "speedup", k(best), "eager_s", "s"),
+                          wb=worst.backend, wx=fact(t, "speedup", k(worst), "speedup_vs_eager", "x"))
+    slow = sp[(sp.stage.isin(["g_a", "g_s"])) & (sp.speedup_vs_eager < 1)]
+    if len(slow):
+        r = slow.loc[slow.speedup_vs_eager.idxmin()]
+        page.findings.add("The largest slow-down of a transform: {c}'s {st} under {b} runs at {x} eager's speed "
+                          "on {p} (bf16 and int8 have no native instructions on a CPU without AVX-512 BF16/VNNI).",
+                          c=r.codec, st=r.stage, b=r.backend, p=r.platform, x=fact(t, "speedup", k(r), "speedup_vs_eager", "x"))
+    if not rd.empty:
+        kr = lambda r: {"platform": r.platform, "codec": r.codec, "quality": r.quality, "backend": r.backend}  # noqa
+        for _, r in rd[rd.backend.isin(["int8", "bf16"])].iterrows():
+            page.findings.add("{b} changes {c}'s PSNR by {d} dB and its rate by {r} against eager with the same "
+                              "weights ({w}); {i} of the images keep eager's bitstream byte for byte.",
+                              b=r.backend, c=r.codec, w=r.weights_label,
+                              d=fact(t, "rd_price", kr(r), "delta_psnr_db", "db"),
+                              r=fact(t, "rd_price", kr(r), "delta_bpp_pct", "pct"),
+                              i=fact(t, "rd_price", kr(r), "identical_share", "frac"))
+
+
+def build(results_dir, reference=None, downloads_dir=None) -> Page:
+    lcs = load(results_dir)
+    page = Page("deployment")
+    dep = lcs.deployment or {}
+    t = dep.get("timings", pd.DataFrame())
+    sp, rd, oc = speedups(t), rd_price(t), costs(t)
+    tables = {"speedup": sp, "rd_price": rd, "costs": oc}
+    if sp.empty:
+        page.findings.missing("No backend run here: `make run CODEC=HP BACKEND=onnxruntime` (or the standard profile, "
+                              "`make runs`, which runs every backend at each codec's lowest quality) measures one.")
+    else:
+        findings(page, tables)
+    page.header = ("Each backend runs the transforms (`g_a`, `h_a`, `h_s`, `g_s`); the entropy coders, the context "
+                   "model and the entropy-parameter networks stay CompressAI's eager code. Eager is timed beside "
+                   "each backend in the same process, alternating per repeat, so each speed-up compares like with "
+                   "like. Under ONNX Runtime the operators are ONNX Runtime's, not aten's: the operator profile of a "
+                   "backend run shows only what still runs in torch.\n\n"
+                   + (style.weights_banner(t, extra="The speed-ups hold (network time does not depend on the "
+                                              "weights), but a backend's Δ PSNR and Δ rate do not: random entropy "
+                                              "models are degenerate, so they say nothing about a trained codec.")
+                      if not t.empty else ""))
+    if not sp.empty:
+        page.figure("heatmap", fig_heatmap(sp), "Each cell: eager's time over the backend's for one codec's stage "
+                    "(median over images; blue: the backend is faster, red: slower).")
+        page.table("speedup", present(sp[sp.stage.isin(["total", "network"])],
+                                      ["codec", "platform", "backend", "direction", "stage", "eager_s", "backend_s",
+                                       "speedup_vs_eager", "images"]),
+                   "Whole coding and transforms alone, per backend (the heat map has every stage).")
+    if not oc.empty:
+        page.table("costs", present(oc, [c for c in ["codec", "platform", "backend", "precision", "setup_seconds",
+                                                      "prime_seconds", "model_bytes", "model_ratio", "kept_fp32"]
+                                          if c in oc]),
+                   "One-off costs, never in a median: setup (export, calibration, conversion) and the first "
+                   "coding of a new input shape (compilation); the model's size at the backend's precision.")
+    if not rd.empty:
+        page.table("rd", present(rd, ["codec", "platform", "backend", "bpp", "psnr", "delta_bpp_pct",
+                                      "delta_psnr_db", "delta_ms_ssim", "identical_share", "images"]),
+                   "The rate-distortion price of each backend against eager with the same weights.")
+    page.write(downloads_dir, tables)
+    return page
