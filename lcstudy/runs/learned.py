@@ -239,6 +239,7 @@ def calibration_images(req: RunRequest, log=print) -> list:
     from pathlib import Path
 
     from ..core.backends import CALIBRATION_CROP, CALIBRATION_IMAGES
+    from ..errors import InputError
 
     measured = {r.sha256 for r in req.images}
     folder = Path(req.images[0].path).parent
@@ -248,7 +249,13 @@ def calibration_images(req: RunRequest, log=print) -> list:
         picked = [Path(r.path) for r in req.images[:CALIBRATION_IMAGES]]
         log(f"note: BACKEND={req.backend}: every image of {folder} is measured; the backend is calibrated and "
             f"checked on the measured {', '.join(p.stem for p in picked)}")
-    return [_images.load_image(f, crop=CALIBRATION_CROP) for f in picked]
+    out = []
+    for f in picked:
+        try:
+            out.append(_images.load_image(f, crop=CALIBRATION_CROP))
+        except InputError:  # an image smaller than the crop: whole
+            out.append(_images.load_image(f))
+    return out
 
 
 def mac_key(codec, height: int, width: int) -> str:

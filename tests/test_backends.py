@@ -1,0 +1,197 @@
+"""Deployment backends (BACKEND): the parameter lists agree, bad values fail fast, and known answers —
+an identity backend is byte-identical at speed-up 1, an exported transform agrees with eager, a wrong
+backend is caught, a one-off cost never enters a median, old results read as eager."""
+import copy
+import json
+import re
+import time
+
+import pytest
+import torch
+
+import lcstudy.core.contention as contention
+from lcstudy.core import backends
+from lcstudy.core.backends import BACKENDS, Backend
+from lcstudy.errors import InputError
+from lcstudy.runs import layout
+from lcstudy.runs.params import LEARNED_PARAMS, resolve
+from lcstudy.runs.tables import load_results
+
+from .conftest import KODAK, ROOT
+
+FAKE = "tests.fakecodec:FakeHyperprior"
+
+
+def test_parameter_lists_agree():
+    """Makefile NB_PARAMS, LEARNED_PARAMS, the notebook's parameters cell and its call: one list (issue 25)."""
+    mk = (ROOT / "Makefile").read_text()
+    nb_params = re.search(r"^NB_PARAMS := (.*?)(?<!\\)\n", mk, re.S | re.M).group(1).replace("\\\n", " ").split()
+    assert [p.lower() for p in nb_params] == [p for p in LEARNED_PARAMS if p not in ("results_dir", "profile")]
+    nb = (ROOT / "notebooks" / "profile_codec.md").read_text()
+    cell = re.search(r":tags: \[parameters[^\n]*\n\n(.*?)```", nb, re.S).group(1)
+    assert [ln.split("=")[0].strip() for ln in cell.strip().splitlines()] == list(LEARNED_PARAMS)
+    call = re.search(r"learned\.run\((.*?)\)\n", nb, re.S).group(1)
+    passed = dict(re.findall(r"(\w+)=(\w+)", call))
+    assert all(passed.get(p) == p for p in LEARNED_PARAMS), [p for p in LEARNED_PARAMS if passed.get(p) != p]
+
+
+@pytest.mark.parametrize("value,device,msg", [
+    ("nope", "cpu", "BACKEND='nope': must be one of eager, channels_last, compile, bf16, fp16, int8, onnxruntime"),
+    ("fp16", "cpu", "BACKEND=fp16 runs on cuda only, not DEVICE=cpu; valid on cpu: eager, channels_last, compile, "
+                    "bf16, int8, onnxruntime"),
+])
+def test_bad_backend_fails_fast_on_one_line(value, device, msg, tmp_path):
+    t0 = time.perf_counter()
+    with pytest.raises(InputError) as e:
+        resolve({"codec": "HP", "backend": value, "device": device, "images": str(KODAK),
+                 "results_dir": str(tmp_path / "res")})
+    assert str(e.value) == msg and "\n" not in str(e.value)
+    assert time.perf_counter() - t0 < 3
+    assert not (tmp_path / "res").exists()
+
+
+def test_backend_in_the_identity_only_when_not_eager(tmp_path):
+    """Every run made before the backend axis keeps its id: eager adds nothing to the identity."""
+    p = {"codec": "HP", "images": str(KODAK), "limit": 1, "results_dir": str(tmp_path)}
+    eager, explicit, ort = resolve(p), resolve({**p, "backend": "eager"}), resolve({**p, "backend": "onnxruntime"})
+    assert "backend" not in eager.identity() and eager.request_id == explicit.request_id
+    assert ort.identity()["backend"] == "onnxruntime" and ort.request_id != eager.request_id
+    assert ort.label.endswith("-onnxruntime") and eager.label == explicit.label
+
+
+# --- known answers on the fake codec (its modules do a known amount of work) ---------------------------
+
+def _same(module, examples, threads):
+    inner = copy.deepcopy(module)
+    return inner, inner
+
+
+def _first_call_slow(module, examples, threads):
+    """The identity, but its first call on each input shape takes 0.5 s more: a compilation."""
+    inner = copy.deepcopy(module)
+    seen = set()
+
+    def run(x):
+        if tuple(x.shape) not in seen:
+            seen.add(tuple(x.shape))
+            time.sleep(0.5)
+        return inner(x)
+    return run, inner
+
+
+def _perturbed(module, examples, threads):
+    inner = copy.deepcopy(module)
+    with torch.no_grad():
+        for p in inner.parameters():
+            p.mul_(1.5)
+    return inner, inner
+
+
+@pytest.fixture
+def quiet(monkeypatch):
+    """Other work on the development machine must not leave every repeat contended here."""
+    monkeypatch.setattr(contention, "OTHER_CORES", 1e6)
+
+
+def _run(monkeypatch, tmp_path, small_png, name, make, tolerance=None, repeats=4, warmup=1):
+    from lcstudy.runs import learned
+
+    monkeypatch.setitem(BACKENDS, name, Backend(name, "a test backend", "fp32", make, tolerance))
+    for k in range(2):
+        small_png(f"i{k}", 64, 64, seed=k, folder=tmp_path / "imgs")
+    # not measured (LIMIT=2): the calibration image, of another size, so the measured shape is new after setup
+    small_png("z", 96, 96, folder=tmp_path / "imgs")
+    r = learned.run(codec=FAKE, backend=name, images=str(tmp_path / "imgs"), limit=2, repeats=repeats, warmup=warmup,
+                    kernels=False, macs=False, results_dir=str(tmp_path / "res"), progress=False, log=lambda m: None)
+    return r
+
+
+def test_identity_backend_is_byte_identical_at_speedup_one(monkeypatch, tmp_path, small_png, quiet):
+    from lcstudy.chapters.deployment import speedups
+
+    r = _run(monkeypatch, tmp_path, small_png, "same", _same, tolerance=0.0, repeats=5)
+    t = r.tables["timings"]
+    assert set(t.backend) == {"same", "eager"} and set(t.run_backend) == {"same"}
+    assert t.identical_bitstream.all()
+    sp = speedups(t)
+    tot = sp[sp.stage == "total"].set_index("direction").speedup_vs_eager
+    assert tot.between(0.8, 1.25).all(), tot  # the fake's work is ~0.1 s a coding: 1 within noise
+    g = sp[(sp.stage == "g_a") & (sp.direction == "encode")].iloc[0]
+    assert g.eager_s == pytest.approx(0.030, rel=0.3) and g.backend_s == pytest.approx(0.030, rel=0.3)
+    s = r.tables["samples"]  # each repeat timed both, side by side
+    assert s.groupby("repeat").backend.nunique().eq(2).all()
+
+
+def test_one_off_cost_never_enters_a_median(monkeypatch, tmp_path, small_png, quiet):
+    """A backend whose first call per shape costs 0.5 s, with the warm-up off: the run primes the shape
+    untimed, records the cost apart, and no timed repeat contains it."""
+    r = _run(monkeypatch, tmp_path, small_png, "slowfirst", _first_call_slow, repeats=2, warmup=0)
+    t = r.tables["timings"]
+    own = t[(t.backend == "slowfirst") & (t.stage == "total")]
+    assert own.seconds.max() < 0.3, own.seconds
+    s = r.tables["samples"]
+    assert s[(s.backend == "slowfirst") & (s.stage == "g_a")].seconds.max() < 0.3
+    assert own.prime_seconds.dropna().max() > 0.5  # recorded apart
+    assert own.setup_seconds.max() > 0.5  # the calibration shape's first call: in the setup, not in a median
+
+
+def test_a_wrong_backend_is_caught_by_bytes_and_rd(monkeypatch, tmp_path, small_png, quiet):
+    from lcstudy.chapters.deployment import rd_price
+
+    r = _run(monkeypatch, tmp_path, small_png, "perturbed", _perturbed, repeats=1)
+    t = r.tables["timings"]
+    assert not t.identical_bitstream.any()
+    rd = rd_price(t).iloc[0]
+    assert rd.identical_share == 0 and rd.delta_psnr_db != 0
+
+
+def test_old_results_read_as_eager(tmp_path, small_png, quiet):
+    """A run written before the backend axis (no backend in its request): every table says eager."""
+    import lcstudy
+
+    codec = lcstudy.load_codec(FAKE, weights="random")
+    lcstudy.profile(codec, [small_png("a", 64, 64)], repeats=1, results_dir=tmp_path, log=lambda m: None)
+    meta_file = next(tmp_path.rglob(layout.RUN_META))
+    meta = json.loads(meta_file.read_text())
+    meta["request"].pop("backend", None)
+    meta_file.write_text(json.dumps(meta))
+    for table in ("timings", "samples", "memory"):
+        d = load_results(tmp_path, table)
+        assert set(d.backend) == {"eager"} and set(d.run_backend) == {"eager"}, table
+
+
+# --- a real transform exported to ONNX Runtime ----------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def hp_and_crops():
+    import lcstudy
+    from lcstudy.core import images as _images
+
+    codec = lcstudy.load_codec("HP", 1, weights="random")
+    return codec, [_images.load_image(KODAK / f"kodim0{k}.png", crop=64) for k in (3, 4)]
+
+
+def test_exported_transforms_agree_with_eager(hp_and_crops):
+    """Each transform under ONNX Runtime within the stated tolerance of eager (relative max-abs ≤ 1e-4), the
+    entropy coders untouched: the same bitstream."""
+    from lcstudy.core.instrument import encode_decode
+
+    codec, crops = hp_and_crops
+    dep = backends.deploy(codec, "onnxruntime", crops, 2)
+    assert dep.modules == ("g_a", "h_a", "h_s", "g_s")
+    assert all(v <= BACKENDS["onnxruntime"].tolerance for v in dep.max_abs_diff.values()), dep.max_abs_diff
+    assert 0 < dep.setup_seconds["g_a"] and dep.model_bytes > 0.9 * dep.eager_model_bytes
+    from lcstudy.core import images as _images
+
+    x, _ = _images.pad(crops[0].x)
+    assert encode_decode(dep.codec, x).strings == encode_decode(codec, x).strings
+    assert type(codec.model.g_a).__name__ != "DeployedModule"  # the eager codec is left as it was
+
+
+def test_a_transform_that_disagrees_is_refused_naming_it(hp_and_crops, monkeypatch):
+    codec, crops = hp_and_crops
+    real = backends._OrtModule.__call__
+    monkeypatch.setattr(backends._OrtModule, "__call__", lambda self, x: real(self, x) * 1.01)
+    with pytest.raises(InputError, match=r"HP: module g_a under BACKEND=onnxruntime differs from eager by .* > "
+                                         r"0.0001; .* run this codec with another backend"):
+        backends.deploy(codec, "onnxruntime", crops, 2)
