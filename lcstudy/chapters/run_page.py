@@ -134,7 +134,7 @@ def build(result) -> Page:
         page.table("stages", present(s, ["direction", "stage", "median_s", "share_pct", "images"]),
                    "Median over images of each image's median over repeats, ± half its 95 % interval over images "
                    "(blank below 6 images); `misc` is the total minus the stages.")
-    page.figure("per_image", fig_stages_per_image(t, label), "Each bar is one image (one size of it, in a run of "
+    page.figure("per_image", fig_stages_per_image(t, label) if t.seconds.notna().any() else None, "Each bar is one image (one size of it, in a run of "
                 "several sizes); the colours are the stages, bottom to top in coding order — compare the height of "
                 "the entropy-coding stages with the transforms.")
     subs = t[t.kind == "sub"]
