@@ -65,13 +65,13 @@ def test_quick_book_on_slurm(cluster, tmp_path):
     print(f"SLURM quick book: {wall:.0f} s")
     arrays = _arrays(tmp_path / "results")
     tasks = [(a["job"], t) for a in arrays for t in a["tasks"]]
-    assert len(tasks) == 9  # 8 codecs + the standard codecs, each a task of the CPU array
+    assert len(tasks) == 25  # 8 codecs, each also beside quick's 2 backends, + the standard codecs: the CPU array
     for job in {a["job"] for a in arrays}:
         assert set(_sacct(env, job).values()) == {"COMPLETED"}
     from lcstudy.runs.tables import load_results
 
     runs = load_results(tmp_path / "results", "runs")
-    assert len(runs) == 9 and runs.complete.all() and runs.slurm_jobs.astype(bool).all()
+    assert len(runs) == 25 and runs.complete.all() and runs.slurm_jobs.astype(bool).all()
     spans = []
     for p in (tmp_path / "results").rglob("run.json"):
         for e in json.loads(p.read_text())["executions"]:
@@ -83,7 +83,7 @@ def test_quick_book_on_slurm(cluster, tmp_path):
     pages = {p.name for p in html.glob("*.html")}
     assert {"assessment.html", "paper_comparison.html", "flops_runtime.html", "rd_frontier.html",
             "standard_codecs.html", "scaling.html"} <= pages
-    assert len(list((html / "runs").rglob("*.html"))) == 9
+    assert len(list((html / "runs").rglob("*.html"))) == 25
 
 
 def test_scancel_then_resubmit_resumes(cluster, tmp_path):

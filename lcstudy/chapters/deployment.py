@@ -131,7 +131,7 @@ def fig_heatmap(sp: pd.DataFrame):
 def findings(page: Page, t: dict) -> None:
     from .findings import fact
 
-    sp, rd = t["speedup"], t["rd_price"]
+    sp, rd = t["speedup"].dropna(subset=["speedup_vs_eager"]), t["rd_price"]
     dec = sp[(sp.direction == "decode") & (sp.stage == "total")]
     k = lambda r: {"platform": r.platform, "codec": r.codec, "quality": r.quality, "backend": r.backend,  # noqa: E731
                    "direction": r.direction, "stage": r.stage}
@@ -150,7 +150,7 @@ def findings(page: Page, t: dict) -> None:
                           c=r.codec, st=r.stage, b=r.backend, p=r.platform, x=fact(t, "speedup", k(r), "speedup_vs_eager", "x"))
     if not rd.empty:
         kr = lambda r: {"platform": r.platform, "codec": r.codec, "quality": r.quality, "backend": r.backend}  # noqa
-        for _, r in rd[rd.backend.isin(["int8", "bf16"])].iterrows():
+        for _, r in rd[rd.backend.isin(["int8", "bf16"])].dropna(subset=["delta_psnr_db", "delta_bpp_pct"]).iterrows():
             page.findings.add("{b} changes {c}'s PSNR by {d} dB and its rate by {r} against eager with the same "
                               "weights ({w}); {i} of the images keep eager's bitstream byte for byte.",
                               b=r.backend, c=r.codec, w=r.weights_label,

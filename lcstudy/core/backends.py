@@ -60,6 +60,11 @@ class Backend:
     tolerance: float | None
     devices: tuple[str, ...] = ("cpu", "cuda")
     one_off: str = ""  # what its one-off cost is
+    #: first guesses for ``make cost`` before anything is measured (one noisy check on the 2-core VM, see
+    #: shared/notes/deployment-facts.md): the coding's time over eager's, and one-off seconds per transform
+    #: and input shape (compilation)
+    guess_ratio: float = 1.0
+    guess_one_off_s: float = 0.0
 
     @property
     def identity(self) -> bool:
@@ -130,8 +135,7 @@ class _OrtModule:
         # no spinning after a call: ONNX Runtime's idle threads would otherwise burn the cores the entropy
         # coder (the next stage, in torch and C++) needs; a deployed codec interleaves both the same way
         so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        providers = ["CUDAExecutionProvider"] if device.startswith("cuda") else ["CPUExecutionProvider"]
-        self.session = ort.InferenceSession(onnx_bytes, so, providers=providers)
+        self.session = ort.InferenceSession(onnx_bytes, so, providers=["CPUExecutionProvider"])
         self.nbytes = len(onnx_bytes)
 
     def __call__(self, x):
@@ -157,18 +161,22 @@ def _onnxruntime(module, examples, threads):
 #: The backends, in the order of every table; ``eager`` is today's path and the reference.
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("eager", "PyTorch eager, fp32, contiguous tensors (the reference)", "fp32", None, 0.0),
-    Backend("channels_last", "model and activations in channels-last memory format", "fp32", _channels_last, 1e-4),
+    Backend("channels_last", "model and activations in channels-last memory format", "fp32", _channels_last, 1e-4,
+            guess_ratio=0.8),
     Backend("compile", "torch.compile (inductor), one graph per input shape", "fp32", _compile, 1e-3,
-            one_off="compilation at the first call of each input shape"),
+            one_off="compilation at the first call of each input shape", guess_ratio=0.5, guess_one_off_s=12.0),
     Backend("bf16", "the transforms under bf16 autocast (weights stay fp32)", "bf16 compute", _autocast("bfloat16"),
-            None),
+            None, guess_ratio=10.0),
     Backend("fp16", "the transforms under fp16 autocast (weights stay fp32)", "fp16 compute", _autocast("float16"),
-            None, devices=("cuda",)),
+            None, devices=("cuda",), guess_ratio=0.5),
     Backend("int8", "PT2E static quantization (x86 inductor quantizer), lowered by torch.compile",
             "int8 weights and activations", _int8, None,
-            one_off="export, calibration and conversion; compilation at the first call of each input shape"),
+            one_off="export, calibration and conversion; compilation at the first call of each input shape",
+            guess_ratio=0.8, guess_one_off_s=45.0),
     Backend("onnxruntime", "each transform exported by torch.onnx and run by ONNX Runtime", "fp32", _onnxruntime,
-            1e-4, one_off="export (TorchScript exporter) and session creation"),
+            # CPU only: the pinned onnxruntime is the CPU build (the CUDA provider needs onnxruntime-gpu)
+            1e-4, devices=("cpu",), one_off="export (TorchScript exporter) and session creation", guess_ratio=0.5,
+            guess_one_off_s=1.5),
 )}
 
 

@@ -16,7 +16,7 @@ from ..runs.profiles import Profile
 class PlannedRun:
     notebook: str  # "profile_codec" | "profile_standard"
     params: tuple[tuple[str, object], ...]  # notebook parameters (beyond profile and results_dir)
-    role: str  # "main" | "threads" | "scaling" | "standard": which chapters it feeds
+    role: str  # "main" | "threads" | "scaling" | "standard" | "deployment": which chapters it feeds
 
     @property
     def param_dict(self) -> dict:
@@ -58,6 +58,14 @@ def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) 
         runs += [PlannedRun("profile_codec", (("codec", s.label), ("quality", s.qualities[0]), ("device", "cpu"),
                                               ("threads", t), ("limit", n), ("kernels", False), ("macs", False)),
                             "threads") for s in specs]
+    from ..core.backends import BACKENDS
+
+    # deployment: each backend beside eager at each codec's lowest quality (MACs are the main run's)
+    runs += [PlannedRun("profile_codec", (("codec", s.label), ("quality", s.qualities[0]), ("device", d),
+                                          ("backend", b), ("macs", False))
+                        + ((("limit", profile.backend_limit),) if profile.backend_limit else ())
+                        + ((("crop", profile.backend_crop),) if profile.backend_crop else ()), "deployment")
+             for d in devices for b in profile.backends if d.split(":")[0] in BACKENDS[b].devices for s in specs]
     if "cpu" in devices:
         runs.append(PlannedRun("profile_standard", (("sweep", profile.standard_sweep),), "standard"))
         if profile.scaling:

@@ -234,8 +234,9 @@ class BackendSubject(LearnedSubject):
 
 def calibration_images(req: RunRequest, log=print) -> list:
     """The fixed calibration set of a backend run (:data:`lcstudy.core.backends.CALIBRATION_IMAGES` images
-    of the measured images' folder that the run does not measure, centre-cropped to
-    :data:`~lcstudy.core.backends.CALIBRATION_CROP`); the measured ones, with a note, where none is left."""
+    of the measured images' folder that the run does not measure, centre-cropped to the run's crop — one shape
+    fewer to compile — else :data:`~lcstudy.core.backends.CALIBRATION_CROP`); the measured ones, with a note,
+    where none is left."""
     from pathlib import Path
 
     from ..core.backends import CALIBRATION_CROP, CALIBRATION_IMAGES
@@ -252,7 +253,7 @@ def calibration_images(req: RunRequest, log=print) -> list:
     out = []
     for f in picked:
         try:
-            out.append(_images.load_image(f, crop=CALIBRATION_CROP))
+            out.append(_images.load_image(f, crop=req.crop or CALIBRATION_CROP))
         except InputError:  # an image smaller than the crop: whole
             out.append(_images.load_image(f))
     return out

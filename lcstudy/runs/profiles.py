@@ -45,6 +45,13 @@ class Profile:
     #: Only the quick preview uses one: a 128² crop moved category shares by up to 6.3 points on ARC and
     #: DGM (see the methodology), too much for the standard and paper profiles; it saves ~45 s of ~4 min.
     ar_kernels_crop: int | None = None
+    #: deployment runs (the Deployment chapter): these backends beside eager, for each codec at its lowest
+    #: quality, on ``backend_limit`` images (None: the profile's), on every device that runs the backend
+    backends: tuple[str, ...] = ()
+    backend_limit: int | None = None
+    #: ...as centred crops of this size (None: the profile's crop): one input shape, so a compiling backend
+    #: compiles each transform once (Kodak has landscape and portrait images), and calibrates at that size
+    backend_crop: int | None = None
 
     def qualities_of(self, spec) -> tuple[int, ...]:
         if self.qualities == "lowest":
@@ -54,6 +61,8 @@ class Profile:
         return spec.qualities
 
 
+#: every deployment backend (the registry's order; eager is the reference every backend run times anyway)
+_ALL_BACKENDS = ("channels_last", "compile", "bf16", "fp16", "int8", "onnxruntime")
 _MAIN = StopRule(min_repeats=1, max_repeats=10, budget_s=3.0, warmup=1, warmup_skip_s=10.0)
 _STD = StopRule(min_repeats=2, max_repeats=10, budget_s=0.5, warmup=1, warmup_skip_s=10.0)
 
@@ -61,12 +70,17 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("quick", "2 images, 256×256 centre crop, lowest quality", 2, 256, "lowest",
             rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.5, warmup=1, warmup_skip_s=10.0),
             standard_sweep="short", standard_rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.2),
-            ar_kernels_crop=128),
+            ar_kernels_crop=128,
+            # the two cheapest and most telling here: ONNX Runtime (export ~1 s, the largest gain measured on
+            # this AVX2-only CPU) and channels-last (no one-off cost; does the memory format alone help?);
+            # compile and int8 cost tens of seconds of compilation per module and shape on 2 cores
+            backends=("onnxruntime", "channels_last")),
     Profile("standard", "24 Kodak images, full size, lowest quality of each channel configuration", None, None,
             "per-config", rule=_MAIN, thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160"),
-            standard_rule=_STD),
+            standard_rule=_STD, backends=_ALL_BACKENDS, backend_limit=4, backend_crop=512),
     Profile("paper", "24 Kodak images, full size, every quality the paper measured", None, None, "all",
-            rule=_MAIN, thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160"), standard_rule=_STD),
+            rule=_MAIN, thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160"), standard_rule=_STD,
+            backends=_ALL_BACKENDS, backend_limit=4, backend_crop=512),
 )}
 
 
