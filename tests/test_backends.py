@@ -120,6 +120,13 @@ def test_identity_backend_is_byte_identical_at_speedup_one(monkeypatch, tmp_path
     assert g.eager_s == pytest.approx(0.030, rel=0.3) and g.backend_s == pytest.approx(0.030, rel=0.3)
     s = r.tables["samples"]  # each repeat timed both, side by side
     assert s.groupby("repeat").backend.nunique().eq(2).all()
+    from lcstudy.chapters import deployment, run_page
+
+    page = run_page.build(r)
+    assert "backend **same**" in page.header and "deployment" in page.parts
+    ch = deployment.build(str(tmp_path / "res"), None, str(tmp_path / "dl"))
+    assert ch.findings.sentences() and "fastest under same" in ch.findings.sentences()[0]
+    assert (tmp_path / "dl" / "lcstudy_deployment_speedup.csv").exists() and "Random weights" in ch.header
 
 
 def test_one_off_cost_never_enters_a_median(monkeypatch, tmp_path, small_png, quiet):

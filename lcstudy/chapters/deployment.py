@@ -104,9 +104,11 @@ def fig_heatmap(sp: pd.DataFrame):
     sp = sp[(sp.platform == plat) & (sp.stage != "misc")]
     plt = style.setup()
     backends = _backend_order(sp.backend)
-    fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 0.9 + 0.22 * max(
-        sp.groupby("direction").apply(lambda g: g[["codec", "stage"]].drop_duplicates().shape[0]).max(), 4)))
-    for ax, direction in zip(axes, ("encode", "decode")):
+    rows_max = max(len(sp[sp.direction == d][["codec", "stage"]].drop_duplicates()) for d in ("encode", "decode"))
+    fig, axes = plt.subplots(1, 3, figsize=(style.FIG_WIDTH, 0.9 + 0.22 * max(rows_max, 4)),
+                             gridspec_kw={"width_ratios": [1, 1, 0.05]})
+    im = None
+    for ax, direction in zip(axes[:2], ("encode", "decode")):
         d = sp[sp.direction == direction]
         if d.empty:
             ax.axis("off")
@@ -124,7 +126,8 @@ def fig_heatmap(sp: pd.DataFrame):
                 if np.isfinite(v[i, j]):
                     ax.text(j, i, f"{w.iloc[i, j]:.2g}", ha="center", va="center", fontsize=6)
         ax.set_title(direction)
-    fig.colorbar(im, ax=axes, label="speed-up over eager (log₂ colour; blue: faster)", shrink=0.8)
+    if im is not None:
+        fig.colorbar(im, cax=axes[2], label="speed-up over eager (log₂ colour; blue: faster)")
     return style.finish(fig, style.title("Speed-up over eager per stage and backend", sp, [plat]))
 
 
