@@ -174,6 +174,9 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                               "`make runs`, which runs every backend at each codec's lowest quality) measures one.")
     else:
         findings(page, tables)
+        if not page.findings.items:
+            page.findings.missing("Every repeat of the backend runs here was contended by other processes, so no "
+                                  "speed-up was measured: run `make runs` again on a quieter machine.")
     page.header = ("Each backend runs the transforms (`g_a`, `h_a`, `h_s`, `g_s`); the entropy coders, the context "
                    "model and the entropy-parameter networks stay CompressAI's eager code. Eager is timed beside "
                    "each backend in the same process, alternating per repeat, so each speed-up compares like with "
