@@ -43,6 +43,8 @@ def speedups(t: pd.DataFrame) -> pd.DataFrame:
     out = per.groupby(["platform", "codec", "quality", "run_backend", "direction", "stage"], as_index=False,
                       sort=False).agg(eager_s=("eager_s", "median"), backend_s=("backend_s", "median"),
                                       speedup_vs_eager=("speedup", "median"), images=("image", "nunique"))
+    flags = d.drop_duplicates("platform").set_index("platform").get("cpu_flags")
+    out["cpu_flags"] = out.platform.map(flags) if flags is not None else ""
     out = out.rename(columns={"run_backend": "backend"})
     order = {b: i for i, b in enumerate(_backend_order(out.backend))}
     stages = {s: i for i, s in enumerate(list(style.ordered_stages(out.stage.unique())) + ["network", "total"])}
@@ -149,8 +151,10 @@ def findings(page: Page, t: dict) -> None:
     if len(slow):
         r = slow.loc[slow.speedup_vs_eager.idxmin()]
         page.findings.add("The largest slow-down of a transform: {c}'s {st} under {b} runs at {x} eager's speed "
-                          "on {p} (bf16 and int8 have no native instructions on a CPU without AVX-512 BF16/VNNI).",
-                          c=r.codec, st=r.stage, b=r.backend, p=r.platform, x=fact(t, "speedup", k(r), "speedup_vs_eager", "x"))
+                          "on {p}, whose CPU flags are {f} (bf16 and int8 have native instructions only with "
+                          "avx512_bf16/amx_bf16 and avx512_vnni/avx_vnni/amx_int8).", c=r.codec, st=r.stage,
+                          b=r.backend, p=r.platform, f=r.get("cpu_flags") or "unknown",
+                          x=fact(t, "speedup", k(r), "speedup_vs_eager", "x"))
     if not rd.empty:
         kr = lambda r: {"platform": r.platform, "codec": r.codec, "quality": r.quality, "backend": r.backend}  # noqa
         for _, r in rd[rd.backend.isin(["int8", "bf16"])].dropna(subset=["delta_psnr_db", "delta_bpp_pct"]).iterrows():

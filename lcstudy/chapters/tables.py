@@ -126,6 +126,7 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
 }
 _PROVENANCE = {
     "cpu_model": ("CPU", "text", "CPU model name"), "cpu_count": ("cores", "int", "logical CPUs of the machine"),
+    "cpu_flags": ("CPU flags", "text", "the CPU's vector and matrix instruction sets that deployment backends use"),
     "gpu_name": ("GPU", "text", "GPU model name"), "torch_version": ("torch", "text", "torch version"),
     "cuda_version": ("CUDA", "text", "CUDA version of the torch build"),
     "compressai_version": ("CompressAI", "text", "CompressAI version"),

@@ -46,7 +46,7 @@ from ..core.stats import Measurement
 from . import layout
 
 TABLES = ("timings", "samples", "memory", "kernels", "complexity", "standard", "runs")
-_ENV = ("cpu_model", "cpu_count", "gpu_name", "torch_version", "cuda_version", "compressai_version",
+_ENV = ("cpu_model", "cpu_count", "cpu_flags", "gpu_name", "torch_version", "cuda_version", "compressai_version",
         "python_version", "lcstudy_version", "git_commit", "time_utc")
 
 
