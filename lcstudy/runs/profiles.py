@@ -72,7 +72,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             standard_sweep="short", standard_rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.2),
             ar_kernels_crop=128,
             # the two cheapest and most telling here: ONNX Runtime (export ~1 s, the largest gain measured on
-            # this AVX2-only CPU) and channels-last (no one-off cost; does the memory format alone help?);
+            # the 2-core VM) and channels-last (no one-off cost; does the memory format alone help?);
             # compile and int8 cost tens of seconds of compilation per module and shape on 2 cores
             backends=("onnxruntime", "channels_last")),
     Profile("standard", "24 Kodak images, full size, lowest quality of each channel configuration", None, None,
