@@ -202,3 +202,22 @@ def test_a_transform_that_disagrees_is_refused_naming_it(hp_and_crops, monkeypat
     with pytest.raises(InputError, match=r"HP: module g_a under BACKEND=onnxruntime differs from eager by .* > "
                                          r"0.0001; .* run this codec with another backend"):
         backends.deploy(codec, "onnxruntime", crops, 2)
+
+
+def test_int8_names_the_layers_it_leaves_fp32():
+    """PT2E with the x86 inductor quantizer quantizes a plain convolution's weight; GDN's inner convolution
+    (its weight computed from gamma) stays fp32 — and is named."""
+    from compressai.layers import GDN
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), GDN(8)).eval()
+    x = torch.rand(1, 3, 16, 16)
+    q = X86InductorQuantizer()
+    q.set_global(get_default_x86_inductor_quantization_config())
+    p = prepare_pt2e(torch.export.export(m, (x,)).module(), q)
+    p(x)
+    kept = backends.unquantized_layers(convert_pt2e(p))
+    assert kept == ["1"], kept  # the GDN (module 1), not the plain convolution (module 0)
