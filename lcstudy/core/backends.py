@@ -274,8 +274,11 @@ def tensor_bytes(obj) -> int:
     if hasattr(obj, "nbytes") and not isinstance(obj, torch.Tensor):
         return int(obj.nbytes)
     seen, total = set(), 0
-    tensors = list(obj.state_dict(keep_vars=True).values())
-    if isinstance(obj, torch.fx.GraphModule):
+    # a converted graph keeps the fp32 originals of the weights it quantized as unused attributes: count what
+    # its graph reads (get_attr), not its state_dict
+    graph = isinstance(obj, torch.fx.GraphModule)
+    tensors = [] if graph else list(obj.state_dict(keep_vars=True).values())
+    if graph:
         for node in obj.graph.nodes:
             if node.op == "get_attr":
                 t = obj
