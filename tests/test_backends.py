@@ -219,5 +219,8 @@ def test_int8_names_the_layers_it_leaves_fp32():
     q.set_global(get_default_x86_inductor_quantization_config())
     p = prepare_pt2e(torch.export.export(m, (x,)).module(), q)
     p(x)
-    kept = backends.unquantized_layers(convert_pt2e(p))
+    converted = convert_pt2e(p)
+    kept = backends.unquantized_layers(converted)
     assert kept == ["1"], kept  # the GDN (module 1), not the plain convolution (module 0)
+    # its size at its precision: the int8 weight, not the fp32 original the converted graph keeps unused
+    assert backends.tensor_bytes(converted) < 0.75 * backends.tensor_bytes(m)
