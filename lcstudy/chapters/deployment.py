@@ -116,7 +116,7 @@ def fig_heatmap(sp: pd.DataFrame):
             ax.axis("off")
             continue
         rows = d[["codec", "stage"]].drop_duplicates()
-        labels = [f"{c} · {s}" for c, s in zip(rows.codec, rows.stage)]
+        labels = [f"{str(c).split(':')[-1]} · {s}" for c, s in zip(rows.codec, rows.stage)]
         w = d.pivot_table(index=["codec", "stage"], columns="backend", values="speedup_vs_eager", sort=False)
         w = w.reindex(pd.MultiIndex.from_frame(rows)).reindex(columns=backends)
         v = np.log2(w.to_numpy(dtype=float))
