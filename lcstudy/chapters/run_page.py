@@ -32,6 +32,7 @@ def header_markdown(result) -> str:
              f"{i.torch_version}, CompressAI {i.compressai_version}; run `{i.run_id}`.",
              f"\nRepeats made: {int(runs.repeats)} ({int(runs.contended)} contended by other processes and "
              f"measured again: {runs.contended_share:.1%}); stopped by: {runs.stops}."]
+    lines.append(contended_note(r))
     if env.get("codec_family") == "generic":
         lines.append("\n```{note}\nThis codec does not follow CompressAI's module names, so its time is split by "
                      "its top-level modules, each timed as a whole: a coarser split than the other codecs'.\n```")
@@ -43,6 +44,20 @@ def header_markdown(result) -> str:
     for n in sorted({n for rec in r.items() for n in rec.get("notes", [])}):
         lines.append(f"\n- {n}")
     return "\n".join(lines)
+
+
+def contended_note(run) -> str:
+    """A run that ended with all-contended items: the page names them (they are blank in its tables), in the
+    words the terminal used (:func:`lcstudy.runs.protocol.contended_statement`)."""
+    from ..runs.protocol import contended_statement
+
+    text = contended_statement(run.meta)
+    return f"\n```{{warning}}\n{text[0].upper()}{text[1:]}\n```\n" if text else ""
+
+
+def measured(t: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the items that were measured (an all-contended item has no time: it is named, not drawn)."""
+    return t[t.stop != "contended"] if "stop" in t and not t.empty else t
 
 
 def stage_rows(t: pd.DataFrame, kinds=("partition", "aggregate")) -> pd.DataFrame:
@@ -94,9 +109,11 @@ def _in_run_order(df: pd.DataFrame, result) -> pd.DataFrame:
 
 
 def build(result) -> Page:
-    t = _in_run_order(result.tables["timings"], result)
     page = Page("run")
     page.header = header_markdown(result)
+    t = measured(_in_run_order(result.tables["timings"], result))
+    if t.empty:  # every item contended: the header says so; there is nothing to tabulate
+        return page
     i = t.iloc[0]
     label = f"{i.codec} q{i.quality} · {i.platform} · {style.weights_text(t)}"
     if result.run.meta["request"].get("sizes"):  # a run of several sizes: one table per item, sizes not mixed

@@ -3,7 +3,8 @@
 Shortest predicted run first (:mod:`lcstudy.pipeline.cost`): a long run never holds back a
 short one, so the standard-codec run and the fast codecs are in (and their chapters could be
 built) long before the autoregressive codecs at 4K finish. A failed run is reported and the
-others go on; the exit status says whether all succeeded.
+others go on; the exit status says whether all succeeded: 1 if one failed, else 3 if a run ended
+incomplete because some of its items were contended throughout (named again at the end), else 0.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 
 
 def execute(resolved: list, wait: bool = True) -> int:
+    from ..runs.protocol import EXIT_CONTENDED
     from .cost import fmt_seconds
     from .runner import run_notebook
 
@@ -19,17 +21,29 @@ def execute(resolved: list, wait: bool = True) -> int:
     total = sum(r.predicted_s for r in todo)
     print(f"plan: {len(resolved)} runs, {done} already measured, {len(todo)} to run"
           + (f" (predicted {fmt_seconds(total)})" if todo else ""), flush=True)
-    failed = []
+    failed, contended = [], []
     for i, r in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {r.planned.describe()} — predicted {fmt_seconds(r.predicted_s)}", flush=True)
         params = {**r.request_params}
         rc = run_notebook(r.planned.notebook, params, wait=wait)
         if rc == 130:
             return 130
-        if rc != 0:
+        if rc == EXIT_CONTENDED:
+            contended.append(r.planned.describe())
+        elif rc != 0:
             failed.append(r.planned.describe())
     if failed:
         print(f"error: {len(failed)} run(s) failed: {'; '.join(failed)}", file=sys.stderr)
         return 1
+    if contended:
+        print(incomplete_summary(contended), file=sys.stderr)
+        return EXIT_CONTENDED
     print(f"runs done: {len(resolved)} runs", flush=True)
     return 0
+
+
+def incomplete_summary(described: list[str]) -> str:
+    """The closing line of ``make runs`` (local or SLURM) when runs ended incomplete: contended."""
+    return (f"incomplete: {len(described)} run(s) have items whose every repeat was contended by other processes: "
+            f"{'; '.join(described)} (each named its items above). What was measured is written; run the same "
+            "command again when the machine is quiet to measure only those items (exit status 3)")

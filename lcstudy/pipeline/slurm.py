@@ -279,9 +279,24 @@ def execute(resolved: list, a) -> int:
         return 0
     print("waiting for the jobs (squeue/sacct every few seconds) …", flush=True)
     failed = wait(subs)
+    # a task that exited 3 (sacct: FAILED) ended incomplete: contended — its run is written, not failed
+    from ..runs import layout
+    from ..runs.protocol import EXIT_CONTENDED, contended_statement
+    from .local import incomplete_summary
+
+    contended = []
+    for t in list(failed):
+        r = layout.find_contended(results_dir, t["request_id"])
+        if r is not None:
+            print(contended_statement(r.meta), file=sys.stderr)
+            contended.append(t["describe"])
+            failed.remove(t)
     if failed:
         for t in failed:
             print(f"error: {t['describe']}: job state {t.get('state')}; log {t['log']}", file=sys.stderr)
         return 1
+    if contended:
+        print(incomplete_summary(contended), file=sys.stderr)
+        return EXIT_CONTENDED
     print("all jobs completed", flush=True)
     return 0

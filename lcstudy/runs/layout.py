@@ -189,6 +189,19 @@ def find_complete(results, request_id: str, device: str, run_id: str | None = No
     return None
 
 
+def find_contended(results, request_id: str, device: str | None = None) -> Run | None:
+    """A run of ``request_id`` on ``device`` that ended *incomplete: contended* (its notebook written, its
+    phases done, only items whose every repeat was contended missing): not a failure, and not complete —
+    ``make runs`` measures its missing items again, ``make book`` builds with them named."""
+    if not Path(results).exists():
+        return None
+    for r in runs(results, warn=False):
+        if r.meta.get("request_id") == request_id and device in (None, r.device) and not r.complete \
+                and r.meta.get("contended_items") and r.notebook.exists():
+            return r
+    return None
+
+
 def mac_cache(results, key: str) -> Path:
     return Path(results) / CACHE / "macs" / f"{key}.csv"
 
