@@ -105,6 +105,131 @@ def test_make_run_and_make_book_with_an_all_contended_item(imgs, tmp_path):
     assert "Incomplete runs" in index and "im0" in index
     tail = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith("make")]
     assert tail[-1].startswith("incomplete: 2 run(s)") and "The book names the missing items" in tail[-1]
-    env.pop("LCSTUDY_TEST_CONTENDED")
+    env["LCSTUDY_TEST_CONTENDED"] = "no-such-item"  # every item quiet, whatever loads this machine
     again = make(env, "run", "CODEC=FP", "KERNELS=false", "MACS=false", *common)
     assert again.returncode == 0 and "resuming run" in again.stdout + again.stderr, again.stderr[-2000:]
+
+
+def _lock_free(path: Path) -> bool:
+    import fcntl
+
+    with open(path, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return True
+
+
+def _ours(lock: Path) -> list:
+    """Processes (kernels included: they run in sessions of their own) started with our lock file."""
+    import psutil
+
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid != os.getpid() and p.environ().get("LCSTUDY_LOCK") == str(lock):
+                out.append(p)
+        except (psutil.Error, OSError):
+            pass
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target,sig", [("run", "SIGTERM"), ("run", "SIGHUP"), ("book", "SIGTERM")])
+def test_a_signal_to_make_alone_stops_the_run_like_ctrl_c(target, sig, tmp_path):
+    """`kill <make pid>` (what timeout, a CI runner, a batch system send): the pipeline and its kernel stop,
+    the machine lock is released, and the last line says where to resume."""
+    import signal
+
+    lock = tmp_path / "lock"
+    env = {**os.environ, "LCSTUDY_MIRROR": str(MIRROR), "LCSTUDY_LOCK": str(lock)}
+    r = tmp_path / "r"
+    args = ["CODEC=DGM", "QUALITY=1"] if target == "run" else ["CODECS=DGM"]
+    p = subprocess.Popen(["make", "--no-print-directory", target, "PROFILE=quick", "LIMIT=6", "WEIGHTS=random",
+                          f"BOOK={tmp_path / 'book'}", f"RESULTS_DIR={r}", *args], cwd=ROOT, env=env, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(r.rglob("items/*.json")):
+        time.sleep(0.2)
+    assert list(r.rglob("items/*.json")), "no item measured in time"
+    os.kill(p.pid, getattr(signal, sig))  # make alone, not its process group
+    out, err = p.communicate(timeout=120)
+    assert p.returncode != 0
+    deadline = time.time() + 60
+    while time.time() < deadline and (_ours(lock) or not _lock_free(lock)):
+        time.sleep(0.5)
+    assert not _ours(lock), [q.cmdline() for q in _ours(lock)]
+    assert _lock_free(lock)
+    n = len(list(r.rglob("items/*.json")))
+    assert n < 6
+    assert "Traceback" not in err
+    assert "interrupted; rerun the same command to resume at item " in err, err[-2000:]
+
+
+@pytest.mark.parametrize("args,said", [
+    (["threads=64"], "THREADS=64: more than the"),
+    (["limit=0"], "LIMIT=0: must be an integer ≥ 1; the number of images to measure, or LIMIT=all"),
+    (["crop=100"], "CROP=100 is larger than im0 (64×64): give a crop ≤ 64"),
+    (["truncated"], "truncated"),
+])
+def test_odd_values_refused_in_seconds_before_the_lock(args, said, imgs, tmp_path):
+    lock = tmp_path / "lock"
+    env = {**os.environ, "LCSTUDY_LOCK": str(lock)}
+    env.pop("LCSTUDY_OVERSUBSCRIBE", None)
+    if args == ["truncated"]:
+        data = (imgs / "im1.png").read_bytes()
+        (imgs / "im1.png").write_bytes(data[: len(data) // 2])  # a good header, half the pixels
+        args = []
+    t0 = time.time()
+    out = subprocess.run([sys.executable, "-m", "lcstudy.pipeline", "run", "--results-dir", str(tmp_path / "r"),
+                          "codec=FP", "weights=random", f"images={imgs}", *args], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and said in out.stderr, out.stderr[-2000:]
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert time.time() - t0 < 3.0 + 5.0  # the check itself under 3 s; the rest is the interpreter's start
+    assert not lock.exists() and not (tmp_path / "r").exists()
+
+
+def test_threads_override_limit_all_and_the_profiles_results_folder(monkeypatch, imgs):
+    from lcstudy.runs.params import resolve, usable_cpus
+
+    n = usable_cpus()
+    monkeypatch.setenv("LCSTUDY_OVERSUBSCRIBE", "1")
+    assert resolve({"codec": "FP", "threads": n + 1, "images": str(imgs)}).threads == n + 1
+    req = resolve({"codec": "FP", "limit": "all", "images": str(imgs), "crop": 0, "profile": "quick"})
+    assert len(req.images) == 2 and req.label == "FP-q1-limitall-crop0"
+    # a notebook run by plain papermill with -p profile quick (results_dir left at its default, None)
+    assert Path(req.results_dir).name == "results-quick"
+    assert Path(resolve({"codec": "FP", "images": str(imgs)}).results_dir).name == "results"
+    src = (ROOT / "notebooks" / "profile_codec.md").read_text()
+    assert "\nresults_dir = None" in src and "\nresults_dir = None" in (ROOT / "notebooks" /
+                                                                        "profile_standard.md").read_text()
+
+
+def test_chapters_compare_the_planned_runs_and_list_the_others(contended, imgs, tmp_path, reference):
+    """A results folder with the plan's runs and a trial beside them: the assessment compares the plan's only and
+    names the other; the runs index lists it under Other runs."""
+    from lcstudy.chapters import assessment, study
+    from lcstudy.runs import layout
+    from lcstudy.runs.tables import load_results
+
+    contended("no-such-item")  # every item quiet, whatever loads this machine
+    codec = lcstudy.load_codec("FP", 1, weights="random")  # a codec the chapters know
+    r = tmp_path / "r"
+    lcstudy.profile(codec, imgs, repeats=1, warmup=0, results_dir=r)
+    lcstudy.profile(codec, imgs, repeats=2, warmup=0, results_dir=r, threads=1)  # the trial
+    runs = load_results(r, "runs")
+    assert len(runs) == 2
+    planned = runs[runs.threads != 1].request_id.iloc[0]
+    study.load.cache_clear()
+    assert study.load(r).main.run_id.nunique() == 2  # nothing planned here: every run compared
+    layout.record_plan(r, "standard", [planned])
+    study.load.cache_clear()
+    st = study.load(r)
+    assert set(st.main.request_id) == {planned} and set(st.runs.request_id) == {planned}
+    assert len(st.others) == 1 and st.others.threads.iloc[0] == 1
+    page = assessment.build(r, reference)
+    assert "1 runs on 1 platform" in page.header and "Not compared here: 1 other run(s)" in page.header
+    study.load.cache_clear()

@@ -6,7 +6,7 @@ import pandas as pd
 
 from . import style
 from .page import Page
-from .study import load, lowest_quality
+from .study import load, lowest_quality, others_note
 from .tables import present, summarise
 
 TITLE = "Assessment"
@@ -283,7 +283,7 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     findings(page, tables, st)
     page.header = (f"{main.run_id.nunique()} runs on {main.platform.nunique()} platform(s) "
                    f"({', '.join(sorted(main.platform.unique()))}); weights: **{st.weights}**.\n\n"
-                   + style.weights_banner(main))
+                   + style.weights_banner(main) + others_note(st))
     ow = overall_wide(o)
     page.table("overall", present(ow, ["codec", "quality", "platform", "encode_s", "decode_s", "precise", "images"]),
                "Seconds per image: median over images of each image's median over repeats, ± half its 95 % "

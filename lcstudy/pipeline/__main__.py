@@ -66,16 +66,21 @@ def cmd_run(a) -> int:
 def cmd_runs(a) -> int:
     import os
 
+    from ..runs.layout import record_plan
+
+    if a.executor not in ("local", "slurm"):
+        raise LcstudyError(f"EXECUTOR={a.executor!r}: must be local or slurm")
     if a.executor == "slurm":
         from . import slurm
 
         slurm.check_available()
-        return slurm.execute(_resolved(a, any_platform=True), a)
-    if a.executor != "local":
-        raise LcstudyError(f"EXECUTOR={a.executor!r}: must be local or slurm")
+    resolved = _resolved(a, any_platform=a.executor == "slurm")
+    record_plan(a.results_dir, a.profile, [r.request.request_id for r in resolved])  # what the chapters compare
+    if a.executor == "slurm":
+        return slurm.execute(resolved, a)
     from . import local
 
-    return local.execute(_resolved(a), wait=not os.environ.get("LCSTUDY_NOWAIT"))
+    return local.execute(resolved, wait=not os.environ.get("LCSTUDY_NOWAIT"))
 
 
 def _contended_ok(rc: int, a) -> int:
@@ -216,6 +221,9 @@ def main(argv=None) -> int:
     nb.add_argument("name")
     nb.add_argument("dest")
     a = ap.parse_args(argv)
+    from .signals import install
+
+    install()  # SIGTERM and SIGHUP (to this process or to the make above it) stop it as Ctrl-C does
     try:
         fn = {"run": cmd_run, "runs": cmd_runs, "missing": cmd_missing, "chapters": cmd_chapters,
               "book": cmd_book, "cost": cmd_cost, "weights": cmd_weights, "clean-stale": cmd_clean_stale,

@@ -87,6 +87,7 @@ def write_book(results_dir) -> None:
     headline findings for the introduction."""
     from ..chapters import CHAPTERS
     from ..chapters.tables import COLUMNS
+    from ..runs import layout
     from ..runs.store import atomic_write_text
     from ..runs.tables import load_results
     from .cost import fmt_seconds
@@ -101,21 +102,14 @@ def write_book(results_dir) -> None:
     toc_runs = []
     if not runs.empty:
         runs = runs[runs.notebook.astype(bool)]
-        for (plat, dev), g in runs.groupby(["platform", "device"], sort=True):
-            index += [f"## {plat} · {dev}", "", "| run | codec | quality | images | repeats | weights | wall time |",
-                      "| --- | --- | --- | --- | --- | --- | --- |"]
-            from ..chapters.style import sort_codecs
-
-            for r in sort_codecs(g, then=["label"]).itertuples():
-                dest = runs_dir / _slug(plat) / dev / f"{r.label}-{r.run_id[:6]}.ipynb"
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(r.notebook, dest)
-                rel = dest.relative_to(book).with_suffix("").as_posix()
-                toc_runs.append(rel)
-                index.append(f"| {{doc}}`{r.label} <{rel}>` | {r.codec} | {r.quality if r.kind == 'learned' else ''} "
-                             f"| {r.items} | {r.repeats} | {r.weights_label or r.weights} | "
-                             f"{fmt_seconds(r.wall_seconds)} |")
-            index.append("")
+        planned = layout.planned_ids(results_dir)
+        other = runs[~runs.request_id.isin(planned)] if planned is not None else runs.iloc[:0]
+        for (plat, dev), g in runs.drop(other.index).groupby(["platform", "device"], sort=True):
+            index += [f"## {plat} · {dev}", ""] + _runs_table(g, book, runs_dir / _slug(plat) / dev, toc_runs)
+        if not other.empty:
+            index += ["## Other runs", "", "Runs in the results folder that the profile did not plan (`make run` "
+                      "trials with other parameters): each has its page, and none is in the chapters' comparisons.",
+                      ""] + _runs_table(other, book, runs_dir / "other", toc_runs)
         index += incomplete_runs(results_dir)
     else:
         index.append("No runs yet: `make runs`.")
@@ -147,6 +141,25 @@ def write_book(results_dir) -> None:
     gone = prune_stale_run_pages(book, out / "html")
     if gone:
         print(f"removed {len(gone)} HTML page(s) of runs no longer in the results from {out / 'html'}")
+
+
+def _runs_table(g: pd.DataFrame, book: Path, dest_dir: Path, toc_runs: list) -> list[str]:
+    """The runs index's table of the runs ``g``, their notebooks copied under ``dest_dir`` as run pages."""
+    from ..chapters.style import sort_codecs
+    from .cost import fmt_seconds
+
+    out = ["| run | platform | codec | quality | images | repeats | weights | wall time |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sort_codecs(g, then=["label"]).itertuples():
+        dest = dest_dir / f"{r.label}-{r.run_id[:6]}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(r.notebook, dest)
+        rel = dest.relative_to(book).with_suffix("").as_posix()
+        toc_runs.append(rel)
+        out.append(f"| {{doc}}`{r.label} <{rel}>` | {r.platform} | {r.codec} | "
+                   f"{r.quality if r.kind == 'learned' else ''} | {r.items} | {r.repeats} | "
+                   f"{r.weights_label or r.weights} | {fmt_seconds(r.wall_seconds)} |")
+    return out + [""]
 
 
 def incomplete_runs(results_dir) -> list[str]:

@@ -45,6 +45,9 @@ class Profile:
     #: Only the quick preview uses one: a 128² crop moved category shares by up to 6.3 points on ARC and
     #: DGM (see the methodology), too much for the standard and paper profiles; it saves ~45 s of ~4 min.
     ar_kernels_crop: int | None = None
+    #: where its results go when no folder is given (the Makefile's RESULTS_DIR default, and a notebook run
+    #: by plain papermill with ``-p profile quick``): a preview never mixes into the standard results
+    results_dir: str = "results"
 
     def qualities_of(self, spec) -> tuple[int, ...]:
         if self.qualities == "lowest":
@@ -61,7 +64,7 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("quick", "2 images, 256×256 centre crop, lowest quality", 2, 256, "lowest",
             rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.5, warmup=1, warmup_skip_s=10.0),
             standard_sweep="short", standard_rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.2),
-            ar_kernels_crop=128),
+            ar_kernels_crop=128, results_dir="results-quick"),
     Profile("standard", "24 Kodak images, full size, lowest quality of each channel configuration", None, None,
             "per-config", rule=_MAIN, thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160"),
             standard_rule=_STD),
