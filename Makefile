@@ -69,12 +69,20 @@ help: ## list the targets and variables
 	@echo "  notebook parameters (make run; the rest also make runs/book): $(NB_PARAMS)"
 	@echo "chapters, in book order: $$(python3 -c 'from lcstudy.chapters import CHAPTERS; print(" ".join(c.name for c in CHAPTERS))')"
 
+# a .venv that never completed a setup (no stamp: a failed or interrupted one, perhaps of another Python) is
+# made again, and removed if its setup fails, so that the next `make setup` always starts clean
 $(STAMP): pyproject.toml requirements.lock
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[book,test]' 2>&1 \
-	  | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import lcstudy, compressai, torch, ptflops, papermill, jupytext" \
-	  || (echo "setup failed: see the pip output above" >&2; exit 1)
+	@set -o pipefail; fresh=$$(test -e $@ || echo 1); if [ -n "$$fresh" ]; then rm -rf $(VENV); fi; \
+	if ! test -x $(PY); then echo "setup: creating $(VENV) with $(PYTHON) ($$(command -v $(PYTHON) || echo 'not found'))"; \
+	  $(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); echo "setup failed: $(PYTHON) could not make a venv; give a" \
+	  "Python 3.11 as PYTHON=…" >&2; exit 1; }; fi; \
+	echo "setup: pip installs the pinned dependencies into $(VENV) (a few minutes the first time; torch is large)"; \
+	{ $(PY) -m pip install --progress-bar off --disable-pip-version-check -c requirements.lock -e '.[book,test]' 2>&1 \
+	  | grep --line-buffered -v "^WARNING: Location\|^Requirement already satisfied" \
+	  && $(PY) -c "import lcstudy, compressai, torch, ptflops, papermill, jupytext"; } \
+	|| { if [ -n "$$fresh" ]; then rm -rf $(VENV); echo "setup failed (see above): removed the unfinished $(VENV)," \
+	  "so the next make setup starts clean; this project needs Python 3.11 (PYTHON=python3.11)" >&2; \
+	  else echo "setup failed: see the pip output above" >&2; fi; exit 1; }
 	@touch $@
 
 .PHONY: setup

@@ -233,3 +233,29 @@ def test_chapters_compare_the_planned_runs_and_list_the_others(contended, imgs, 
     page = assessment.build(r, reference)
     assert "1 runs on 1 platform" in page.header and "Not compared here: 1 other run(s)" in page.header
     study.load.cache_clear()
+
+
+def test_a_failed_setup_leaves_a_state_the_next_setup_recovers_from(tmp_path):
+    """`make setup PYTHON=<a Python the install fails with>` (as Python 3.12 did: "requires a different Python")
+    leaves no .venv behind, and a .venv left unfinished by an older setup is made again, not reused."""
+    clone = tmp_path / "clone"
+    clone.mkdir()
+    for f in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy(ROOT / f, clone / f)
+    bad = tmp_path / "badpython"  # makes a venv (argv: -m venv DIR) in which pip then cannot install
+    bad.write_text(f'#!/bin/sh\nexec {sys.executable} -m venv --without-pip "$3"\n')
+    bad.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")}
+    out = subprocess.run(["make", "--no-print-directory", "setup", f"PYTHON={bad}"], cwd=clone, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode != 0 and "removed the unfinished .venv" in out.stderr, out.stderr
+    assert "setup: pip installs the pinned dependencies" in out.stdout
+    assert not (clone / ".venv").exists()  # as in a fresh clone: the next `make setup` starts clean
+    half = clone / ".venv" / "bin"  # what an older setup left: a venv of another Python, never finished
+    half.mkdir(parents=True)
+    (half / "python").write_text("#!/bin/sh\necho 'ERROR: Package requires a different Python' >&2; exit 1\n")
+    (half / "python").chmod(0o755)
+    again = subprocess.run(["make", "--no-print-directory", "setup", f"PYTHON={bad}"], cwd=clone, env=env,
+                           capture_output=True, text=True, timeout=300)
+    assert f"setup: creating .venv with {bad}" in again.stdout  # not the half venv reused
+    assert "requires a different Python" not in again.stderr and not (clone / ".venv").exists()
