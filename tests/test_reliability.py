@@ -259,3 +259,15 @@ def test_a_failed_setup_leaves_a_state_the_next_setup_recovers_from(tmp_path):
                            capture_output=True, text=True, timeout=300)
     assert f"setup: creating .venv with {bad}" in again.stdout  # not the half venv reused
     assert "requires a different Python" not in again.stderr and not (clone / ".venv").exists()
+
+
+def test_plan_clock_corrects_the_remaining_time_as_runs_finish(monkeypatch):
+    from lcstudy.pipeline import local
+
+    now = [1000.0]
+    monkeypatch.setattr(time, "monotonic", lambda: now[0])
+    clock = local.PlanClock(100.0)
+    assert clock.line() == "plan: 0 s elapsed, ~1.7 min left"
+    now[0] += 10.0
+    clock.finished(5.0)  # a run predicted at 5 s took 10 s: the other 95 s of runs will take about 190 s
+    assert clock.line() == "plan: 10 s elapsed, ~3.2 min left (runs so far took 2.0× their prediction)"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -27,9 +28,10 @@ def execute_chapters(results_dir, reference, only=None) -> int:
 
     book = book_dir()
     downloads = book / "_generated" / "downloads"
-    for c in CHAPTERS:
-        if only and c.name not in only:
-            continue
+    todo = [c for c in CHAPTERS if not only or c.name in only]
+    t0 = time.monotonic()
+    for i, c in enumerate(todo, 1):
+        print(f"[chapter {i}/{len(todo)}] {c.name} ({time.monotonic() - t0:.0f} s into the chapters)", flush=True)
         params = {"results_dir": str(Path(results_dir).resolve()), "reference": str(Path(reference).resolve()),
                   "downloads_dir": str(downloads)}
         try:
