@@ -327,7 +327,7 @@ def _label(base: str, params: dict, profile: Profile) -> str:
     p = {k: parse_value(v) for k, v in params.items()}
     if p.get("threads") is not None:
         parts.append(f"threads{p['threads']}")
-    if p.get("limit") is not None and p["limit"] != profile.limit and not (p["limit"] == "all" and profile.limit is None):
+    if p.get("limit") is not None and p["limit"] != profile.limit and (p["limit"], profile.limit) != ("all", None):
         parts.append(f"limit{p['limit']}")
     if p.get("crop") is not None and p["crop"] != profile.crop:
         parts.append(f"crop{p['crop']}")
