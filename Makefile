@@ -69,8 +69,26 @@ help: ## list the targets and variables
 	@echo "  notebook parameters (make run; the rest also make runs/book): $(NB_PARAMS)"
 	@echo "chapters, in book order: $$(python3 -c 'from lcstudy.chapters import CHAPTERS; print(" ".join(c.name for c in CHAPTERS))')"
 
+# PYTHON: python3.11 or python3.12 (a name on PATH or a path). A pyenv shim that refuses a version pyenv has
+# installed but not selected is resolved to that installation. `make setup PYTHON=…` replaces a .venv of
+# another Python.
+RESOLVE_PY = py="$(PYTHON)"; \
+	if ! "$$py" -c '' 2>/dev/null && command -v pyenv >/dev/null; then \
+	  v=$$(pyenv versions --bare 2>/dev/null | grep -E "^$${py\#python}(\.[0-9]+)*$$" | tail -1); \
+	  [ -n "$$v" ] && py="$$(pyenv root)/versions/$$v/bin/$$(basename $$py)"; \
+	fi; \
+	want=$$("$$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) \
+	  || { echo "error: PYTHON=$(PYTHON) does not run: install Python 3.11 or 3.12 and pass PYTHON=<its name or path>" >&2; exit 2; }; \
+	case "$$want" in 3.11|3.12) ;; *) echo "error: PYTHON=$(PYTHON) is Python $$want; lcstudy needs 3.11 or 3.12 (CompressAI 1.2.8 ships wheels for those only): make setup PYTHON=python3.11" >&2; exit 2;; esac
+
+.PHONY: python-check
+python-check:
+	@$(RESOLVE_PY); have=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	if [ -n "$$have" ] && [ "$$have" != "$$want" ] && [ "$(origin PYTHON)" != "file" ]; then \
+	  echo "replacing $(VENV) (Python $$have) with one of Python $$want"; rm -rf $(VENV); fi
+
 $(STAMP): pyproject.toml requirements.lock
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(RESOLVE_PY); test -x $(PY) || "$$py" -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[book,test]' 2>&1 \
 	  | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import lcstudy, compressai, torch, ptflops, papermill, jupytext" \
@@ -78,7 +96,7 @@ $(STAMP): pyproject.toml requirements.lock
 	@touch $@
 
 .PHONY: setup
-setup: $(STAMP) ## create .venv and install the pinned dependencies (quick when nothing changed)
+setup: python-check $(STAMP) ## create .venv and install the pinned dependencies (quick when nothing changed)
 
 .PHONY: data
 data: $(STAMP) ## fetch Kodak and the reference data into data/ (LCSTUDY_MIRROR=<folder> copies instead)
