@@ -91,3 +91,18 @@ def test_no_counter_leaves_the_columns_blank(tmp_path, small_png, monkeypatch, q
     codec = lcstudy.load_codec("tests.fakecodec:FakeHyperprior", weights="random")
     df = lcstudy.profile(codec, [small_png("a", 64, 64)], repeats=2, warmup=0, results_dir=tmp_path)
     assert df.energy_j.isna().all()
+
+
+def test_assessment_energy_table_says_where_there_is_none(tmp_path, small_png, monkeypatch, quiet):
+    from lcstudy.chapters.assessment import energy_table
+
+    codec = lcstudy.load_codec("tests.fakecodec:FakeHyperprior", weights="random")
+    monkeypatch.setattr(energy, "meter_for", lambda device: (_Clockwork(40.0), ""))
+    on = lcstudy.profile(codec, [small_png("a", 64, 64)], repeats=2, warmup=0, results_dir=tmp_path / "on")
+    t = energy_table(on)
+    assert set(t.direction) == {"encode", "decode"} and (t.joules > 0).all()
+    assert t.energy_source.str.startswith("RAPL").all()
+    monkeypatch.setattr(energy, "meter_for", lambda device: (None, "not exposed on this platform (no zone)"))
+    off = lcstudy.profile(codec, [small_png("a", 64, 64)], repeats=2, warmup=0, results_dir=tmp_path / "off")
+    t = energy_table(off)
+    assert len(t) == 1 and t.energy_source.iloc[0] == "not exposed on this platform (no zone)"
