@@ -129,6 +129,8 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "joules_per_mp": ("energy (J/MP)", "sig3", "joules per megapixel of the image"),
     "energy_j": ("energy (J)", "sig3", "joules of the whole call (total rows), from the platform's counter"),
     "energy_j_per_mp": ("energy (J/MP)", "sig3", "joules per megapixel"),
+    "encode_j_per_mp": ("encode (J/MP)", "sig3", "encode energy per megapixel, where exposed"),
+    "decode_j_per_mp": ("decode (J/MP)", "sig3", "decode energy per megapixel, where exposed"),
     "energy_source": ("energy counter", "text", "NVML (GPU board) or RAPL (CPU packages), or why none"),
 }
 _PROVENANCE = {
