@@ -146,6 +146,13 @@ test: $(STAMP) ## run the test suite (sets up first if needed)
 bench-overhead: $(STAMP) ## instrumented vs plain compress()+decompress() per codec (target ≤ 1.01)
 	$(PY) -m lcstudy.core.bench overhead --device $(or $(DEVICE),cpu) --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
 
+.PHONY: device-wheels device-check
+device-wheels: $(STAMP) ## download the Python 3.12 wheels a GPU machine without network lacks (.device/wheels)
+	$(PY) -m lcstudy.pipeline.device_check wheels
+
+device-check: ## on a GPU machine (no venv needed): install the carried wheels, CUDA tests, a CUDA study, one archive
+	$(or $(DEVICE_PYTHON),python3) -m lcstudy.pipeline.device_check run $(if $(OUT),--out $(OUT))
+
 .PHONY: cost
 cost: $(STAMP) ## what the runs cost: per run and phase, codec-work share, projected total on NODES nodes
 	$(PIPE) cost $(PLAN_ARGS) --nodes $(NODES) $(PLAN_PARAMS)
