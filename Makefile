@@ -87,12 +87,26 @@ python-check:
 	if [ -n "$$have" ] && [ "$$have" != "$$want" ] && [ "$(origin PYTHON)" != "file" ]; then \
 	  echo "replacing $(VENV) (Python $$have) with one of Python $$want"; rm -rf $(VENV); fi
 
+# SYSTEM_TORCH=1: a machine's own torch (a GPU box's CUDA build, in PYTHON's site-packages) is kept: the venv
+# sees it (--system-site-packages) and the lock constrains everything else (numpy stays 1.26.4)
+SYSTEM_TORCH ?=
+CONSTRAINTS := $(if $(SYSTEM_TORCH),$(VENV)/constraints-system-torch.txt,requirements.lock)
 $(STAMP): pyproject.toml requirements.lock
-	@$(RESOLVE_PY); test -x $(PY) || "$$py" -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[book,test]' 2>&1 \
+	@$(RESOLVE_PY); test -x $(PY) || "$$py" -m venv $(if $(SYSTEM_TORCH),--system-site-packages) $(VENV)
+ifneq ($(SYSTEM_TORCH),)
+	@$(PY) -c "import torch; print(f'keeping the system torch {torch.__version__} (CUDA {torch.version.cuda})')" \
+	  || { echo "error: SYSTEM_TORCH=1 but $(PYTHON) has no torch: install your CUDA torch there, or leave SYSTEM_TORCH out" >&2; exit 2; }
+	@$(PY) -c "import torch; print(torch.__version__)" > $(VENV)/system-torch.txt
+	@grep -viE '^(torch|torchvision|triton|nvidia-|cuda-)' requirements.lock > $(CONSTRAINTS)
+endif
+	$(PY) -m pip install --quiet --disable-pip-version-check -c $(CONSTRAINTS) -e '.[book,test]' 2>&1 \
 	  | grep -v "^WARNING: Location" || true
 	@$(PY) -c "import lcstudy, compressai, torch, ptflops, papermill, jupytext" \
 	  || (echo "setup failed: see the pip output above" >&2; exit 1)
+ifneq ($(SYSTEM_TORCH),)
+	@test "$$($(PY) -c 'import torch; print(torch.__version__)')" = "$$(cat $(VENV)/system-torch.txt)" \
+	  || { echo "error: the system torch was replaced in $(VENV): report it" >&2; exit 1; }
+endif
 	@touch $@
 
 .PHONY: setup

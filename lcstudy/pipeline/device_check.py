@@ -139,6 +139,8 @@ def _wheel_project(path: Path) -> str:
 
 def install(log) -> list[str]:
     """Install each carried wheel whose project is missing, without dependencies, into SITE."""
+    if str(SITE) not in sys.path:  # what an earlier call installed counts as installed
+        sys.path.insert(0, str(SITE))
     wheels = sorted(WHEELS.glob("*.whl"))
     if not wheels:
         raise SystemExit(f"error: no wheels in {WHEELS}: run `make device-wheels` here first and carry '.device'")
