@@ -108,6 +108,11 @@ class _Wrapped(importlib.abc.Loader):
         sys.meta_path.insert(0, finder)
         try:
             self.inner.exec_module(module)
+        except ModuleNotFoundError as e:
+            if e.name and not e.name.startswith(_ROOT):  # a dependency missing: not ours to explain
+                raise
+            raise ImportError(f"CompressAI could not be imported with torch_geometric left out ({e}); set "
+                              "LCSTUDY_LEAN_IMPORT=0 to import it whole, and report it (lcstudy.core.lean_import)") from e
         except Exception as e:
             raise ImportError(f"CompressAI could not be imported with torch_geometric left out ({type(e).__name__}: "
                               f"{e}); CompressAI's layout changed: set LCSTUDY_LEAN_IMPORT=0 to import it whole, and "

@@ -177,7 +177,8 @@ print(f"python {__import__('sys').version.split()[0]}, numpy {numpy.__version__}
 def _step(name: str, cmd: list[str], limit: int, env: dict, logs: Path, log) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     f = logs / (re.sub(r"[^a-z0-9]+", "_", name.lower()).strip("_") + ".log")
-    log(f"[{time.strftime('%H:%M:%S')}] {name} (limit {limit} s): {shlex.join(cmd)}")
+    shown = shlex.join(c if len(c) < 200 else "<script>" for c in cmd)
+    log(f"[{time.strftime('%H:%M:%S')}] {name} (limit {limit} s): {shown}")
     t0 = time.perf_counter()
     with open(f, "w") as out:
         try:
@@ -187,6 +188,17 @@ def _step(name: str, cmd: list[str], limit: int, env: dict, logs: Path, log) -> 
     tail = f.read_text().strip().splitlines()[-3:]
     log(f"    rc {rc} after {time.perf_counter() - t0:.0f} s; {' | '.join(tail)}")
     return rc
+
+
+def rehearsal(args: list[str]) -> list[str]:
+    """A study step on the CPU at a tiny size, into a scratch results folder: the same commands, notebooks and
+    packages as on the GPU, for a machine without one (the development VM with a device-like environment)."""
+    out = [x.replace("device=cuda", "device=cpu") for x in args]
+    out = ["cpu" if x == "cuda" else x for x in out]
+    out = [f"{RESULTS}-rehearsal" if x == RESULTS else x for x in out]
+    out = [x for x in out if not x.startswith(("crop=", "sizes=", "limit=", "kernels=", "macs="))]
+    tiny = ["crop=64", "limit=1", "repeats=2", "kernels=false", "macs=false"]
+    return out + tiny if "--" in out or out[0] == "run" else out + ["--", *tiny]
 
 
 def cmd_run(a) -> int:
@@ -210,8 +222,11 @@ def cmd_run(a) -> int:
     import torch
 
     steps = [("tests", [py, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *TESTS], 240)]
-    steps += [(name, [py, "-m", "lcstudy.pipeline", *args], limit) for name, limit, args in STUDY]
-    if not torch.cuda.is_available() or a.dry_run:
+    steps += [(name, [py, "-m", "lcstudy.pipeline", *(rehearsal(args) if a.rehearse else args)], limit)
+              for name, limit, args in STUDY]
+    if a.rehearse:
+        log("rehearsal on the CPU at a tiny size: proves the installed environment, measures nothing worth keeping")
+    elif not torch.cuda.is_available() or a.dry_run:
         log("no CUDA device here: stopping before the CUDA steps; on a GPU machine this would run:" if not a.dry_run
             else "dry run: would run:")
         for name, cmd, limit in steps:
@@ -233,8 +248,9 @@ def _pack(out: Path, summary: list[str], rc: int) -> int:
     (out / "logs" / "summary.txt").write_text("\n".join(summary) + "\n")
     archive = out / "lcstudy-device.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
-        if (ROOT / RESULTS).exists():
-            tar.add(ROOT / RESULTS, arcname=RESULTS)
+        for folder in (RESULTS, f"{RESULTS}-rehearsal"):
+            if (ROOT / folder).exists():
+                tar.add(ROOT / folder, arcname=folder)
         tar.add(out / "logs", arcname="logs")
     print(f"archive: {archive} ({archive.stat().st_size / 2**20:.1f} MiB); rc {rc}")
     return rc
@@ -247,6 +263,7 @@ def main(argv=None) -> int:
     r = sub.add_parser("run", help="on the GPU machine: install, test, measure, pack")
     r.add_argument("--out", help="where the archive goes (default: $OUT, else .device/out)")
     r.add_argument("--dry-run", action="store_true", help="install and check, then print the CUDA steps only")
+    r.add_argument("--rehearse", action="store_true", help="run every step on the CPU at a tiny size (no GPU needed)")
     a = ap.parse_args(argv)
     return {"wheels": cmd_wheels, "run": cmd_run}[a.cmd](a)
 
