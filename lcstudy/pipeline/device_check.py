@@ -34,6 +34,7 @@ import argparse
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -129,8 +130,8 @@ def _installed(project: str) -> bool:
     try:
         md.version(project)
         return True
-    except md.PackageNotFoundError:
-        return False
+    except md.PackageNotFoundError:  # or installed into SITE by an earlier call
+        return any(True for _ in md.distributions(name=project, path=[str(SITE)]))
 
 
 def _wheel_project(path: Path) -> str:
@@ -139,8 +140,6 @@ def _wheel_project(path: Path) -> str:
 
 def install(log) -> list[str]:
     """Install each carried wheel whose project is missing, without dependencies, into SITE."""
-    if str(SITE) not in sys.path:  # what an earlier call installed counts as installed
-        sys.path.insert(0, str(SITE))
     wheels = sorted(WHEELS.glob("*.whl"))
     if not wheels:
         raise SystemExit(f"error: no wheels in {WHEELS}: run `make device-wheels` here first and carry '.device'")
@@ -232,8 +231,9 @@ def cmd_run(a) -> int:
         for name, cmd, limit in steps:
             log(f"  {name} (limit {limit} s): PYTHONPATH={SITE}:{ROOT} {shlex.join(cmd)}")
         log(f"  then pack {RESULTS}/, the logs, pip freeze and nvidia-smi -q into {out}/lcstudy-device.tar.gz")
-        return 0
-    subprocess.run(["nvidia-smi", "-q"], stdout=open(logs / "nvidia-smi.txt", "w"), stderr=subprocess.STDOUT)
+        return _pack(out, summary, 0)
+    if shutil.which("nvidia-smi"):
+        subprocess.run(["nvidia-smi", "-q"], stdout=open(logs / "nvidia-smi.txt", "w"), stderr=subprocess.STDOUT)
     subprocess.run([py, "-m", "pip", "freeze"], env=env, stdout=open(logs / "pip-freeze.txt", "w"),
                    stderr=subprocess.STDOUT)
     log(f"installed here: {len(installed)} wheels")
