@@ -167,6 +167,10 @@ device-wheels: $(STAMP) ## download the Python 3.12 wheels a GPU machine without
 device-check: ## on a GPU machine (no venv needed): install the carried wheels, CUDA tests, a CUDA study, one archive
 	$(or $(DEVICE_PYTHON),python3) -m lcstudy.pipeline.device_check run $(if $(OUT),--out $(OUT))
 
+.PHONY: bench-startup
+bench-startup: $(STAMP) ## a run notebook's fixed cost in parts (kernel start, imports, codec load, run page)
+	$(PY) -m lcstudy.core.bench startup --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
+
 .PHONY: cost
 cost: $(STAMP) ## what the runs cost: per run and phase, codec-work share, projected total on NODES nodes
 	$(PIPE) cost $(PLAN_ARGS) --nodes $(NODES) $(PLAN_PARAMS)

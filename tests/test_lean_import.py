@@ -56,6 +56,7 @@ def test_compressai_without_torch_geometric_and_every_zoo_model_codes():
 
 
 def test_real_torch_geometric_importable_afterwards():
+    pytest.importorskip("torch_geometric")  # installed with CompressAI (not on a GPU machine given only wheels)
     out = _probe("real")
     assert out["real_tg"]
 
