@@ -23,6 +23,31 @@ def overall(main: pd.DataFrame) -> pd.DataFrame:
     return style.sort_codecs(s, then=["quality", "platform", "direction"])
 
 
+def energy_table(main: pd.DataFrame) -> pd.DataFrame:
+    """Per codec, quality, platform and direction: joules per image and per megapixel (median over images of
+    each image's median over repeats), where the platform exposes an energy counter; a platform without one
+    is one row that says so (its provenance says why)."""
+    d = main[main.stage == "total"]
+    if "energy_j" not in d.columns:  # results from before energy was read
+        d = d.assign(energy_j=float("nan"), energy_j_per_mp=float("nan"), energy="not recorded (older results)")
+    rows = []
+    for plat, g in d.groupby("platform", sort=False):
+        if g.energy_j.notna().any():
+            e = summarise(g, ["codec", "quality", "platform", "direction"], "energy_j")
+            mp = summarise(g, ["codec", "quality", "platform", "direction"], "energy_j_per_mp")
+            e = e.rename(columns={"median": "joules", "half": "joules_ci_half"})
+            e["joules_per_mp"] = mp["median"].values
+            e["energy_source"] = str(g.energy.dropna().iloc[0]) if g.energy.notna().any() else ""
+            rows.append(e[["codec", "quality", "platform", "direction", "joules", "joules_ci_half", "joules_per_mp",
+                           "images", "energy_source"]])
+        else:
+            why = str(g.energy.dropna().iloc[0]) if "energy" in g and g.energy.notna().any() else "not recorded"
+            rows.append(pd.DataFrame([{"platform": plat, "energy_source": why}]))
+    if not rows:
+        return pd.DataFrame()
+    return pd.concat(rows, ignore_index=True)
+
+
 def overall_wide(o: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (c, q, p), g in o.groupby(["codec", "quality", "platform"], sort=False):
@@ -278,8 +303,9 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     ms = module_shares(main, reference)
     mt = macs_table(st.complexity)
     mem = memory_table(st.memory)
+    en = energy_table(main)
     tables = {"overall": o, "extremes": extremes(o), "gpu_speedup": gpu_speedup(o), "module_shares": ms,
-              "macs": mt, "memory": mem}
+              "macs": mt, "memory": mem, "energy": en}
     findings(page, tables, st)
     page.header = (f"{main.run_id.nunique()} runs on {main.platform.nunique()} platform(s) "
                    f"({', '.join(sorted(main.platform.unique()))}); weights: **{st.weights}**.\n\n"
@@ -306,6 +332,17 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                             "peak_mb_decode", "working_mb_decode"] if c in mem.columns]
         page.table("memory", present(mem, cols), "Memory around the timed calls (median over images and repeats): "
                    "peak resident memory and the working set (peak minus the memory just before the call).")
+    if not en.empty:
+        measured = en[en.joules.notna()] if "joules" in en else en.iloc[0:0]
+        if not measured.empty:
+            page.table("energy", present(measured, ["codec", "quality", "platform", "direction", "joules",
+                                                    "joules_per_mp", "images", "energy_source"]),
+                       "Energy per image and per megapixel of the timed calls (median over images of each image's "
+                       "median over repeats). A GPU's is the whole board's (idle power included), a CPU's the "
+                       "packages' (RAPL): both include what else ran, so contended calls are left out as for time.")
+        for _, r in en[en.joules.isna()].iterrows() if "joules" in en else en.iterrows():
+            page.text("energy", f"**{r.platform}**: energy {r.energy_source}. Energy is read from NVML on a CUDA "
+                      "GPU and from RAPL (`/sys/class/powercap`) on a CPU where the kernel exposes it to the run.")
     page.figure("kernels", fig_kernel_shares(st.kernels), "Where the self time goes by operator category: "
                 "'outside torch ops' is the Python loop and the entropy coder, which no MAC count sees.")
     page.write(downloads_dir, tables)

@@ -49,6 +49,9 @@ def scaling_table(df: pd.DataFrame, samples: pd.DataFrame, mem: pd.DataFrame, im
             for stage in ("total", "network"):
                 r = g[(g.direction == direction) & (g.stage == stage)]
                 row[f"{direction}_{stage}_s"] = float(r.seconds.iloc[0]) if len(r) else np.nan
+                if stage == "total":  # energy where the platform exposes it (RAPL): joules per megapixel
+                    row[f"{direction}_j_per_mp"] = (float(r.energy_j_per_mp.iloc[0])
+                                                    if len(r) and "energy_j_per_mp" in r else np.nan)
             s = samples[(samples.run_id == rid) & (_item(samples) == item) & (samples.direction == direction)
                         & (samples.stage == "total") & ~samples.contended.astype(bool)] if not samples.empty else None
             lo, hi = median_ci(s.seconds.tolist()) if s is not None and len(s) else (np.nan, np.nan)
@@ -195,6 +198,12 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                              "working_mb_decode"] if c in st.columns]
         if len(mcols) > 2:
             page.table("memory", present(st, mcols), "Memory per size around the timed calls (median over repeats).")
+        if st[["encode_j_per_mp", "decode_j_per_mp"]].notna().any().any():
+            page.table("energy", present(st, ["codec", "platform", "size", "encode_j_per_mp", "decode_j_per_mp"]),
+                       "Energy per megapixel per size (RAPL, the CPU packages; median over repeats).")
+        else:
+            page.text("energy", "_Energy per megapixel: not exposed on this platform (RAPL through "
+                      "`/sys/class/powercap` is not readable here; see the runs' provenance)._")
         page.figure("sizes", fig_scaling(st, lcs.timings), "Log-log: a slope of 1 is linear in the pixels; "
                     "look at the gap between the solid (whole coding) and dotted (transforms only) lines.")
     if not ex.empty:

@@ -123,10 +123,21 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "share": ("share", "frac", "self time over the call's wall time (CPU) or the kernels' total (CUDA)"),
     "wall_seconds": ("wall (s)", "s", "wall time"),
     "share_of_time_pct": ("share of time (%)", "pct", "share of the call's time"),
+    # energy
+    "joules": ("energy (J/image)", "sig3", "joules per timed call (median over images), where exposed"),
+    "joules_ci_half": ("± (J)", "sig3", "half the 95 % interval of that median over images"),
+    "joules_per_mp": ("energy (J/MP)", "sig3", "joules per megapixel of the image"),
+    "energy_j": ("energy (J)", "sig3", "joules of the whole call (total rows), from the platform's counter"),
+    "energy_j_per_mp": ("energy (J/MP)", "sig3", "joules per megapixel"),
+    "encode_j_per_mp": ("encode (J/MP)", "sig3", "encode energy per megapixel, where exposed"),
+    "decode_j_per_mp": ("decode (J/MP)", "sig3", "decode energy per megapixel, where exposed"),
+    "energy_source": ("energy counter", "text", "NVML (GPU board) or RAPL (CPU packages), or why none"),
 }
 _PROVENANCE = {
     "cpu_model": ("CPU", "text", "CPU model name"), "cpu_count": ("cores", "int", "logical CPUs of the machine"),
     "gpu_name": ("GPU", "text", "GPU model name"), "torch_version": ("torch", "text", "torch version"),
+    "cpu_flags": ("CPU flags", "text", "the CPU's vector features that decide the kernels (AVX2, AVX-512, VNNI, AMX)"),
+    "energy": ("energy", "text", "where the run's energy figures come from, or why it has none"),
     "cuda_version": ("CUDA", "text", "CUDA version of the torch build"),
     "compressai_version": ("CompressAI", "text", "CompressAI version"),
     "python_version": ("Python", "text", "Python version"), "lcstudy_version": ("lcstudy", "text", "lcstudy version"),
