@@ -122,17 +122,18 @@ def fig_scatter(t: pd.DataFrame, df):
             g = t[(t.platform == p) & (t.direction == d)].dropna(subset=["kmac_per_px"])
             for _, r in g.iterrows():
                 ax.scatter(r.kmac_per_px, r.seconds, color=style.codec_color(r.codec), marker=markers[j % 5], s=36,
-                           label=r.codec if j == 0 else None)
-                if j == 0:
-                    ax.annotate(r.codec, (r.kmac_per_px, r.seconds), xytext=(4, 2), textcoords="offset points",
-                                fontsize=7)
+                           label=r.codec if j == 0 else None, zorder=3)
+            if j == 0:  # each codec named once, beside its point on the first platform
+                style.label_points(ax, g.kmac_per_px, g.seconds, g.codec, colors=[style.codec_color(c)
+                                                                                  for c in g.codec])
         ax.set(xscale="log", yscale="log", xlabel=f"{d}r kMAC per pixel", ylabel="seconds per image (median)",
                title=d)
+        ax.margins(0.15)
     if len(plats) > 1:
         from matplotlib.lines import Line2D
 
-        axes[1].legend([Line2D([], [], ls="", marker=markers[j % 5], color="k") for j in range(len(plats))], plats,
-                       title="platform", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=7)
+        style.legend_above(fig, [Line2D([], [], ls="", marker=markers[j % 5], color="k") for j in range(len(plats))],
+                           plats, ncol=1, title="platform (codecs named on the first)")
     return style.finish(fig, style.title("MACs per pixel against time", df))
 
 
@@ -143,15 +144,18 @@ def fig_slope(rk: pd.DataFrame, df):
         g = rk[rk.direction == d]
         plats = list(dict.fromkeys(g.platform))
         cols = ["by kMAC/px"] + [p.replace(", ", "\n", 1) for p in plats]
+        ends = []
         for c, h in g.groupby("codec", sort=False):
             ys = [h.rank_kmac.iloc[0]] + [h[h.platform == p].rank_time.iloc[0] if (h.platform == p).any() else np.nan
                                           for p in plats]
-            ax.plot(range(len(cols)), ys, marker="o", color=style.codec_color(c))
-            ax.annotate(c, (len(cols) - 1, ys[-1]), xytext=(5, 0), textcoords="offset points", fontsize=7,
-                        va="center")
+            ax.plot(range(len(cols)), ys, marker="o", color=style.codec_color(c), label=c)
+            ends.append((len(cols) - 1, ys[-1], c))
+        # every line named at its right end (ties: the labels move apart, with a leader line)
+        style.label_points(ax, [e[0] for e in ends], [e[1] for e in ends], [e[2] for e in ends],
+                           colors=[style.codec_color(e[2]) for e in ends])
         ax.set_xticks(range(len(cols)), cols, fontsize=7)
-        ax.invert_yaxis()
-        ax.set(ylabel="rank (1 = fewest MACs / fastest)", title=d, xlim=(-0.2, len(cols) - 0.4))
+        ax.set(ylabel="rank (1 = fewest MACs / fastest)", title=d, xlim=(-0.2, len(cols) - 0.1 + 0.9))
+        ax.set_ylim(g[["rank_kmac", "rank_time"]].max().max() + 0.7, 0.3)
     return style.finish(fig, style.title("Codec ranks by kMAC/px and by time", df))
 
 
@@ -172,7 +176,7 @@ def fig_roofline(rf: pd.DataFrame, df):
             ax.axhline(100, color="k", lw=0.8, ls="--")
             ax.set(xlabel="", ylabel="achieved / matmul peak (%)", title=f"{d} · {p}")
             ax.tick_params(axis="x", labelrotation=45)
-        style.legend_outside(row[1])
+    style.legend_above(fig, title="stage")
     return style.finish(fig, style.title("Achieved MAC rate of each stage against the matmul peak", df))
 
 

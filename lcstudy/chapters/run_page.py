@@ -67,7 +67,7 @@ def fig_stages_per_image(t: pd.DataFrame, label: str):
         w[cols].plot.bar(stacked=True, ax=ax, color=style.stage_colors(cols), width=0.8, legend=False)
         ax.set(title=direction, ylabel="seconds (median of repeats)", xlabel="")
         ax.tick_params(axis="x", labelrotation=90)
-    style.legend_outside(axes[1])
+    style.legend_above(fig)
     return style.finish(fig, f"Stage times per image — {label}")
 
 
@@ -77,12 +77,14 @@ def fig_kernels(k: pd.DataFrame, label: str):
     plt = style.setup()
     k = k[k.kind == ("cuda_kernel" if (k.kind == "cuda_kernel").any() else "cpu_op")]
     g = k.groupby(["direction", "category"]).share.sum().unstack(fill_value=0).reindex(["encode", "decode"])
+    g = g[[c for c in style.palette("category") if c in g.columns] + sorted(set(g.columns) - set(
+        style.palette("category")))]
     fig, ax = plt.subplots(figsize=(style.FIG_WIDTH, 2.4))
-    g.plot.barh(stacked=True, ax=ax, color=style.LIGHT[: len(g.columns)] if len(g.columns) <= 9 else None)
-    ax.set(xlabel="share of the call's time", ylabel="", xlim=(0, 1), title=f"Operator categories — {label}")
-    style.legend_outside(ax)
-    fig.tight_layout()
-    return fig
+    g.plot.barh(stacked=True, ax=ax, color=style.colors("category", g.columns))
+    ax.set(xlabel="share of the call's time", ylabel="", xlim=(0, 1))
+    ax.invert_yaxis()
+    style.legend_outside(ax, title="operator category")
+    return style.finish(fig, f"Operator categories — {label}")
 
 
 def _in_run_order(df: pd.DataFrame, result) -> pd.DataFrame:

@@ -128,7 +128,7 @@ def fig_scaling(st: pd.DataFrame, df):
         ax.set(xscale="log", yscale="log", xlabel="megapixels", title=t)
     axes[0].set_ylabel("seconds")
     axes[2].set_ylabel("MB (peak minus before the call)")
-    style.legend_outside(axes[2])
+    style.legend_above(fig)
     return style.finish(fig, style.title("Time and memory against image size", st, [plat] if plat else None))
 
 
