@@ -279,10 +279,12 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
         page.table("ranks", present(flips, ["platform", "direction", "more_macs", "fewer_macs", "mac_ratio",
                                             "time_ratio"]), "Pairs that MACs order the wrong way round.")
     if not rf.empty:
-        page.table("roofline", present(rf, ["codec", "platform", "direction", "stage", "gmac", "seconds",
-                                            "achieved_gmac_s", "fraction_of_peak_pct"]),
-                   "Each stage's achieved MAC rate and its share of the platform's float32 matmul peak.")
+        # the chart answers the table's question (which stages are arithmetic-bound) at a glance; its rows
+        # (one per codec, platform, direction and stage) are in the downloads
         page.figure("roofline", fig_roofline(rf, st.main), "Bars near the dashed line are arithmetic-bound; the "
                     "entropy-coding stages sit orders of magnitude below it.")
+        page.text("roofline", f"The {len(rf)} rows behind the chart (each stage's MACs, median time, achieved "
+                  "GMAC/s and share of the peak) are the table `lcstudy_flops_runtime_roofline.csv` on the "
+                  "{doc}`Data <data>` page.")
     page.write(downloads_dir, tables)
     return page

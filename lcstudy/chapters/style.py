@@ -287,7 +287,7 @@ def _place_labels(fig) -> None:
         ax._lcstudy_labels = []
         inside = ax.get_window_extent(renderer)
         # every point of the panel is an obstacle: its marker's box
-        dots = [Bbox.from_bounds(*(ax.transData.transform((x, y)) - 4), 8, 8)
+        dots = [Bbox.from_bounds(*(ax.transData.transform((x, y)) - 5), 10, 10)
                 for pts, _ in reqs for x, y, _, _ in pts]
         placed: list = []
         for pts, fontsize in reqs:
@@ -327,7 +327,7 @@ def wrap(text: str, width_in: float = FIG_WIDTH, fontsize: float = 9.5) -> str:
     character), at the separators of :func:`title` first."""
     import textwrap
 
-    per_line = max(20, int(width_in * 72 / (fontsize * 0.52)))
+    per_line = max(20, int(width_in * 72 / (fontsize * 0.56)))
     return "\n".join(textwrap.wrap(text, per_line, break_on_hyphens=False)) if len(text) > per_line else text
 
 
@@ -340,14 +340,22 @@ def finish(fig, title: str):
     fig.suptitle(wrap(title, fig.get_figwidth()), x=0.01, ha="left")
     above = getattr(fig, "_lcstudy_legend_above", None)
     fig.tight_layout()
+    # the panels (with their titles and legends) shrink from the top until they clear the figure's title
+    # and the legend above them, if any
+    fig.canvas.draw()
+    r = fig.canvas.get_renderer()
+    fh = fig.bbox.height
+    floor = fig._suptitle.get_window_extent(r).y0 - 4
     if above is not None:
-        # the panels shrink from the top to leave the title and the legend their height
+        above.set_bbox_to_anchor((0.5, floor / fh), transform=fig.transFigure)
+        floor = above.get_window_extent(r).y0 - 4
+    top = 1.0
+    for _ in range(3):
+        reach = max(ax.get_tightbbox(r).y1 for ax in fig.axes)
+        if reach <= floor:
+            break
+        top -= (reach - floor + 1) / fh
+        fig.tight_layout(rect=(0, 0, 1, top))
         fig.canvas.draw()
-        r = fig.canvas.get_renderer()
-        fh = fig.bbox.height
-        t_h = fig._suptitle.get_window_extent(r).height
-        above.set_bbox_to_anchor((0.5, 1 - (t_h + 6) / fh), transform=fig.transFigure)
-        l_h = above.get_window_extent(r).height
-        fig.tight_layout(rect=(0, 0, 1, 1 - (t_h + l_h + 12) / fh))
     _place_labels(fig)
     return fig

@@ -291,7 +291,8 @@ def fmt(kind: str, x) -> str:
 
 
 #: columns that, when one value fills them, are said once above the table instead of in every row
-CONSTANT_OK = ("platform", "device", "weights", "weights_label", "threads", "memory", "method", "size", "images")
+CONSTANT_OK = ("platform", "device", "weights", "weights_label", "threads", "memory", "method", "size", "images",
+               "count_mode")
 
 
 def present(df: pd.DataFrame, columns: list[str] | None = None, caption: str | None = None):
