@@ -174,7 +174,26 @@ def title(what: str, df: pd.DataFrame | None = None, platforms=None) -> str:
         parts.append("; ".join(platforms) if len(platforms) <= 2 else f"{len(platforms)} platforms")
     if df is not None and not df.empty and ("weights" in df.columns or "weights_label" in df.columns):
         parts.append(f"weights: {weights_text(df)}")
+    thin = rests_on(df) if df is not None else ""
+    if thin:
+        parts.append(thin)
     return " — ".join(parts)
+
+
+#: Kodak's image count: a figure over fewer images (or over crops) says what it rests on
+FULL_SET = 24
+
+
+def rests_on(df: pd.DataFrame) -> str:
+    """"2 images, 256² crops" where ``df`` rests on fewer images than the full set or on crops, else ""."""
+    if df is None or df.empty or "image" not in df.columns:
+        return ""
+    n = df.image.nunique()
+    crops = df.crop.dropna().unique() if "crop" in df.columns else []
+    if n >= FULL_SET and not len(crops):
+        return ""
+    return f"{n} image{'s' if n != 1 else ''}" + (f", {int(crops[0])}² crops" if len(crops) == 1 else
+                                                   ", crops" if len(crops) else "")
 
 
 def setup():

@@ -120,7 +120,7 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "category": ("category", "text", "the paper's kernel categories"),
     "self_seconds": ("self time (s)", "s", "time spent in the op itself"),
     "calls": ("calls", "int", "how often the op ran"),
-    "share": ("share", "frac", "self time over the call's wall time (CPU) or the kernels' total (CUDA)"),
+    "share": ("share (0–1)", "frac", "self time over the call's wall time (CPU) or the kernels' total (CUDA)"),
     "wall_seconds": ("wall (s)", "s", "wall time"),
     "share_of_time_pct": ("share of time (%)", "pct", "share of the call's time"),
 }
@@ -202,7 +202,7 @@ COLUMNS.update({
     "decode_x_jpeg": ("decode × JPEG", "x", "how many times JPEG's decode time"),
     "encode_x_hevc": ("encode × x265", "x", "how many times x265's (HEIC) encode time"),
     "decode_x_hevc": ("decode × x265", "x", "how many times x265's (HEIC) decode time"),
-    "noisy_share": ("noisy share", "frac", "share of images whose repeats spread > 10 %"),
+    "noisy_share": ("noisy share (0–1)", "frac", "share of images whose repeats spread > 10 %"),
     # scaling
     "encode_network_s": ("encode network (s)", "s", "encode transforms only (l3ic's E)"),
     "decode_network_s": ("decode network (s)", "s", "decode transforms only (l3ic's D)"),
