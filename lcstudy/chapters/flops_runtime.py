@@ -164,18 +164,18 @@ def fig_roofline(rf: pd.DataFrame, df):
         return None
     plt = style.setup()
     plats = list(dict.fromkeys(rf.platform))
-    fig, axes = plt.subplots(len(plats), 2, figsize=(style.FIG_WIDTH, 3.2 * len(plats)), squeeze=False)
+    # one full-width panel per platform and direction, stacked: every codec's name fits under its bars
+    panels = [(p, d) for p in plats for d in ("encode", "decode")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(style.FIG_WIDTH, 2.4 * len(panels) + 0.6), squeeze=False)
     stages = style.ordered_stages(rf.stage)
-    for row, p in zip(axes, plats):
-        for ax, d in zip(row, ("encode", "decode")):
-            g = rf[(rf.platform == p) & (rf.direction == d)]
-            w = g.pivot_table(index="codec", columns="stage", values="fraction_of_peak_pct")
-            w = w.reindex([c for c in style.codec_order() if c in w.index])[[s for s in stages if s in w.columns]]
-            w.plot.bar(ax=ax, color=style.stage_colors(w.columns), legend=False, width=0.8)
-            ax.set_yscale("log")
-            ax.axhline(100, color="k", lw=0.8, ls="--")
-            ax.set(xlabel="", ylabel="achieved / matmul peak (%)", title=f"{d} · {p}")
-            ax.tick_params(axis="x", labelrotation=45)
+    for ax, (p, d) in zip(axes[:, 0], panels):
+        g = rf[(rf.platform == p) & (rf.direction == d)]
+        w = g.pivot_table(index="codec", columns="stage", values="fraction_of_peak_pct")
+        w = w.reindex([c for c in style.codec_order() if c in w.index])[[s for s in stages if s in w.columns]]
+        w.plot.bar(ax=ax, color=style.stage_colors(w.columns), legend=False, width=0.8, rot=0)
+        ax.set_yscale("log")
+        ax.axhline(100, color="k", lw=0.8, ls="--")
+        ax.set(xlabel="", ylabel="of the matmul peak (%)", title=f"{d} · {p}")
     style.legend_above(fig, title="stage")
     return style.finish(fig, style.title("Achieved MAC rate of each stage against the matmul peak", df))
 

@@ -137,12 +137,13 @@ def fig_frontier(rd: pd.DataFrame, t: pd.DataFrame, df):
     axes[0].set(xlabel="bits per pixel", ylabel="PSNR RGB (dB)", xlim=(0, 2.0),
                 title=f"RD on Kodak (published: 24 full images{rests}); dashed: standard codecs")
     style.legend_outside(axes[0], ncol=2, fontsize=6.5)
-    for ax, x, title_ in ((axes[1], "dec_kmac_px_min", "decoder kMAC per pixel"),
-                          (axes[2], "decode_seconds_cpu", "our decode time on CPU (s)")):
+    for ax, x, title_, short in ((axes[1], "dec_kmac_px_min", "decoder kMAC per pixel", "BD-rate vs decoder MACs"),
+                                 (axes[2], "decode_seconds_cpu", "our decode time on CPU (s)",
+                                  "BD-rate vs our CPU decode time")):
         ok = t.dropna(subset=[x, "bd_rate_vs_x265_pct"]) if x in t else t.iloc[:0]
         if ok.empty:  # nothing measured that can be placed: say so instead of an empty log axis
             ax.text(0.5, 0.5, "no codec with both values", ha="center", va="center", transform=ax.transAxes)
-            ax.set(xlabel=title_, title=f"BD-rate against {title_.split(' (')[0]}")
+            ax.set(xlabel=title_, title=short)
             continue
         for _, r in ok.iterrows():
             ax.scatter(r[x], r.bd_rate_vs_x265_pct, color=style.codec_color(r.codec), s=28, zorder=3,
@@ -153,8 +154,7 @@ def fig_frontier(rd: pd.DataFrame, t: pd.DataFrame, df):
         f = ok.loc[ok["frontier_kmac" if "kmac" in x else "frontier_time"].astype(bool)].sort_values(x)
         ax.step(f[x], f.bd_rate_vs_x265_pct, where="post", color="k", lw=0.8)
         ax.axhline(0, color="grey", lw=0.6, ls=":")
-        ax.set(xscale="log", xlabel=title_, ylabel="BD-rate vs x265 (%)",
-               title=f"BD-rate against {title_.split(' (')[0]}")
+        ax.set(xscale="log", xlabel=title_, ylabel="BD-rate vs x265 (%)", title=short)
         ax.margins(0.12)
     return style.finish(fig, style.title("Rate-distortion and complexity (black step: the frontier)", df))
 

@@ -47,8 +47,9 @@ VIBRANT = ["#0077BB", "#33BBEE", "#009988", "#EE7733", "#CC3311", "#EE3377", "#B
 UNKNOWN = "#777777"
 #: the deployment backends, in the order the book lists them (eager is the baseline)
 BACKEND_ORDER = ("eager", "channels_last", "compile", "bf16", "fp16", "int8", "onnxruntime")
-#: inches: the book's content column at a laptop's width (1280 px window: about 730 CSS px) at SCREEN_DPI
-FIG_WIDTH = 7.6
+#: inches: the book's content column at a laptop's width (1280 px window: about 690 CSS px) at SCREEN_DPI,
+#: so a figure is shown at its own size (its text at the size it was set), not scaled down
+FIG_WIDTH = 7.1
 #: CSS pixels per inch of a figure on the page, and how many image pixels per CSS pixel it is drawn with
 SCREEN_DPI = 96
 RETINA = 2
@@ -203,10 +204,10 @@ def setup():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"figure.dpi": SCREEN_DPI, "savefig.dpi": SCREEN_DPI * RETINA, "font.size": 8.5,
-                         "axes.titlesize": 9, "axes.labelsize": 8.5, "legend.fontsize": 7.5, "xtick.labelsize": 7.5,
-                         "ytick.labelsize": 7.5, "axes.spines.top": False, "axes.spines.right": False,
-                         "figure.titlesize": 9.5, "legend.frameon": False, "axes.titlelocation": "left"})
+    plt.rcParams.update({"figure.dpi": SCREEN_DPI, "savefig.dpi": SCREEN_DPI * RETINA, "font.size": 9,
+                         "axes.titlesize": 9.5, "axes.labelsize": 9, "legend.fontsize": 8, "xtick.labelsize": 8,
+                         "ytick.labelsize": 8, "axes.spines.top": False, "axes.spines.right": False,
+                         "figure.titlesize": 10, "legend.frameon": False, "axes.titlelocation": "left"})
     return plt
 
 
@@ -341,7 +342,7 @@ def _area(a, b) -> float:
     return w * h if w > 0 and h > 0 else 0.0
 
 
-def wrap(text: str, width_in: float = FIG_WIDTH, fontsize: float = 9.5) -> str:
+def wrap(text: str, width_in: float = FIG_WIDTH, fontsize: float = 10) -> str:
     """``text`` broken into lines that fit ``width_in`` inches at ``fontsize`` points (about half an em a
     character), at the separators of :func:`title` first."""
     import textwrap
