@@ -56,10 +56,14 @@ def test_book_shape(built):
     devices = 2 if has_cuda() else 1
     runs = sorted((html / "runs").rglob("*.html"))
     assert len(runs) == 9 * devices + 1, runs  # 9 codecs (8 + TINY) per device + the standard codecs
+    titles = set()
     for r in runs:
-        assert "<img" in r.read_text()
+        text = r.read_text()
+        assert "<img" in text
+        titles.add(re.search(r"<h1>(.*?)<", text).group(1).strip())
+    assert len(titles) == len(runs) and "Standard codecs on cpu" in " ".join(titles), titles  # titled by their run
     intro = (html / "intro.html").read_text()
-    assert "peak matmul GFLOP/s" in intro and "of measurement wall time" in intro and "What this shows" in intro
+    assert "peak matmul (GFLOP/s" in intro and "of measurement wall time" in intro and "What this shows" in intro
     for c in CHAPTERS:
         page = (html / f"{c.name}.html").read_text()
         assert "What this shows" in page and "<table" in page and "Traceback" not in page, c.name

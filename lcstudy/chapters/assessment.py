@@ -107,7 +107,7 @@ def fig_overall(o: pd.DataFrame, main: pd.DataFrame):
 
         handles = [Patch(facecolor="#999999", alpha=1.0 - 0.6 * j / max(len(plats) - 1, 1),
                          hatch=["", "//", "..", "xx", "\\\\"][j % 5], label=p) for j, p in enumerate(plats)]
-        axes[1].legend(handles=handles, title="platform", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        style.legend_above(fig, handles, plats, ncol=1)
     return style.finish(fig, style.title("Encode and decode time per codec", main))
 
 
@@ -134,7 +134,7 @@ def fig_module_shares(ms: pd.DataFrame, main: pd.DataFrame):
         w.plot.barh(stacked=True, ax=ax, color=style.stage_colors(w.columns), legend=False, width=0.8)
         ax.set(xlim=(0, 100), xlabel="share of the total (%)", ylabel="", title=f"{direction} · ours on {plat}")
         ax.invert_yaxis()
-    style.legend_outside(axes[0, 0])
+        style.legend_outside(ax, title="stage")
     return style.finish(fig, style.title("Share of each module in the total time, ours beside the paper's",
                                          main))
 
@@ -166,7 +166,7 @@ def fig_macs(cx: pd.DataFrame):
         w.plot.barh(stacked=True, ax=ax, color=style.stage_colors(w.columns), legend=False)
         ax.set(xlabel="kMAC per pixel", ylabel="", title=direction)
         ax.invert_yaxis()
-    style.legend_outside(axes[1])
+    style.legend_above(fig)
     return style.finish(fig, "MACs per module (ptflops aten, on the shapes each stage sees; independent of the "
                              "weights)")
 
@@ -192,19 +192,19 @@ def fig_kernel_shares(kern: pd.DataFrame):
     s = category_shares(kern)
     s = s.assign(bar=s.codec + " q" + s.quality.astype(str), panel=s.direction + " · " + s.kind + " · " + s.platform)
     panels = sorted(set(s.panel), key=lambda p: ("cuda" in p, p.split(" · ")[2], p.startswith("decode")))
-    cats = sorted(s.category.unique())
-    colors = dict(zip(cats, (style.LIGHT + style.BRIGHT)[: len(cats)]))
+    cats = [c for c in style.palette("category") if c in set(s.category)] + \
+        sorted(set(s.category) - set(style.palette("category")))
     fig, axes = plt.subplots(len(panels), 1, figsize=(style.FIG_WIDTH, 0.3 * s.bar.nunique() * len(panels) + 1.2),
                              squeeze=False)
     for ax, p in zip(axes[:, 0], panels):
         w = s[s.panel == p].pivot_table(index="bar", columns="category", values="share", fill_value=0)
         order = [b for cc in style.codec_order() for b in sorted(w.index) if b.startswith(cc + " q")]
-        w = w.reindex(order)
-        w.plot.barh(stacked=True, ax=ax, color=[colors[c] for c in w.columns], legend=False)
+        w = w.reindex(order)[[c for c in cats if c in w.columns]]
+        w.plot.barh(stacked=True, ax=ax, color=style.colors("category", w.columns), legend=False)
         ax.set(xlim=(0, 1), xlabel="share of the call's time", ylabel="",
                title=p.replace("cpu_op", "CPU operators").replace("cuda_kernel", "CUDA kernels"))
         ax.invert_yaxis()
-    style.legend_outside(axes[0, 0])
+        style.legend_outside(ax, title="operator category")
     return style.finish(fig, style.title("Time by operator category (torch.profiler, self time)", kern))
 
 

@@ -78,11 +78,15 @@ def fig_stages_per_image(t: pd.DataFrame, label: str):
     for ax, direction in zip(axes, ("encode", "decode")):
         d = t[(t.direction == direction) & (t.kind == "partition")]
         w = d.pivot_table(index="item" if "item" in d else "image", columns="stage", values="seconds", sort=False)
+        if w.empty:  # every repeat of every item contended: nothing measured to draw
+            ax.text(0.5, 0.5, "no uncontended repeat", ha="center", va="center", transform=ax.transAxes)
+            ax.set(title=direction)
+            continue
         cols = style.ordered_stages(w.columns)
         w[cols].plot.bar(stacked=True, ax=ax, color=style.stage_colors(cols), width=0.8, legend=False)
         ax.set(title=direction, ylabel="seconds (median of repeats)", xlabel="")
         ax.tick_params(axis="x", labelrotation=90)
-    style.legend_outside(axes[1])
+    style.legend_above(fig)
     return style.finish(fig, f"Stage times per image — {label}")
 
 
@@ -92,12 +96,14 @@ def fig_kernels(k: pd.DataFrame, label: str):
     plt = style.setup()
     k = k[k.kind == ("cuda_kernel" if (k.kind == "cuda_kernel").any() else "cpu_op")]
     g = k.groupby(["direction", "category"]).share.sum().unstack(fill_value=0).reindex(["encode", "decode"])
+    g = g[[c for c in style.palette("category") if c in g.columns] + sorted(set(g.columns) - set(
+        style.palette("category")))]
     fig, ax = plt.subplots(figsize=(style.FIG_WIDTH, 2.4))
-    g.plot.barh(stacked=True, ax=ax, color=style.LIGHT[: len(g.columns)] if len(g.columns) <= 9 else None)
-    ax.set(xlabel="share of the call's time", ylabel="", xlim=(0, 1), title=f"Operator categories — {label}")
-    style.legend_outside(ax)
-    fig.tight_layout()
-    return fig
+    g.plot.barh(stacked=True, ax=ax, color=style.colors("category", g.columns))
+    ax.set(xlabel="share of the call's time", ylabel="", xlim=(0, 1))
+    ax.invert_yaxis()
+    style.legend_outside(ax, title="operator category")
+    return style.finish(fig, f"Operator categories — {label}")
 
 
 def _in_run_order(df: pd.DataFrame, result) -> pd.DataFrame:
@@ -139,10 +145,12 @@ def build(result) -> Page:
         page.text("complexity", "MACs were not counted in this run (MACS=false); the main run of this codec has them.")
     else:
         c = cx.assign(params_m=cx.model_params / 1e6)
-        page.table("complexity", present(c, ["direction", "stage", "count_mode", "gmac", "kmac_per_px", "params",
-                                             "mac_vs_torch", "uncounted"]),
-                   "ptflops (`backend='aten'`) on the shapes each stage sees; the last columns compare it with "
-                   "FlopCounterMode (1 = equal) and name modules with parameters that neither counter counted.")
+        # two narrow tables, not one wide one: the counts, then how far the two counters agree
+        page.table("complexity", present(c, ["direction", "stage", "count_mode", "gmac", "kmac_per_px", "params"]),
+                   "ptflops (`backend='aten'`) on the shapes each stage sees.")
+        page.table("complexity", present(c, ["direction", "stage", "mac_vs_torch", "uncounted"]),
+                   "The count against torch's FlopCounterMode (1 = equal), and the modules with parameters that "
+                   "neither counter counted.")
     mem = _in_run_order(result.tables["memory"], result)
     if not mem.empty:
         m = mem[~mem.contended.astype(bool)] if "contended" in mem else mem

@@ -38,7 +38,7 @@ def fig_rd_time(w, std):
     axes[0].set(xlabel="bits per pixel", ylabel="PSNR RGB (dB)", title="rate-distortion")
     axes[1].set(xlabel="bits per pixel", ylabel="seconds per image", yscale="log", title="encode time")
     axes[2].set(xlabel="bits per pixel", ylabel="seconds per image", yscale="log", title="decode time")
-    style.legend_outside(axes[2])
+    style.legend_above(fig)
     return style.finish(fig, style.title("Standard codecs", std))
 
 

@@ -66,10 +66,48 @@ def machines_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                                                    if n.flagged.any() else ""),
                      "torch / CompressAI / Python": f"{first.torch_version} / {first.compressai_version} / "
                                                     f"{first.python_version}",
-                     "peak matmul GFLOP/s (median)": f"{g.peak_matmul_gflops.median():.0f}",
-                     "runs": len(g), "contended repeats": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f} %",
+                     "peak matmul (GFLOP/s, median)": f"{g.peak_matmul_gflops.median():.3g}",
+                     "runs": len(g), "contended repeats (%)": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f}",
                      "measured (UTC)": f"{str(g.started_utc.min())[:10]} … {str(g.finished_utc.max())[:10]}"})
     return pd.DataFrame(rows), nodes
+
+
+#: the machines table, split in two narrow ones (the content column holds about six short columns)
+MACHINE_TABLES = (("platform", "device", "runs", "peak matmul (GFLOP/s, median)", "contended repeats (%)",
+                   "measured (UTC)"),
+                  ("platform", "device", "CPU", "GPU", "torch / CompressAI / Python", "nodes"))
+
+
+def run_title(r) -> str:
+    """A run page's title, which the sidebar and the Runs index show: what ran (codec and quality, or the
+    standard codecs; the backend where the run has one; what else differs, from its label), where
+    (device and platform)."""
+    if r.kind == "learned":
+        what = f"{r.codec} q{r.quality}"
+        rest = str(r.label).replace(f"{r.codec}-q{r.quality}", "", 1).strip("-_ ")
+    else:
+        what, rest = "Standard codecs", str(r.label).replace("standard-codecs", "", 1).strip("-_ ")
+    backend = getattr(r, "backend", None)
+    if isinstance(backend, str) and backend and backend != "eager":
+        what += f" · {backend}"
+    return f"{what}{f' ({rest})' if rest else ''} on {r.device} · {r.platform}"
+
+
+def copy_titled(src: Path, dest: Path, title: str) -> None:
+    """Copy a run's executed notebook into the book with its first heading (the notebook's generic
+    title) replaced by the run's own, so that no two run pages share a title."""
+    import json
+
+    nb = json.loads(src.read_text())
+    for cell in nb.get("cells", []):
+        text = "".join(cell.get("source", []))
+        if cell.get("cell_type") == "markdown" and text.lstrip().startswith("# "):
+            head, _, body = text.lstrip().partition("\n")
+            cell["source"] = f"# {title}" + (f"\n{body}" if body else "")
+            break
+    from ..runs.store import atomic_write_text
+
+    atomic_write_text(dest, json.dumps(nb, indent=1, ensure_ascii=False))
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -131,7 +169,7 @@ def write_book(results_dir) -> None:
     if not m.empty:
         total = runs.wall_seconds.sum()
         work = runs.codec_seconds.sum()
-        text = (_md_table(m) + f"\n\nThe {len(runs)} runs took **{fmt_seconds(total)}** of measurement wall time "
+        text = ("\n\n".join(_md_table(m[list(cols)]) for cols in MACHINE_TABLES) + f"\n\nThe {len(runs)} runs took **{fmt_seconds(total)}** of measurement wall time "
                 f"(`make cost` prints each); **{work / total:.0%}** of it was timed encoding and decoding (the rest: "
                 "model loading, warm-up, quality metrics, the operator profile and the MAC count). A node whose "
                 "median peak matmul rate is more than 5 % off its platform's median is named as slow or shared.\n")
@@ -155,7 +193,7 @@ def _runs_table(g: pd.DataFrame, book: Path, dest_dir: Path, toc_runs: list) -> 
     for r in sort_codecs(g, then=["label"]).itertuples():
         dest = dest_dir / f"{r.label}-{r.run_id[:6]}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(r.notebook, dest)
+        copy_titled(Path(r.notebook), dest, run_title(r))
         rel = dest.relative_to(book).with_suffix("").as_posix()
         toc_runs.append(rel)
         out.append(f"| {{doc}}`{r.label} <{rel}>` | {r.platform} | {r.codec} | "
@@ -234,10 +272,13 @@ def downloads_page(downloads: Path, columns: dict, chapters) -> str:
                                                            else "all its tables, one sheet each")) if ch else ""
         lines += [f"{{download}}`{f.name} <_generated/downloads/{f.name}>` — {desc}", ""]
         if f.suffix == ".csv":
+            from ..chapters.findings import COLUMNS as FINDINGS
+
             cols = list(pd.read_csv(f, nrows=0).columns)
+            words = {**columns, **FINDINGS} if f.stem.endswith("_findings") else columns
             rows = []
             for c in cols:
-                h, _, what = columns.get(c, (c, "", ""))
+                h, _, what = words.get(c, (c, "", ""))
                 rows.append(f"| `{c}` | {h} | {what} |")
             lines += ["| column | header | meaning |", "| --- | --- | --- |"] + rows + [""]
     return "\n".join(lines) + "\n"
