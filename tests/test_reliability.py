@@ -272,3 +272,28 @@ def test_plan_clock_corrects_the_remaining_time_as_runs_finish(monkeypatch):
     now[0] += 10.0
     clock.finished(5.0)  # a run predicted at 5 s took 10 s: the other 95 s of runs will take about 190 s
     assert clock.line() == "plan: 10 s elapsed, ~3.2 min left (runs so far took 2.0× their prediction)"
+
+
+def test_slurm_planning_waits_for_a_cancelled_task_still_ending(monkeypatch, tmp_path):
+    """After ``scancel`` squeue lists the task COMPLETING while its pipeline stops: it is neither queued (to be
+    waited for, then called failed) nor to be submitted beside itself; planning waits until it has left."""
+    from lcstudy.pipeline import slurm
+
+    state = tmp_path / ".slurm"
+    state.mkdir()
+    (state / "array-1.json").write_text(json.dumps({"job": "7", "tasks": [
+        {"index": 0, "request_id": "a"}, {"index": 1, "request_id": "b"}]}))
+    polls = []
+
+    def squeue(cmd):
+        polls.append(cmd[0])
+        return "7_0|COMPLETING|None\n7_1|PENDING|Priority\n" if len(polls) < 3 else "7_1|RUNNING|None\n"
+
+    monkeypatch.setattr(slurm, "_run", squeue)
+    slurm.settle(tmp_path, poll_s=0)
+    assert len(polls) == 3
+    assert slurm.queued(tmp_path) == {"b": "7_1"}
+    monkeypatch.setattr(slurm, "_run", lambda cmd: "7_0|COMPLETING|None\n")
+    assert slurm.queued(tmp_path) == {}
+    with pytest.raises(lcstudy.errors.LcstudyError, match="7_0 are still ending"):
+        slurm.settle(tmp_path, settle_s=0, poll_s=0)

@@ -74,6 +74,7 @@ def cmd_runs(a) -> int:
         from . import slurm
 
         slurm.check_available()
+        slurm.settle(a.results_dir)  # tasks still ending (a cancelled run stopping) first: then judge the runs
     resolved = _resolved(a, any_platform=a.executor == "slurm")
     record_plan(a.results_dir, a.profile, [r.request.request_id for r in resolved])  # what the chapters compare
     if a.executor == "slurm":

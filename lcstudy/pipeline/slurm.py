@@ -104,10 +104,33 @@ def _arrays(results_dir) -> list[dict]:
     return out
 
 
+#: squeue states of a task that has ended and is being cleaned up (a cancelled task whose pipeline is still
+#: stopping, an epilog): not queued, but its run folder may still be written to
+ENDING = ("COMPLETING", "STAGE_OUT")
+
+
+def settle(results_dir, settle_s: float = 300, poll_s: float = 1.0) -> None:
+    """Wait (up to ``settle_s``) until no task of ours is ending. After ``scancel`` a task's pipeline stops
+    gracefully and squeue shows the task COMPLETING meanwhile: it is neither queued nor done, and its run
+    folder may still be written to. Planning waits for it, so that the run is judged by what the task left
+    (resubmitted if unfinished) and never measured by two tasks at once."""
+    jobs = [s["job"] for s in _arrays(results_dir)]
+    deadline = time.time() + settle_s
+    while True:
+        ending = sorted(k for k, v in live_tasks(jobs).items() if v in ENDING)
+        if not ending:
+            return
+        if time.time() >= deadline:
+            raise LcstudyError(f"SLURM tasks {', '.join(ending)} are still ending {settle_s:.0f} s after planning "
+                               "began: run again when squeue no longer lists them")
+        time.sleep(poll_s)
+
+
 def queued(results_dir) -> dict[str, str]:
-    """request id → task id of the runs submitted earlier that are still pending or running."""
+    """request id → task id of the runs submitted earlier that are still pending or running (not ending:
+    :func:`settle` comes first)."""
     subs = _arrays(results_dir)
-    live = live_tasks([s["job"] for s in subs])
+    live = {k: v for k, v in live_tasks([s["job"] for s in subs]).items() if v not in ENDING}
     return {t["request_id"]: f"{s['job']}_{t['index']}" for s in subs for t in s["tasks"]
             if f"{s['job']}_{t['index']}" in live}
 
