@@ -69,16 +69,57 @@ help: ## list the targets and variables
 	@echo "  notebook parameters (make run; the rest also make runs/book): $(NB_PARAMS)"
 	@echo "chapters, in book order: $$(python3 -c 'from lcstudy.chapters import CHAPTERS; print(" ".join(c.name for c in CHAPTERS))')"
 
+# PYTHON: python3.11 or python3.12 (a name on PATH or a path). A pyenv shim that refuses a version pyenv has
+# installed but not selected is resolved to that installation. `make setup PYTHON=…` replaces a .venv of
+# another Python.
+RESOLVE_PY = py="$(PYTHON)"; \
+	if ! "$$py" -c '' 2>/dev/null && command -v pyenv >/dev/null; then \
+	  v=$$(pyenv versions --bare 2>/dev/null | grep -E "^$${py\#python}(\.[0-9]+)*$$" | tail -1); \
+	  [ -n "$$v" ] && py="$$(pyenv root)/versions/$$v/bin/$$(basename $$py)"; \
+	fi; \
+	want=$$("$$py" -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null) \
+	  || { echo "error: PYTHON=$(PYTHON) does not run: install Python 3.11 or 3.12 and pass PYTHON=<its name or path>" >&2; exit 2; }; \
+	case "$$want" in 3.11|3.12) ;; *) echo "error: PYTHON=$(PYTHON) is Python $$want; lcstudy needs 3.11 or 3.12 (CompressAI 1.2.8 ships wheels for those only): make setup PYTHON=python3.11" >&2; exit 2;; esac
+
+.PHONY: python-check
+python-check:
+	@$(RESOLVE_PY); have=$$($(PY) -c 'import sys; print("%d.%d" % sys.version_info[:2])' 2>/dev/null); \
+	if [ -n "$$have" ] && [ "$$have" != "$$want" ] && [ "$(origin PYTHON)" != "file" ]; then \
+	  echo "replacing $(VENV) (Python $$have) with one of Python $$want"; rm -rf $(VENV); fi
+
+# SYSTEM_TORCH=1: a machine's own torch (a GPU box's CUDA build, in PYTHON's site-packages) is kept: the venv
+# sees it (--system-site-packages) and the lock constrains everything else (numpy stays 1.26.4)
+SYSTEM_TORCH ?=
+CONSTRAINTS := $(if $(SYSTEM_TORCH),$(VENV)/constraints-system-torch.txt,requirements.lock)
+# a .venv that never completed a setup (no stamp: a failed or interrupted one, perhaps of another Python) is
+# made again, and removed if its setup fails, so that the next `make setup` always starts clean
 $(STAMP): pyproject.toml requirements.lock
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[book,test]' 2>&1 \
-	  | grep -v "^WARNING: Location" || true
-	@$(PY) -c "import lcstudy, compressai, torch, ptflops, papermill, jupytext" \
-	  || (echo "setup failed: see the pip output above" >&2; exit 1)
+	@$(RESOLVE_PY); fresh=$$(test -e $@ || echo 1); if [ -n "$$fresh" ]; then rm -rf $(VENV); fi; \
+	if ! test -x $(PY); then echo "setup: creating $(VENV) with Python $$want ($$py)"; \
+	  "$$py" -m venv $(if $(SYSTEM_TORCH),--system-site-packages) $(VENV) || { rm -rf $(VENV); \
+	  echo "setup failed: $$py could not make a venv; give a Python 3.11 or 3.12 as PYTHON=…" >&2; exit 1; }; fi
+ifneq ($(SYSTEM_TORCH),)
+	@$(PY) -c "import torch; print(f'keeping the system torch {torch.__version__} (CUDA {torch.version.cuda})')" \
+	  || { rm -rf $(VENV); echo "error: SYSTEM_TORCH=1 but $(PYTHON) has no torch: install your CUDA torch there, or leave SYSTEM_TORCH out" >&2; exit 2; }
+	@$(PY) -c "import torch; print(torch.__version__)" > $(VENV)/system-torch.txt
+	@grep -viE '^(torch|torchvision|triton|nvidia-|cuda-)' requirements.lock > $(CONSTRAINTS)
+endif
+	@set -o pipefail; fresh=$$(test -e $@ || echo 1); \
+	echo "setup: pip installs the pinned dependencies into $(VENV) (a few minutes the first time; torch is large)"; \
+	{ $(PY) -m pip install --progress-bar off --disable-pip-version-check -c $(CONSTRAINTS) -e '.[book,test]' 2>&1 \
+	  | grep --line-buffered -v "^WARNING: Location\|^Requirement already satisfied" \
+	  && $(PY) -c "import lcstudy, compressai, torch, ptflops, papermill, jupytext"; } \
+	|| { if [ -n "$$fresh" ]; then rm -rf $(VENV); echo "setup failed (see above): removed the unfinished $(VENV)," \
+	  "so the next make setup starts clean; this project needs Python 3.11 or 3.12 (PYTHON=python3.11)" >&2; \
+	  else echo "setup failed: see the pip output above" >&2; fi; exit 1; }
+ifneq ($(SYSTEM_TORCH),)
+	@test "$$($(PY) -c 'import torch; print(torch.__version__)')" = "$$(cat $(VENV)/system-torch.txt)" \
+	  || { echo "error: the system torch was replaced in $(VENV): report it" >&2; exit 1; }
+endif
 	@touch $@
 
 .PHONY: setup
-setup: $(STAMP) ## create .venv and install the pinned dependencies (quick when nothing changed)
+setup: python-check $(STAMP) ## create .venv and install the pinned dependencies (quick when nothing changed)
 
 .PHONY: data
 data: $(STAMP) ## fetch Kodak and the reference data into data/ (LCSTUDY_MIRROR=<folder> copies instead)
@@ -100,10 +141,14 @@ run: $(STAMP) ## rerun one notebook: make run CODEC=ARC QUALITY=5 DEVICE=cpu THR
 chapters: $(STAMP) ## execute the chapter notebooks over RESULTS_DIR
 	$(PIPE) chapters --results-dir $(RESULTS_DIR) --reference $(REFERENCE)
 
+# exit status 3 = incomplete: items whose every repeat was contended (after retries); what was measured is
+# written. `make book` goes on to build with them named and exits 3 at the end; 1 = a failure.
 .PHONY: book
-book: runs ## everything: setup → data → runs → chapters → HTML (book/_build/html/index.html)
-	@$(PIPE) missing $(PLAN_ARGS) $(PLAN_PARAMS)
+book: $(STAMP) data ## everything: setup → data → runs → chapters → HTML (book/_build/html/index.html)
+	@$(PIPE) runs $(PLAN_ARGS) --executor $(EXECUTOR) --wait $(SLURM_WAIT) --contended-ok -- $(PLAN_PARAMS)
+	@$(PIPE) missing --quiet $(PLAN_ARGS) $(PLAN_PARAMS)
 	@$(MAKE) --no-print-directory chapters html PROFILE=$(PROFILE)
+	@$(PIPE) missing --status $(PLAN_ARGS) $(PLAN_PARAMS)
 
 .PHONY: html
 html: $(STAMP) ## build the HTML from what has been executed (no execution)
@@ -127,6 +172,17 @@ test: $(STAMP) ## run the test suite (sets up first if needed)
 .PHONY: bench-overhead
 bench-overhead: $(STAMP) ## instrumented vs plain compress()+decompress() per codec (target ≤ 1.01)
 	$(PY) -m lcstudy.core.bench overhead --device $(or $(DEVICE),cpu) --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
+
+.PHONY: device-wheels device-check
+device-wheels: $(STAMP) ## download the Python 3.12 wheels a GPU machine without network lacks (.device/wheels)
+	$(PY) -m lcstudy.pipeline.device_check wheels
+
+device-check: ## on a GPU machine (no venv needed): install the carried wheels, CUDA tests, a CUDA study, one archive
+	$(or $(DEVICE_PYTHON),python3) -m lcstudy.pipeline.device_check run $(if $(OUT),--out $(OUT))
+
+.PHONY: bench-startup
+bench-startup: $(STAMP) ## a run notebook's fixed cost in parts (kernel start, imports, codec load, run page)
+	$(PY) -m lcstudy.core.bench startup --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
 
 .PHONY: cost
 cost: $(STAMP) ## what the runs cost: per run and phase, codec-work share, projected total on NODES nodes

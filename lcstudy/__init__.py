@@ -21,6 +21,11 @@ _warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecate
 # tqdm.auto in a notebook without ipywidgets (imported by a dependency): we use plain tqdm
 _warnings.filterwarnings("ignore", message="IProgress not found")
 
+# CompressAI's first import in this process leaves its point-cloud stack (torch_geometric) out: ~3 s saved
+from .core import lean_import as _lean_import  # noqa: E402
+
+_lean_import.install()
+
 _API = {"load_codec": ("core.registry", "load_codec"), "CODECS": ("core.registry", "CODECS"),
         "CodecSpec": ("core.registry", "CodecSpec"), "Codec": ("core.registry", "Codec"),
         "get_spec": ("core.registry", "get_spec"), "codec_names": ("core.registry", "codec_names"),

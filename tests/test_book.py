@@ -58,10 +58,14 @@ def test_book_shape(built):
     # 9 codecs (8 + TINY) per device, each also beside quick's backends (onnxruntime: CPU only; channels_last)
     # + the standard codecs
     assert len(runs) == 9 * 3 + (9 * 2 if has_cuda() else 0) + 1, runs
+    titles = set()
     for r in runs:
-        assert "<img" in r.read_text()
+        text = r.read_text()
+        assert "<img" in text
+        titles.add(re.search(r"<h1>(.*?)<", text).group(1).strip())
+    assert len(titles) == len(runs) and "Standard codecs on cpu" in " ".join(titles), titles  # titled by their run
     intro = (html / "intro.html").read_text()
-    assert "peak matmul GFLOP/s" in intro and "of measurement wall time" in intro and "What this shows" in intro
+    assert "peak matmul (GFLOP/s" in intro and "of measurement wall time" in intro and "What this shows" in intro
     for c in CHAPTERS:
         page = (html / f"{c.name}.html").read_text()
         assert "What this shows" in page and "<table" in page and "Traceback" not in page, c.name

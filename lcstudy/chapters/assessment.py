@@ -6,7 +6,7 @@ import pandas as pd
 
 from . import style
 from .page import Page
-from .study import load, lowest_quality
+from .study import load, lowest_quality, others_note
 from .tables import present, summarise
 
 TITLE = "Assessment"
@@ -21,6 +21,31 @@ def overall(main: pd.DataFrame) -> pd.DataFrame:
     s["ratio_to_fastest"] = s["median"] / s.groupby(["platform", "direction"])["median"].transform("min")
     s = s.rename(columns={"median": "median_s", "half": "ci_half_s"})
     return style.sort_codecs(s, then=["quality", "platform", "direction"])
+
+
+def energy_table(main: pd.DataFrame) -> pd.DataFrame:
+    """Per codec, quality, platform and direction: joules per image and per megapixel (median over images of
+    each image's median over repeats), where the platform exposes an energy counter; a platform without one
+    is one row that says so (its provenance says why)."""
+    d = main[main.stage == "total"]
+    if "energy_j" not in d.columns:  # results from before energy was read
+        d = d.assign(energy_j=float("nan"), energy_j_per_mp=float("nan"), energy="not recorded (older results)")
+    rows = []
+    for plat, g in d.groupby("platform", sort=False):
+        if g.energy_j.notna().any():
+            e = summarise(g, ["codec", "quality", "platform", "direction"], "energy_j")
+            mp = summarise(g, ["codec", "quality", "platform", "direction"], "energy_j_per_mp")
+            e = e.rename(columns={"median": "joules", "half": "joules_ci_half"})
+            e["joules_per_mp"] = mp["median"].values
+            e["energy_source"] = str(g.energy.dropna().iloc[0]) if g.energy.notna().any() else ""
+            rows.append(e[["codec", "quality", "platform", "direction", "joules", "joules_ci_half", "joules_per_mp",
+                           "images", "energy_source"]])
+        else:
+            why = str(g.energy.dropna().iloc[0]) if "energy" in g and g.energy.notna().any() else "not recorded"
+            rows.append(pd.DataFrame([{"platform": plat, "energy_source": why}]))
+    if not rows:
+        return pd.DataFrame()
+    return pd.concat(rows, ignore_index=True)
 
 
 def overall_wide(o: pd.DataFrame) -> pd.DataFrame:
@@ -82,7 +107,7 @@ def fig_overall(o: pd.DataFrame, main: pd.DataFrame):
 
         handles = [Patch(facecolor="#999999", alpha=1.0 - 0.6 * j / max(len(plats) - 1, 1),
                          hatch=["", "//", "..", "xx", "\\\\"][j % 5], label=p) for j, p in enumerate(plats)]
-        axes[1].legend(handles=handles, title="platform", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False)
+        style.legend_above(fig, handles, plats, ncol=1)
     return style.finish(fig, style.title("Encode and decode time per codec", main))
 
 
@@ -109,7 +134,7 @@ def fig_module_shares(ms: pd.DataFrame, main: pd.DataFrame):
         w.plot.barh(stacked=True, ax=ax, color=style.stage_colors(w.columns), legend=False, width=0.8)
         ax.set(xlim=(0, 100), xlabel="share of the total (%)", ylabel="", title=f"{direction} · ours on {plat}")
         ax.invert_yaxis()
-    style.legend_outside(axes[0, 0])
+        style.legend_outside(ax, title="stage")
     return style.finish(fig, style.title("Share of each module in the total time, ours beside the paper's",
                                          main))
 
@@ -141,7 +166,7 @@ def fig_macs(cx: pd.DataFrame):
         w.plot.barh(stacked=True, ax=ax, color=style.stage_colors(w.columns), legend=False)
         ax.set(xlabel="kMAC per pixel", ylabel="", title=direction)
         ax.invert_yaxis()
-    style.legend_outside(axes[1])
+    style.legend_above(fig)
     return style.finish(fig, "MACs per module (ptflops aten, on the shapes each stage sees; independent of the "
                              "weights)")
 
@@ -167,19 +192,19 @@ def fig_kernel_shares(kern: pd.DataFrame):
     s = category_shares(kern)
     s = s.assign(bar=s.codec + " q" + s.quality.astype(str), panel=s.direction + " · " + s.kind + " · " + s.platform)
     panels = sorted(set(s.panel), key=lambda p: ("cuda" in p, p.split(" · ")[2], p.startswith("decode")))
-    cats = sorted(s.category.unique())
-    colors = dict(zip(cats, (style.LIGHT + style.BRIGHT)[: len(cats)]))
+    cats = [c for c in style.palette("category") if c in set(s.category)] + \
+        sorted(set(s.category) - set(style.palette("category")))
     fig, axes = plt.subplots(len(panels), 1, figsize=(style.FIG_WIDTH, 0.3 * s.bar.nunique() * len(panels) + 1.2),
                              squeeze=False)
     for ax, p in zip(axes[:, 0], panels):
         w = s[s.panel == p].pivot_table(index="bar", columns="category", values="share", fill_value=0)
         order = [b for cc in style.codec_order() for b in sorted(w.index) if b.startswith(cc + " q")]
-        w = w.reindex(order)
-        w.plot.barh(stacked=True, ax=ax, color=[colors[c] for c in w.columns], legend=False)
+        w = w.reindex(order)[[c for c in cats if c in w.columns]]
+        w.plot.barh(stacked=True, ax=ax, color=style.colors("category", w.columns), legend=False)
         ax.set(xlim=(0, 1), xlabel="share of the call's time", ylabel="",
                title=p.replace("cpu_op", "CPU operators").replace("cuda_kernel", "CUDA kernels"))
         ax.invert_yaxis()
-    style.legend_outside(axes[0, 0])
+        style.legend_outside(ax, title="operator category")
     return style.finish(fig, style.title("Time by operator category (torch.profiler, self time)", kern))
 
 
@@ -278,12 +303,13 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     ms = module_shares(main, reference)
     mt = macs_table(st.complexity)
     mem = memory_table(st.memory)
+    en = energy_table(main)
     tables = {"overall": o, "extremes": extremes(o), "gpu_speedup": gpu_speedup(o), "module_shares": ms,
-              "macs": mt, "memory": mem}
+              "macs": mt, "memory": mem, "energy": en}
     findings(page, tables, st)
     page.header = (f"{main.run_id.nunique()} runs on {main.platform.nunique()} platform(s) "
                    f"({', '.join(sorted(main.platform.unique()))}); weights: **{st.weights}**.\n\n"
-                   + style.weights_banner(main))
+                   + style.weights_banner(main) + others_note(st))
     ow = overall_wide(o)
     page.table("overall", present(ow, ["codec", "quality", "platform", "encode_s", "decode_s", "precise", "images"]),
                "Seconds per image: median over images of each image's median over repeats, ± half its 95 % "
@@ -306,6 +332,17 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                             "peak_mb_decode", "working_mb_decode"] if c in mem.columns]
         page.table("memory", present(mem, cols), "Memory around the timed calls (median over images and repeats): "
                    "peak resident memory and the working set (peak minus the memory just before the call).")
+    if not en.empty:
+        measured = en[en.joules.notna()] if "joules" in en else en.iloc[0:0]
+        if not measured.empty:
+            page.table("energy", present(measured, ["codec", "quality", "platform", "direction", "joules",
+                                                    "joules_per_mp", "images", "energy_source"]),
+                       "Energy per image and per megapixel of the timed calls (median over images of each image's "
+                       "median over repeats). A GPU's is the whole board's (idle power included), a CPU's the "
+                       "packages' (RAPL): both include what else ran, so contended calls are left out as for time.")
+        for _, r in en[en.joules.isna()].iterrows() if "joules" in en else en.iterrows():
+            page.text("energy", f"**{r.platform}**: energy {r.energy_source}. Energy is read from NVML on a CUDA "
+                      "GPU and from RAPL (`/sys/class/powercap`) on a CPU where the kernel exposes it to the run.")
     page.figure("kernels", fig_kernel_shares(st.kernels), "Where the self time goes by operator category: "
                 "'outside torch ops' is the Python loop and the entropy coder, which no MAC count sees.")
     page.write(downloads_dir, tables)

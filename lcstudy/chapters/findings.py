@@ -53,6 +53,19 @@ def fact(tables: dict[str, pd.DataFrame], table: str, where: dict, column: str, 
     return Fact(v, text, table, {k: (v2.item() if hasattr(v2, "item") else v2) for k, v2 in where.items()}, column)
 
 
+#: the columns of a chapter's findings CSV (``lcstudy_<chapter>_findings.csv``), in words: the Data page
+#: describes that file with these, not with the chapter tables' columns of the same name
+COLUMNS = {
+    "finding": ("finding", "int", "the finding's number on its chapter's page"),
+    "sentence": ("sentence", "text", "the finding as the page states it"),
+    "number": ("number", "text", "one number of the sentence, as printed"),
+    "value": ("value", "text", "that number's unrounded value: the cell of the table named in the next columns"),
+    "table": ("table", "text", "the download (CSV) the number is read from"),
+    "row": ("row", "text", "the key columns and values that pick the row (JSON)"),
+    "column": ("column", "text", "the column of that row"),
+}
+
+
 @dataclass
 class Findings:
     chapter: str

@@ -122,17 +122,18 @@ def fig_scatter(t: pd.DataFrame, df):
             g = t[(t.platform == p) & (t.direction == d)].dropna(subset=["kmac_per_px"])
             for _, r in g.iterrows():
                 ax.scatter(r.kmac_per_px, r.seconds, color=style.codec_color(r.codec), marker=markers[j % 5], s=36,
-                           label=r.codec if j == 0 else None)
-                if j == 0:
-                    ax.annotate(r.codec, (r.kmac_per_px, r.seconds), xytext=(4, 2), textcoords="offset points",
-                                fontsize=7)
+                           label=r.codec if j == 0 else None, zorder=3)
+            if j == 0:  # each codec named once, beside its point on the first platform
+                style.label_points(ax, g.kmac_per_px, g.seconds, g.codec, colors=[style.codec_color(c)
+                                                                                  for c in g.codec])
         ax.set(xscale="log", yscale="log", xlabel=f"{d}r kMAC per pixel", ylabel="seconds per image (median)",
                title=d)
+        ax.margins(0.15)
     if len(plats) > 1:
         from matplotlib.lines import Line2D
 
-        axes[1].legend([Line2D([], [], ls="", marker=markers[j % 5], color="k") for j in range(len(plats))], plats,
-                       title="platform", loc="upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize=7)
+        style.legend_above(fig, [Line2D([], [], ls="", marker=markers[j % 5], color="k") for j in range(len(plats))],
+                           plats, ncol=1, title="platform (codecs named on the first)")
     return style.finish(fig, style.title("MACs per pixel against time", df))
 
 
@@ -143,15 +144,18 @@ def fig_slope(rk: pd.DataFrame, df):
         g = rk[rk.direction == d]
         plats = list(dict.fromkeys(g.platform))
         cols = ["by kMAC/px"] + [p.replace(", ", "\n", 1) for p in plats]
+        ends = []
         for c, h in g.groupby("codec", sort=False):
             ys = [h.rank_kmac.iloc[0]] + [h[h.platform == p].rank_time.iloc[0] if (h.platform == p).any() else np.nan
                                           for p in plats]
-            ax.plot(range(len(cols)), ys, marker="o", color=style.codec_color(c))
-            ax.annotate(c, (len(cols) - 1, ys[-1]), xytext=(5, 0), textcoords="offset points", fontsize=7,
-                        va="center")
+            ax.plot(range(len(cols)), ys, marker="o", color=style.codec_color(c), label=c)
+            ends.append((len(cols) - 1, ys[-1], c))
+        # every line named at its right end (ties: the labels move apart, with a leader line)
+        style.label_points(ax, [e[0] for e in ends], [e[1] for e in ends], [e[2] for e in ends],
+                           colors=[style.codec_color(e[2]) for e in ends])
         ax.set_xticks(range(len(cols)), cols, fontsize=7)
-        ax.invert_yaxis()
-        ax.set(ylabel="rank (1 = fewest MACs / fastest)", title=d, xlim=(-0.2, len(cols) - 0.4))
+        ax.set(ylabel="rank (1 = fewest MACs / fastest)", title=d, xlim=(-0.2, len(cols) - 0.1 + 0.9))
+        ax.set_ylim(g[["rank_kmac", "rank_time"]].max().max() + 0.7, 0.3)
     return style.finish(fig, style.title("Codec ranks by kMAC/px and by time", df))
 
 
@@ -160,19 +164,19 @@ def fig_roofline(rf: pd.DataFrame, df):
         return None
     plt = style.setup()
     plats = list(dict.fromkeys(rf.platform))
-    fig, axes = plt.subplots(len(plats), 2, figsize=(style.FIG_WIDTH, 3.2 * len(plats)), squeeze=False)
+    # one full-width panel per platform and direction, stacked: every codec's name fits under its bars
+    panels = [(p, d) for p in plats for d in ("encode", "decode")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(style.FIG_WIDTH, 2.4 * len(panels) + 0.6), squeeze=False)
     stages = style.ordered_stages(rf.stage)
-    for row, p in zip(axes, plats):
-        for ax, d in zip(row, ("encode", "decode")):
-            g = rf[(rf.platform == p) & (rf.direction == d)]
-            w = g.pivot_table(index="codec", columns="stage", values="fraction_of_peak_pct")
-            w = w.reindex([c for c in style.codec_order() if c in w.index])[[s for s in stages if s in w.columns]]
-            w.plot.bar(ax=ax, color=style.stage_colors(w.columns), legend=False, width=0.8)
-            ax.set_yscale("log")
-            ax.axhline(100, color="k", lw=0.8, ls="--")
-            ax.set(xlabel="", ylabel="achieved / matmul peak (%)", title=f"{d} · {p}")
-            ax.tick_params(axis="x", labelrotation=45)
-        style.legend_outside(row[1])
+    for ax, (p, d) in zip(axes[:, 0], panels):
+        g = rf[(rf.platform == p) & (rf.direction == d)]
+        w = g.pivot_table(index="codec", columns="stage", values="fraction_of_peak_pct")
+        w = w.reindex([c for c in style.codec_order() if c in w.index])[[s for s in stages if s in w.columns]]
+        w.plot.bar(ax=ax, color=style.stage_colors(w.columns), legend=False, width=0.8, rot=0)
+        ax.set_yscale("log")
+        ax.axhline(100, color="k", lw=0.8, ls="--")
+        ax.set(xlabel="", ylabel="of the matmul peak (%)", title=f"{d} · {p}")
+    style.legend_above(fig, title="stage")
     return style.finish(fig, style.title("Achieved MAC rate of each stage against the matmul peak", df))
 
 
@@ -275,10 +279,12 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
         page.table("ranks", present(flips, ["platform", "direction", "more_macs", "fewer_macs", "mac_ratio",
                                             "time_ratio"]), "Pairs that MACs order the wrong way round.")
     if not rf.empty:
-        page.table("roofline", present(rf, ["codec", "platform", "direction", "stage", "gmac", "seconds",
-                                            "achieved_gmac_s", "fraction_of_peak_pct"]),
-                   "Each stage's achieved MAC rate and its share of the platform's float32 matmul peak.")
+        # the chart answers the table's question (which stages are arithmetic-bound) at a glance; its rows
+        # (one per codec, platform, direction and stage) are in the downloads
         page.figure("roofline", fig_roofline(rf, st.main), "Bars near the dashed line are arithmetic-bound; the "
                     "entropy-coding stages sit orders of magnitude below it.")
+        page.text("roofline", f"The {len(rf)} rows behind the chart (each stage's MACs, median time, achieved "
+                  "GMAC/s and share of the peak) are the table `lcstudy_flops_runtime_roofline.csv` on the "
+                  "{doc}`Data <data>` page.")
     page.write(downloads_dir, tables)
     return page

@@ -38,7 +38,8 @@ class Page:
         self.parts.setdefault(key, []).append(Part("table", styler, caption))
 
     def figure(self, key: str, fig, caption: str) -> None:
-        """Keep ``fig`` as a PNG (rendered now, at the book's resolution) and close it."""
+        """Keep ``fig`` as a PNG (rendered now, at :data:`style.RETINA` times the screen's resolution, shown
+        at the size the style chose for the content column) and close it."""
         png = None
         if fig is not None:
             import io
@@ -46,10 +47,13 @@ class Page:
             import matplotlib.pyplot as plt
             from IPython.display import Image
 
+            from . import style
+
             buf = io.BytesIO()
-            fig.savefig(buf, format="png", bbox_inches="tight")
+            fig.savefig(buf, format="png", bbox_inches="tight", dpi=style.SCREEN_DPI * style.RETINA)
             plt.close(fig)
-            png = Image(data=buf.getvalue(), format="png")
+            # retina: shown at half its pixel size (RETINA is 2), so it is sharp on any screen
+            png = Image(data=buf.getvalue(), format="png", retina=style.RETINA == 2)
         self.parts.setdefault(key, []).append(Part("figure", png, caption))
 
     def text(self, key: str, markdown: str) -> None:

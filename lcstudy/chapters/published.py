@@ -100,7 +100,9 @@ def standard_rd_points(std: pd.DataFrame) -> pd.DataFrame:
     g = s.groupby(["codec", "value"], as_index=False).agg(bpp=("bpp", "mean"), psnr=("psnr", "mean"),
                                                          images=("image", "nunique"))
     g["codec"] = g.codec.map(ours_label)
-    g["source"] = [f"ours ({n} images)" for n in g.images]
+    crop = s.crop.dropna().unique() if "crop" in s else []
+    what = f"{int(crop[0])}×{int(crop[0])} crops" if len(crop) == 1 else "full size"
+    g["source"] = [f"ours ({n} images, {what})" for n in g.images]  # what the curve rests on, in its name
     return g.rename(columns={"value": "quality"})[["codec", "quality", "bpp", "psnr", "source"]]
 
 

@@ -33,6 +33,7 @@ def header_markdown(result) -> str:
              f"{deployed_words(env.get('deployment'))}; run `{i.run_id}`.",
              f"\nRepeats made: {int(runs.repeats)} ({int(runs.contended)} contended by other processes and "
              f"measured again: {runs.contended_share:.1%}); stopped by: {runs.stops}."]
+    lines.append(contended_note(r))
     if env.get("codec_family") == "generic":
         lines.append("\n```{note}\nThis codec does not follow CompressAI's module names, so its time is split by "
                      "its top-level modules, each timed as a whole: a coarser split than the other codecs'.\n```")
@@ -60,6 +61,20 @@ def deployed_words(dep: dict | None) -> str:
     return out + ")"
 
 
+def contended_note(run) -> str:
+    """A run that ended with all-contended items: the page names them (they are blank in its tables), in the
+    words the terminal used (:func:`lcstudy.runs.protocol.contended_statement`)."""
+    from ..runs.protocol import contended_statement
+
+    text = contended_statement(run.meta)
+    return f"\n```{{warning}}\n{text[0].upper()}{text[1:]}\n```\n" if text else ""
+
+
+def measured(t: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the items that were measured (an all-contended item has no time: it is named, not drawn)."""
+    return t[t.stop != "contended"] if "stop" in t and not t.empty else t
+
+
 def stage_rows(t: pd.DataFrame, kinds=("partition", "aggregate")) -> pd.DataFrame:
     d = t[t.kind.isin(kinds) & (t.stage != "network")]
     s = summarise(d, ["direction", "stage"])
@@ -78,11 +93,15 @@ def fig_stages_per_image(t: pd.DataFrame, label: str):
     for ax, direction in zip(axes, ("encode", "decode")):
         d = t[(t.direction == direction) & (t.kind == "partition")]
         w = d.pivot_table(index="item" if "item" in d else "image", columns="stage", values="seconds", sort=False)
+        if w.empty:  # every repeat of every item contended: nothing measured to draw
+            ax.text(0.5, 0.5, "no uncontended repeat", ha="center", va="center", transform=ax.transAxes)
+            ax.set(title=direction)
+            continue
         cols = style.ordered_stages(w.columns)
         w[cols].plot.bar(stacked=True, ax=ax, color=style.stage_colors(cols), width=0.8, legend=False)
         ax.set(title=direction, ylabel="seconds (median of repeats)", xlabel="")
         ax.tick_params(axis="x", labelrotation=90)
-    style.legend_outside(axes[1])
+    style.legend_above(fig)
     return style.finish(fig, f"Stage times per image — {label}")
 
 
@@ -92,12 +111,14 @@ def fig_kernels(k: pd.DataFrame, label: str):
     plt = style.setup()
     k = k[k.kind == ("cuda_kernel" if (k.kind == "cuda_kernel").any() else "cpu_op")]
     g = k.groupby(["direction", "category"]).share.sum().unstack(fill_value=0).reindex(["encode", "decode"])
+    g = g[[c for c in style.palette("category") if c in g.columns] + sorted(set(g.columns) - set(
+        style.palette("category")))]
     fig, ax = plt.subplots(figsize=(style.FIG_WIDTH, 2.4))
-    g.plot.barh(stacked=True, ax=ax, color=style.LIGHT[: len(g.columns)] if len(g.columns) <= 9 else None)
-    ax.set(xlabel="share of the call's time", ylabel="", xlim=(0, 1), title=f"Operator categories — {label}")
-    style.legend_outside(ax)
-    fig.tight_layout()
-    return fig
+    g.plot.barh(stacked=True, ax=ax, color=style.colors("category", g.columns))
+    ax.set(xlabel="share of the call's time", ylabel="", xlim=(0, 1))
+    ax.invert_yaxis()
+    style.legend_outside(ax, title="operator category")
+    return style.finish(fig, f"Operator categories — {label}")
 
 
 def _in_run_order(df: pd.DataFrame, result) -> pd.DataFrame:
@@ -109,9 +130,11 @@ def _in_run_order(df: pd.DataFrame, result) -> pd.DataFrame:
 
 
 def build(result) -> Page:
-    t = _in_run_order(result.tables["timings"], result)
     page = Page("run")
     page.header = header_markdown(result)
+    t = measured(_in_run_order(result.tables["timings"], result))
+    if t.empty:  # every item contended: the header says so; there is nothing to tabulate
+        return page
     backend = result.run.meta["request"].get("backend") or "eager"
     if backend != "eager":  # a backend run: its own rows below; eager's, timed beside it, in the comparison
         from .deployment import speedups
@@ -148,10 +171,12 @@ def build(result) -> Page:
         page.text("complexity", "MACs were not counted in this run (MACS=false); the main run of this codec has them.")
     else:
         c = cx.assign(params_m=cx.model_params / 1e6)
-        page.table("complexity", present(c, ["direction", "stage", "count_mode", "gmac", "kmac_per_px", "params",
-                                             "mac_vs_torch", "uncounted"]),
-                   "ptflops (`backend='aten'`) on the shapes each stage sees; the last columns compare it with "
-                   "FlopCounterMode (1 = equal) and name modules with parameters that neither counter counted.")
+        # two narrow tables, not one wide one: the counts, then how far the two counters agree
+        page.table("complexity", present(c, ["direction", "stage", "count_mode", "gmac", "kmac_per_px", "params"]),
+                   "ptflops (`backend='aten'`) on the shapes each stage sees.")
+        page.table("complexity", present(c, ["direction", "stage", "mac_vs_torch", "uncounted"]),
+                   "The count against torch's FlopCounterMode (1 = equal), and the modules with parameters that "
+                   "neither counter counted.")
     mem = _in_run_order(result.tables["memory"], result)
     if "backend" in mem:
         mem = mem[mem.backend == backend]

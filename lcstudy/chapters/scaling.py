@@ -49,6 +49,9 @@ def scaling_table(df: pd.DataFrame, samples: pd.DataFrame, mem: pd.DataFrame, im
             for stage in ("total", "network"):
                 r = g[(g.direction == direction) & (g.stage == stage)]
                 row[f"{direction}_{stage}_s"] = float(r.seconds.iloc[0]) if len(r) else np.nan
+                if stage == "total":  # energy where the platform exposes it (RAPL): joules per megapixel
+                    row[f"{direction}_j_per_mp"] = (float(r.energy_j_per_mp.iloc[0])
+                                                    if len(r) and "energy_j_per_mp" in r else np.nan)
             s = samples[(samples.run_id == rid) & (_item(samples) == item) & (samples.direction == direction)
                         & (samples.stage == "total") & ~samples.contended.astype(bool)] if not samples.empty else None
             lo, hi = median_ci(s.seconds.tolist()) if s is not None and len(s) else (np.nan, np.nan)
@@ -128,7 +131,7 @@ def fig_scaling(st: pd.DataFrame, df):
         ax.set(xscale="log", yscale="log", xlabel="megapixels", title=t)
     axes[0].set_ylabel("seconds")
     axes[2].set_ylabel("MB (peak minus before the call)")
-    style.legend_outside(axes[2])
+    style.legend_above(fig)
     return style.finish(fig, style.title("Time and memory against image size", st, [plat] if plat else None))
 
 
@@ -195,9 +198,22 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                              "working_mb_decode"] if c in st.columns]
         if len(mcols) > 2:
             page.table("memory", present(st, mcols), "Memory per size around the timed calls (median over repeats).")
+        if st[["encode_j_per_mp", "decode_j_per_mp"]].notna().any().any():
+            page.table("energy", present(st, ["codec", "platform", "size", "encode_j_per_mp", "decode_j_per_mp"]),
+                       "Energy per megapixel per size (RAPL, the CPU packages; median over repeats).")
+        else:
+            page.text("energy", "_Energy per megapixel: not exposed on this platform (RAPL through "
+                      "`/sys/class/powercap` is not readable here; see the runs' provenance)._")
         page.figure("sizes", fig_scaling(st, lcs.timings), "Log-log: a slope of 1 is linear in the pixels; "
                     "look at the gap between the solid (whole coding) and dotted (transforms only) lines.")
-    if not ex.empty:
+    fitted = [c for c in ex.columns if c.startswith("exp_") and ex[c].notna().any()] if not ex.empty else []
+    if not st.empty and not fitted:  # an exponent needs two sizes: say so instead of a table of blanks
+        page.text("exponents", f"_No exponent can be fitted: every codec was measured at {n} size(s) "
+                  f"({', '.join(sorted(st['size'].unique()))}), and a slope needs two. The standard profile "
+                  "(`make book`) measures kodim01 at a 512² crop, its native 768×512, 1920×1080 and 3840×2160; "
+                  "`make run CODEC=HP LIMIT=1 KERNELS=false MACS=false SIZES=crop512,1920x1080,3840x2160` "
+                  "measures one codec's._")
+    elif not ex.empty:
         cols = [c for c in ["codec", "platform", "sizes", "mpx_range", "exp_encode_total", "exp_decode_total",
                             "exp_encode_network", "exp_decode_network", "exp_working_encode", "exp_working_decode"]
                 if c in ex.columns]

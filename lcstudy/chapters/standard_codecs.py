@@ -114,7 +114,8 @@ def speed_vs_standard(learned: pd.DataFrame, standard: pd.DataFrame, refs=("JPEG
 def fig_side_by_side(summary: pd.DataFrame, rd: pd.DataFrame, stdb: pd.DataFrame, learned: pd.DataFrame, bpp: float,
                      std: pd.DataFrame, df: pd.DataFrame):
     plt = style.setup()
-    fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.8))
+    # the RD curves on top (their legend beside them), the time at the matched bitrate below
+    fig, axes = plt.subplots(2, 1, figsize=(style.FIG_WIDTH, 7.0), height_ratios=(1, 1.1))
     e = summary[summary.direction == "encode"]
     for c, g in e.groupby("codec", sort=False):
         g = g.sort_values("bpp")
@@ -124,7 +125,11 @@ def fig_side_by_side(summary: pd.DataFrame, rd: pd.DataFrame, stdb: pd.DataFrame
         g = g.sort_values("bpp")
         axes[0].plot(g.bpp, g.psnr, marker="o", ms=2.5, lw=1, color=style.codec_color(c), label=f"{c} (published)")
     axes[0].axvline(bpp, color="grey", lw=0.6, ls=":")
-    axes[0].set(xlabel="bits per pixel", ylabel="PSNR RGB (dB)", xlim=(0, 2.0), title="rate-distortion (Kodak)")
+    n, crop = std.image.nunique(), std.crop.dropna().unique() if "crop" in std else []
+    ours = f"{n} images" + (f", {int(crop[0])}² crops" if len(crop) == 1 else "")
+    axes[0].set(xlabel="bits per pixel", ylabel="PSNR RGB (dB)", xlim=(0, 2.0),
+                title=f"rate-distortion: ours on {ours} (dashed), published on 24 full Kodak images")
+    style.legend_outside(axes[0], ncol=2, fontsize=6.5)
     plat = next((p for p in style.main_platforms(std) if "(CUDA)" not in p), None)
     parts = [stdb[stdb.platform == plat].assign(label=lambda x: x.codec)]
     if not learned.empty:
@@ -134,15 +139,13 @@ def fig_side_by_side(summary: pd.DataFrame, rd: pd.DataFrame, stdb: pd.DataFrame
     order = [c for c in style.codec_order() + style.STANDARD_ORDER if c in w.index]
     w = w.reindex(order)
     y = np.arange(len(w))
-    axes[1].barh(y - 0.2, w.get("encode", pd.Series(np.nan, index=w.index)), height=0.4, color="#77AADD",
-                 label="encode")
-    axes[1].barh(y + 0.2, w.get("decode", pd.Series(np.nan, index=w.index)), height=0.4, color="#EE8866",
-                 label="decode")
+    for d, dy in (("encode", -0.2), ("decode", 0.2)):
+        axes[1].barh(y + dy, w.get(d, pd.Series(np.nan, index=w.index)), height=0.4, color=style.color("direction", d),
+                     label=d)
     axes[1].set_yticks(y, w.index)
     axes[1].invert_yaxis()
     axes[1].set(xscale="log", xlabel=f"seconds per megapixel at {bpp} bpp (log)", title=f"time at {bpp} bpp on {plat}")
     style.legend_outside(axes[1])
-    style.legend_outside(axes[0], fontsize=6)
     both = pd.concat([df, std], ignore_index=True)
     return style.finish(fig, style.title("Learned and standard codecs", both))
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from ..core.standard import libraries, options_table
 from . import style
 from .page import Page
+from .run_page import contended_note, measured
 from .tables import present
 
 
@@ -37,7 +38,7 @@ def fig_rd_time(w, std):
     axes[0].set(xlabel="bits per pixel", ylabel="PSNR RGB (dB)", title="rate-distortion")
     axes[1].set(xlabel="bits per pixel", ylabel="seconds per image", yscale="log", title="encode time")
     axes[2].set(xlabel="bits per pixel", ylabel="seconds per image", yscale="log", title="decode time")
-    style.legend_outside(axes[2])
+    style.legend_above(fig)
     return style.finish(fig, style.title("Standard codecs", std))
 
 
@@ -51,9 +52,13 @@ def build(result) -> Page:
     page.header = (f"Platform *{r.platform}*, node(s) `{runs.nodes}`, {r.threads} threads, {std.image.nunique()} "
                    f"images ({size}); repeats made: {int(runs.repeats)} ({runs.contended_share:.1%} contended and "
                    f"measured again), stopped by: {runs.stops}; Pillow {libs['pillow']}, pillow-heif "
-                   f"{libs['pillow_heif']} (x265 {libs['x265']}), pillow-jxl-plugin {libs['pillow_jxl_plugin']}.")
+                   f"{libs['pillow_heif']} (x265 {libs['x265']}), pillow-jxl-plugin {libs['pillow_jxl_plugin']}."
+                   + contended_note(result.run))
     opts = options_table()
     page.text("options", opts.to_markdown(index=False) if hasattr(opts, "to_markdown") else "")
+    std = measured(std)
+    if std.empty:
+        return page
     w = sweep_table(std)
     page.table("sweep", present(w, ["codec", "value", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "images"]),
                "Mean bpp, PSNR and MS-SSIM over the images; median over the images of each image's median time.")

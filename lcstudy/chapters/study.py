@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from ..runs.layout import planned_ids
 from ..runs.tables import load_results, main_rows
 
 
@@ -26,6 +27,7 @@ class Study:
     #: the backend runs (BACKEND≠eager) with every table, for the Deployment chapter only: the other
     #: tables above hold the eager runs (a backend run times eager beside it; that is not a main run)
     deployment: dict | None = None
+    others: pd.DataFrame = None  # the runs table's rows of runs outside the plan (not compared; listed)
 
     @property
     def weights(self) -> str:
@@ -43,6 +45,14 @@ def load(results_dir) -> Study:
     if not d.exists():
         raise InputError(f"no results under {d}; run `make runs` first")
     t = {k: load_results(d, k) for k in ("timings", "complexity", "memory", "kernels", "standard", "samples", "runs")}
+    # the chapters compare the runs `make runs`/`make book` planned here (a codecs file's included), not the
+    # trials of `make run` beside them (other threads, qualities, images): those are listed as other runs
+    planned = planned_ids(d)
+    others = t["runs"].iloc[:0]
+    if planned is not None:
+        if not t["runs"].empty:
+            others = t["runs"][~t["runs"].request_id.isin(planned)]
+        t = {k: v[v.request_id.isin(planned)] if "request_id" in v else v for k, v in t.items()}
     deployed = {k: v[v.run_backend != "eager"] for k, v in t.items() if "run_backend" in v}
     t.update({k: v[v.run_backend == "eager"] for k, v in t.items() if "run_backend" in v})
     timings = t["timings"]
@@ -52,7 +62,18 @@ def load(results_dir) -> Study:
     for k in ("complexity", "memory", "kernels"):
         side[k] = t[k][t[k].run_id.isin(ids)] if not t[k].empty else t[k]
     return Study(d, timings, main, side["complexity"], side["memory"], side["kernels"], t["standard"], t["samples"],
-                 t["runs"], t["memory"], deployed)
+                 t["runs"], t["memory"], deployment=deployed, others=others)
+
+
+def others_note(study: Study) -> str:
+    """One line naming the runs outside the plan (each has its run page; none is in this chapter's
+    comparisons), or ''."""
+    o = study.others
+    if o is None or o.empty:
+        return ""
+    names = ", ".join(f"{r.label} ({r.platform})" for r in o.itertuples())
+    return (f"\n\nNot compared here: {len(o)} other run(s) in the results folder that the profile did not plan "
+            f"({names}); see their pages under Runs.")
 
 
 def lowest_quality(df: pd.DataFrame) -> pd.DataFrame:

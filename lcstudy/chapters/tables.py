@@ -4,8 +4,8 @@ Every column of every table the book shows or offers for download is documented 
 :data:`COLUMNS`: its header in words with its unit, how it is rounded, and what it means. The
 book's tables are pandas Stylers built by :func:`present`: no index column, headers from
 :data:`COLUMNS` (a column without an entry is an error, so a snake_case header cannot reach the
-page), numbers rounded by quantity (times to 3 significant digits, percentages to 1 decimal),
-a measured median shown with the half-width of its 95 % confidence interval, and a blank, not
+page), numbers rounded by significance (3 significant digits; a median with the half-width of its
+95 % confidence interval to the interval's second digit where that says more), and a blank, not
 ``0.0``, where there is no spread to show.
 
 :func:`summarise` turns per-image rows into per-codec rows: the median over images of each
@@ -23,7 +23,7 @@ import pandas as pd
 from ..core.stats import TARGET_REL, median_ci
 
 # kind: how a value is written
-#   s: seconds, 3 significant digits · pct: percent, 1 decimal · x: ratio "×", 3 significant digits
+#   s: seconds, 3 significant digits · pct: percent, 3 significant digits (1 decimal above 10 %) · x: ratio "×", 3 significant digits
 #   sig3: 3 significant digits · int: integer · text · bpp: 3 decimals · db: 2 decimals · frac: 3 decimals
 #   ci: "median ± half-width" (seconds) · flag: "✓"/"✗"/blank
 COLUMNS: dict[str, tuple[str, str, str]] = {
@@ -120,14 +120,25 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "category": ("category", "text", "the paper's kernel categories"),
     "self_seconds": ("self time (s)", "s", "time spent in the op itself"),
     "calls": ("calls", "int", "how often the op ran"),
-    "share": ("share", "frac", "self time over the call's wall time (CPU) or the kernels' total (CUDA)"),
+    "share": ("share (0–1)", "frac", "self time over the call's wall time (CPU) or the kernels' total (CUDA)"),
     "wall_seconds": ("wall (s)", "s", "wall time"),
     "share_of_time_pct": ("share of time (%)", "pct", "share of the call's time"),
+    # energy
+    "joules": ("energy (J/image)", "sig3", "joules per timed call (median over images), where exposed"),
+    "joules_ci_half": ("± (J)", "sig3", "half the 95 % interval of that median over images"),
+    "joules_per_mp": ("energy (J/MP)", "sig3", "joules per megapixel of the image"),
+    "energy_j": ("energy (J)", "sig3", "joules of the whole call (total rows), from the platform's counter"),
+    "energy_j_per_mp": ("energy (J/MP)", "sig3", "joules per megapixel"),
+    "encode_j_per_mp": ("encode (J/MP)", "sig3", "encode energy per megapixel, where exposed"),
+    "decode_j_per_mp": ("decode (J/MP)", "sig3", "decode energy per megapixel, where exposed"),
+    "energy_source": ("energy counter", "text", "NVML (GPU board) or RAPL (CPU packages), or why none"),
 }
 _PROVENANCE = {
     "cpu_model": ("CPU", "text", "CPU model name"), "cpu_count": ("cores", "int", "logical CPUs of the machine"),
     "cpu_flags": ("CPU flags", "text", "the CPU's vector and matrix instruction sets that deployment backends use"),
     "gpu_name": ("GPU", "text", "GPU model name"), "torch_version": ("torch", "text", "torch version"),
+    "cpu_flags": ("CPU flags", "text", "the CPU's vector features that decide the kernels (AVX2, AVX-512, VNNI, AMX)"),
+    "energy": ("energy", "text", "where the run's energy figures come from, or why it has none"),
     "cuda_version": ("CUDA", "text", "CUDA version of the torch build"),
     "compressai_version": ("CompressAI", "text", "CompressAI version"),
     "python_version": ("Python", "text", "Python version"), "lcstudy_version": ("lcstudy", "text", "lcstudy version"),
@@ -224,7 +235,7 @@ COLUMNS.update({
     "decode_x_jpeg": ("decode × JPEG", "x", "how many times JPEG's decode time"),
     "encode_x_hevc": ("encode × x265", "x", "how many times x265's (HEIC) encode time"),
     "decode_x_hevc": ("decode × x265", "x", "how many times x265's (HEIC) decode time"),
-    "noisy_share": ("noisy share", "frac", "share of images whose repeats spread > 10 %"),
+    "noisy_share": ("noisy share (0–1)", "frac", "share of images whose repeats spread > 10 %"),
     # scaling
     "encode_network_s": ("encode network (s)", "s", "encode transforms only (l3ic's E)"),
     "decode_network_s": ("decode network (s)", "s", "decode transforms only (l3ic's D)"),
@@ -264,6 +275,22 @@ def sig(x, n: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def _decimals(x: float, n: int) -> int:
+    """Decimals that show ``x`` to ``n`` significant digits (negative: round to tens, hundreds…)."""
+    return n - int(math.floor(math.log10(abs(x)))) - 1 if x else 0
+
+
+def ci_text(med, half) -> str:
+    """"median ± half-width": the median to 3 significant digits, or to the half-width's second digit
+    where the interval is narrow enough to say more (12.346 ± 0.012, not 12.3 ± 0.012)."""
+    if half is None or (isinstance(half, float) and math.isnan(half)) or not half:
+        return sig(med)
+    d = max(_decimals(float(med), 3), _decimals(float(half), 2))
+    if d <= 0:
+        return f"{round(float(med), d):,.0f} ± {sig(half, 2)}"
+    return f"{float(med):.{d}f} ± {float(half):.{d}f}"
+
+
 def fmt(kind: str, x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)) or (x is pd.NA):
         return ""
@@ -271,8 +298,8 @@ def fmt(kind: str, x) -> str:
         return sig(x)
     if kind == "x":
         return sig(x) + "×"
-    if kind == "pct":
-        return f"{float(x):.1f}"
+    if kind == "pct":  # 3 significant digits, never more than 1 decimal above 10 %
+        return sig(x) if abs(float(x)) < 10 else f"{float(x):.1f}"
     if kind == "int":
         try:
             return f"{int(x):,}"
@@ -291,13 +318,14 @@ def fmt(kind: str, x) -> str:
             med, half = x
             if med is None or (isinstance(med, float) and math.isnan(med)):
                 return ""
-            return sig(med) + ("" if half is None or math.isnan(half) else f" ± {sig(half, 2)}")
+            return ci_text(med, half)
         return sig(x)
     return str(x)
 
 
 #: columns that, when one value fills them, are said once above the table instead of in every row
-CONSTANT_OK = ("platform", "device", "weights", "weights_label", "threads", "memory", "method", "size", "images")
+CONSTANT_OK = ("platform", "device", "weights", "weights_label", "threads", "memory", "method", "size", "images",
+               "count_mode")
 
 
 def present(df: pd.DataFrame, columns: list[str] | None = None, caption: str | None = None):

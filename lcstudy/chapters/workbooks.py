@@ -102,6 +102,13 @@ def write_reports(df: pd.DataFrame, out_dir) -> list[Path]:
     """
     if df is None or df.empty:
         raise InputError("no results to write; run some profiles first")
+    # an item whose every repeat was contended has no time (blank): the workbooks hold what was measured
+    if "stop" in df:
+        skipped = sorted(set(df.loc[df.stop == "contended", "item" if "item" in df else "image"]))
+        df = df[df.stop != "contended"]
+        if df.empty:
+            raise InputError(f"nothing was measured: every repeat of every item was contended by other processes "
+                             f"({', '.join(skipped[:8])}); run it again on a quieter machine")
     out_dir = Path(out_dir)
     written = []
     from ..runs.store import atomic_write_excel

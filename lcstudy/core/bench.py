@@ -4,6 +4,12 @@
 encode+decode time to the plain ``compress()``+``decompress()`` time on one Kodak image,
 interleaved (plain, instrumented, plain, …) so that drift on a noisy machine hits both.
 Target: ≤ 1.01.
+
+``python -m lcstudy.core.bench startup``: the fixed cost of a run notebook outside its measurement, in its
+parts, each in fresh processes (a notebook's kernel is one), interleaved so drift hits every part alike:
+the interpreter, the kernel's start (jupyter_client, as papermill starts it), the study's imports with
+CompressAI imported whole and without its point-cloud stack (:mod:`lcstudy.core.lean_import`), loading a
+codec, and building the run page of a tiny run. Medians over the repeats.
 """
 from __future__ import annotations
 
@@ -54,6 +60,98 @@ def overhead(images: Path, image: str, repeats: int, codecs: list[str], crop: in
     return 0
 
 
+_STARTUP_CHILD = r"""
+import json, os, sys, tempfile, time
+t0 = time.perf_counter()
+import lcstudy.runs.learned, lcstudy.chapters.run_page, compressai.zoo
+t1 = time.perf_counter()
+from lcstudy.core.registry import load_codec
+load_codec("HP", 1, weights="random")
+t2 = time.perf_counter()
+from lcstudy.runs import learned
+from lcstudy.chapters import run_page
+with tempfile.TemporaryDirectory() as d:
+    run = learned.run(codec="HP", images=[sys.argv[1]], crop=64, repeats=1, warmup=0, kernels=False, macs=False,
+                      results_dir=d, profile="quick", log=lambda *a: None, progress=False)
+    t3 = time.perf_counter()
+    run_page.build(run)
+    t4 = time.perf_counter()
+print(json.dumps({"imports": t1 - t0, "codec load": t2 - t1, "run page": t4 - t3}))
+"""
+
+
+def _kernel_start() -> float:
+    """Seconds from asking for a kernel to its answering (what papermill waits for), then shut down."""
+    import time
+
+    from jupyter_client.manager import start_new_kernel
+
+    t0 = time.perf_counter()
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+    t = time.perf_counter() - t0
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+    return t
+
+
+def startup(image: Path, repeats: int) -> int:
+    import json
+    import os
+    import subprocess
+    import time
+
+    import tempfile
+
+    from ..runs.lock import timing_lock
+
+    parts: dict[str, list[float]] = {}
+    private = tempfile.mkdtemp()
+
+    def child(lean: str) -> dict:
+        # the benchmark holds the machine lock; the tiny runs of its children take a private one
+        env = {**os.environ, "LCSTUDY_LEAN_IMPORT": lean, "LCSTUDY_NOWAIT": "1",
+               "LCSTUDY_LOCK": os.path.join(private, "lock")}
+        r = subprocess.run([sys.executable, "-c", _STARTUP_CHILD, str(image)], capture_output=True, text=True,
+                           env=env)
+        if r.returncode:
+            raise SystemExit(f"error: the startup probe failed:\n{r.stderr[-2000:]}")
+        return json.loads(r.stdout.strip().splitlines()[-1])
+
+    with timing_lock(f"bench startup (pid {os.getpid()})", wait=True, log=print):
+        for _ in range(repeats):
+            _startup_once(parts, child)
+    _startup_table(parts, repeats)
+    return 0
+
+
+def _startup_once(parts: dict, child) -> None:
+    import subprocess
+    import time
+
+    if True:
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], check=True)
+        parts.setdefault("interpreter", []).append(time.perf_counter() - t0)
+        parts.setdefault("kernel start", []).append(_kernel_start())
+        for lean, tag in (("0", "before"), ("1", "after")):
+            for k, v in child(lean).items():
+                parts.setdefault(f"{k} ({tag})", []).append(v)
+
+
+def _startup_table(parts: dict, repeats: int) -> None:
+    import os
+
+    med = {k: statistics.median(v) for k, v in parts.items()}
+    print(f"fixed cost of a run notebook outside its measurement: medians of {repeats} interleaved repeats, fresh "
+          f"processes, {os.cpu_count()} CPUs; 'before' imports CompressAI whole, 'after' without torch_geometric")
+    print(f"{'part':28} {'median s':>9} {'min s':>7} {'max s':>7}")
+    for k, v in parts.items():
+        print(f"{k:28} {med[k]:9.2f} {min(v):7.2f} {max(v):7.2f}")
+    for tag in ("before", "after"):
+        total = med["kernel start"] + sum(med[f"{k} ({tag})"] for k in ("imports", "codec load", "run page"))
+        print(f"{'total ' + tag:28} {total:9.2f}   (kernel start + imports + codec load + run page)")
+
+
 def main(argv=None) -> int:
     warnings.simplefilter("ignore")
     ap = argparse.ArgumentParser(prog="python -m lcstudy.core.bench")
@@ -65,7 +163,12 @@ def main(argv=None) -> int:
     o.add_argument("--crop", type=int, default=None)
     o.add_argument("--codecs", nargs="*", default=[])
     o.add_argument("--device", default="cpu", help="cpu or cuda: on a GPU the stage synchronisations cost more")
+    st = sub.add_parser("startup", help="a run notebook's fixed cost in parts, before and after the lean import")
+    st.add_argument("--images", default="data/kodak")
+    st.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
+    if a.cmd == "startup":
+        return startup(Path(a.images) / "kodim01.png", a.repeats)
     if a.cmd == "overhead":
         return overhead(Path(a.images), a.image, a.repeats, a.codecs, a.crop, a.device)
     return 2

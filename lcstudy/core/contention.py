@@ -68,11 +68,31 @@ def is_contended(other_cpu_s: float, wall_s: float) -> bool:
 _GPU_BASELINE: dict[str, set[int]] = {}
 
 
+def nvml_handle(device):
+    """(pynvml, the NVML handle of the GPU that the torch ``device`` names), or (None, None) without NVML.
+
+    Found by the device's UUID: NVML's and CUDA's orders differ, and ``CUDA_VISIBLE_DEVICES`` renumbers."""
+    import torch
+
+    device = torch.device(device)
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        uuid = str(torch.cuda.get_device_properties(idx).uuid)
+        try:
+            return pynvml, pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
+        except Exception:  # noqa: BLE001 - an NVML without UUID lookups: the index, as CUDA numbers it
+            return pynvml, pynvml.nvmlDeviceGetHandleByIndex(idx)
+    except Exception:  # noqa: BLE001 - no NVML, no driver: nothing to read
+        return None, None
+
+
 class GpuContention:
     """Other compute processes on our GPU (NVML); a no-op where NVML is missing.
 
-    The NVML device is found by the torch device's UUID (NVML's and CUDA's orders differ, and
-    ``CUDA_VISIBLE_DEVICES`` renumbers). NVML reports host process ids, which inside a container are not
+    The NVML device is found by the torch device's UUID (:func:`nvml_handle`). NVML reports host process ids, which inside a container are not
     ours: so the processes on the GPU when the run first looks (after its model is on the GPU) are the
     baseline — the run's own, and any that already shared the GPU, recorded in the run (``gpu_processes``)
     — and a process that appears beside them during a timed call contends.
@@ -81,21 +101,8 @@ class GpuContention:
     def __init__(self, device):
         import torch
 
-        self.handle = None
         self.device = torch.device(device)
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self._nvml = pynvml
-            idx = self.device.index if self.device.index is not None else torch.cuda.current_device()
-            uuid = str(torch.cuda.get_device_properties(idx).uuid)
-            try:
-                self.handle = pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
-            except Exception:  # noqa: BLE001 - an NVML without UUID lookups: the index, as CUDA numbers it
-                self.handle = pynvml.nvmlDeviceGetHandleByIndex(idx)
-        except Exception:  # noqa: BLE001 - no NVML, no driver: nothing to read
-            self.handle = None
+        self._nvml, self.handle = nvml_handle(self.device)
         key = str(self.device)
         if key not in _GPU_BASELINE:
             _GPU_BASELINE[key] = self._pids()
@@ -121,15 +128,18 @@ class GpuContention:
 
 
 class Monitor:
-    """What the protocol brackets every timed call with: contention (CPU, and GPU on CUDA) and
-    peak memory. ``begin(direction)`` / ``end(direction)`` (called by
-    :func:`lcstudy.core.instrument.encode_decode`); ``take()`` returns and clears what was read."""
+    """What the protocol brackets every timed call with: contention (CPU, and GPU on CUDA), energy
+    (:mod:`lcstudy.core.energy`, where exposed) and peak memory. ``begin(direction)`` /
+    ``end(direction)`` (called by :func:`lcstudy.core.instrument.encode_decode`); ``take()`` returns
+    and clears what was read."""
 
     def __init__(self, device, memory: bool = True):
+        from .energy import EnergyProbe
         from .memory import PeakMemory
 
         self.cpu = CpuContention()
         self.gpu = GpuContention(device) if str(device).startswith("cuda") else None
+        self.energy = EnergyProbe(device)
         self.mem = PeakMemory(device) if memory else None
         self.reads: dict[str, dict] = {}
 
@@ -138,10 +148,12 @@ class Monitor:
             self.mem.begin()
         if self.gpu is not None:
             self.gpu.begin()
+        self.energy.begin()
         self.cpu.begin()  # last before the clock starts, first after it stops
 
     def end(self, direction: str) -> None:
         c = self.cpu.end()
+        c.update(self.energy.end())
         if self.gpu is not None:
             g = self.gpu.end()
             c = {**c, **g, "contended": c["contended"] or g["contended"]}

@@ -63,6 +63,29 @@ def git_commit() -> str:
     return "unknown"
 
 
+#: the CPU features that decide which kernels bf16, int8 and fp32 convolutions can use
+KEY_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags() -> tuple[str, ...]:
+    """Which of :data:`KEY_CPU_FLAGS` the CPU has (``/proc/cpuinfo``): an AVX2-only CPU has no native bf16."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                return tuple(f for f in KEY_CPU_FLAGS if f in have)
+    except OSError:
+        pass
+    return ()
+
+
+def describe_energy(device: str) -> str:
+    from .energy import describe
+
+    return describe(device)
+
+
 def host_name() -> str:
     """``LCSTUDY_HOST`` or the machine's host name: the key results are filed under."""
     return os.environ.get("LCSTUDY_HOST") or socket.gethostname().split(".")[0] or "localhost"
@@ -102,6 +125,8 @@ def environ(device="cpu", threads: int | None = None) -> dict:
         "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
         "slurm_partition": os.environ.get("SLURM_JOB_PARTITION", ""),
+        "cpu_flags": " ".join(cpu_flags()),
+        "energy": describe_energy(str(dev)),
     }
     env["platform"] = platform_label(env, dev.type)
     env["fingerprint"] = fingerprint(dev, env["threads"])

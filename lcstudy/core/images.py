@@ -6,6 +6,7 @@ is centred, with zeros (``compressai.ops.compute_padding``), and undone after de
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import re
@@ -85,25 +86,44 @@ def file_hash(path) -> str:
     return h.hexdigest()[:16]
 
 
-def check_image(path) -> Path:
-    """That ``path`` is an image Pillow can identify (header only: fast); the error names the fix."""
-    from PIL import Image, UnidentifiedImageError
+def check_image(path, decode: bool = False) -> Path:
+    """That ``path`` is an image Pillow can identify (header only: fast); the error names the fix.
+    ``decode``: also decode it once (a truncated file has a good header and fails only here), cached
+    per file version so that planning many runs over one folder decodes each image once."""
+    from PIL import UnidentifiedImageError
 
     path = Path(path)
     if not path.exists():
         raise InputError(f"image not found: {path}")
     if path.is_dir():
         raise InputError(f"{path} is a folder; give image files or one folder of images as IMAGES")
-    if path.stat().st_size == 0:
+    st = path.stat()
+    if st.st_size == 0:
         raise InputError(f"image file is empty: {path}; delete it and run `make data` again")
     try:
-        with Image.open(path) as im:
-            im.size  # noqa: B018 - reading the header is the check
+        _read(str(path), st.st_mtime_ns, st.st_size, decode)
     except UnidentifiedImageError:
         raise InputError(f"not an image (or an unsupported format): {path}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise InputError(f"cannot read image {path}: {e} (truncated or corrupt file? fetch it again)") from None
     return path
+
+
+@functools.lru_cache(maxsize=4096)
+def _read(path: str, mtime_ns: int, size: int, decode: bool) -> tuple[int, int]:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if decode:
+            im.load()
+        return im.size
+
+
+def image_size(path) -> tuple[int, int]:
+    """(width, height) from the header (checked by :func:`check_image`)."""
+    path = check_image(path)
+    st = path.stat()
+    return _read(str(path), st.st_mtime_ns, st.st_size, False)
 
 
 def load_image(path, crop: int | None = None, resize=None) -> TestImage:

@@ -66,16 +66,28 @@ def cmd_run(a) -> int:
 def cmd_runs(a) -> int:
     import os
 
+    from ..runs.layout import record_plan
+
+    if a.executor not in ("local", "slurm"):
+        raise LcstudyError(f"EXECUTOR={a.executor!r}: must be local or slurm")
     if a.executor == "slurm":
         from . import slurm
 
         slurm.check_available()
-        return slurm.execute(_resolved(a, any_platform=True), a)
-    if a.executor != "local":
-        raise LcstudyError(f"EXECUTOR={a.executor!r}: must be local or slurm")
+        slurm.settle(a.results_dir)  # tasks still ending (a cancelled run stopping) first: then judge the runs
+    resolved = _resolved(a, any_platform=a.executor == "slurm")
+    record_plan(a.results_dir, a.profile, [r.request.request_id for r in resolved])  # what the chapters compare
+    if a.executor == "slurm":
+        return slurm.execute(resolved, a)
     from . import local
 
-    return local.execute(_resolved(a), wait=not os.environ.get("LCSTUDY_NOWAIT"))
+    return local.execute(resolved, wait=not os.environ.get("LCSTUDY_NOWAIT"))
+
+
+def _contended_ok(rc: int, a) -> int:
+    from ..runs.protocol import EXIT_CONTENDED
+
+    return 0 if rc == EXIT_CONTENDED and getattr(a, "contended_ok", False) else rc
 
 
 def cmd_task(a) -> int:
@@ -85,15 +97,32 @@ def cmd_task(a) -> int:
 
 
 def cmd_missing(a) -> int:
+    """Exit 1 naming the planned runs with no results. A run that ended *incomplete: contended* is not
+    missing: the book is built with its missing items named; ``--status`` then exits 3 and says it again
+    (the last word of ``make book``)."""
+    from ..runs import layout
+    from ..runs.protocol import EXIT_CONTENDED, contended_statement
+
     resolved = _resolved(a, any_platform=True)
-    missing = [r for r in resolved if r.done is None]
+    absent = [r for r in resolved if r.done is None]
+    partial = {r.planned.describe(): layout.find_contended(a.results_dir, r.request.request_id, r.request.device)
+               for r in absent}
+    partial = {k: v for k, v in partial.items() if v is not None}
+    missing = [r for r in absent if r.planned.describe() not in partial]
     if missing:
         print(f"error: {len(missing)} of {len(resolved)} planned runs have no results in {a.results_dir}: "
               + "; ".join(r.planned.describe() for r in missing)
               + ". Run them (`make runs`, or resubmit with EXECUTOR=slurm) before building the book, or build "
                 "what there is with `make chapters html`", file=sys.stderr)
         return 1
-    return 0
+    if partial and (a.status or not a.quiet):
+        from .local import incomplete_summary
+
+        for run in partial.values():
+            print(contended_statement(run.meta), file=sys.stderr)
+        print(incomplete_summary(list(partial)) + (". The book names the missing items on the run pages."
+                                                     if a.status else ""), file=sys.stderr)
+    return EXIT_CONTENDED if partial and a.status else 0
 
 
 def cmd_chapters(a) -> int:
@@ -170,7 +199,11 @@ def main(argv=None) -> int:
     rs = planned("runs")
     rs.add_argument("--executor", default="local")
     rs.add_argument("--wait", default="1", help="slurm: wait for the jobs (1) or return after submitting (0)")
-    planned("missing")
+    rs.add_argument("--contended-ok", action="store_true", help="exit 0, not 3, when runs ended incomplete: "
+                    "contended (make book goes on to build, then says so)")
+    ms = planned("missing")
+    ms.add_argument("--status", action="store_true", help="exit 3 if runs ended incomplete: contended")
+    ms.add_argument("--quiet", action="store_true", help="say nothing of runs incomplete: contended")
     c = planned("cost")
     c.add_argument("--nodes", default="1")
     planned("weights")
@@ -189,10 +222,14 @@ def main(argv=None) -> int:
     nb.add_argument("name")
     nb.add_argument("dest")
     a = ap.parse_args(argv)
+    from .signals import install
+
+    install()  # SIGTERM and SIGHUP (to this process or to the make above it) stop it as Ctrl-C does
     try:
-        return {"run": cmd_run, "runs": cmd_runs, "missing": cmd_missing, "chapters": cmd_chapters,
-                "book": cmd_book, "cost": cmd_cost, "weights": cmd_weights, "clean-stale": cmd_clean_stale,
-                "ipynb": cmd_ipynb, "task": cmd_task}[a.cmd](a)
+        fn = {"run": cmd_run, "runs": cmd_runs, "missing": cmd_missing, "chapters": cmd_chapters,
+              "book": cmd_book, "cost": cmd_cost, "weights": cmd_weights, "clean-stale": cmd_clean_stale,
+              "ipynb": cmd_ipynb, "task": cmd_task}[a.cmd]
+        return _contended_ok(fn(a), a)
     except LcstudyError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

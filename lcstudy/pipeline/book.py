@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -27,9 +28,10 @@ def execute_chapters(results_dir, reference, only=None) -> int:
 
     book = book_dir()
     downloads = book / "_generated" / "downloads"
-    for c in CHAPTERS:
-        if only and c.name not in only:
-            continue
+    todo = [c for c in CHAPTERS if not only or c.name in only]
+    t0 = time.monotonic()
+    for i, c in enumerate(todo, 1):
+        print(f"[chapter {i}/{len(todo)}] {c.name} ({time.monotonic() - t0:.0f} s into the chapters)", flush=True)
         params = {"results_dir": str(Path(results_dir).resolve()), "reference": str(Path(reference).resolve()),
                   "downloads_dir": str(downloads)}
         try:
@@ -64,10 +66,48 @@ def machines_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                                                    if n.flagged.any() else ""),
                      "torch / CompressAI / Python": f"{first.torch_version} / {first.compressai_version} / "
                                                     f"{first.python_version}",
-                     "peak matmul GFLOP/s (median)": f"{g.peak_matmul_gflops.median():.0f}",
-                     "runs": len(g), "contended repeats": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f} %",
+                     "peak matmul (GFLOP/s, median)": f"{g.peak_matmul_gflops.median():.3g}",
+                     "runs": len(g), "contended repeats (%)": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f}",
                      "measured (UTC)": f"{str(g.started_utc.min())[:10]} … {str(g.finished_utc.max())[:10]}"})
     return pd.DataFrame(rows), nodes
+
+
+#: the machines table, split in two narrow ones (the content column holds about six short columns)
+MACHINE_TABLES = (("platform", "device", "runs", "peak matmul (GFLOP/s, median)", "contended repeats (%)",
+                   "measured (UTC)"),
+                  ("platform", "device", "CPU", "GPU", "torch / CompressAI / Python", "nodes"))
+
+
+def run_title(r) -> str:
+    """A run page's title, which the sidebar and the Runs index show: what ran (codec and quality, or the
+    standard codecs; the backend where the run has one; what else differs, from its label), where
+    (device and platform)."""
+    if r.kind == "learned":
+        what = f"{r.codec} q{r.quality}"
+        rest = str(r.label).replace(f"{r.codec}-q{r.quality}", "", 1).strip("-_ ")
+    else:
+        what, rest = "Standard codecs", str(r.label).replace("standard-codecs", "", 1).strip("-_ ")
+    backend = getattr(r, "backend", None)
+    if isinstance(backend, str) and backend and backend != "eager":
+        what += f" · {backend}"
+    return f"{what}{f' ({rest})' if rest else ''} on {r.device} · {r.platform}"
+
+
+def copy_titled(src: Path, dest: Path, title: str) -> None:
+    """Copy a run's executed notebook into the book with its first heading (the notebook's generic
+    title) replaced by the run's own, so that no two run pages share a title."""
+    import json
+
+    nb = json.loads(src.read_text())
+    for cell in nb.get("cells", []):
+        text = "".join(cell.get("source", []))
+        if cell.get("cell_type") == "markdown" and text.lstrip().startswith("# "):
+            head, _, body = text.lstrip().partition("\n")
+            cell["source"] = f"# {title}" + (f"\n{body}" if body else "")
+            break
+    from ..runs.store import atomic_write_text
+
+    atomic_write_text(dest, json.dumps(nb, indent=1, ensure_ascii=False))
 
 
 def _md_table(df: pd.DataFrame) -> str:
@@ -87,6 +127,7 @@ def write_book(results_dir) -> None:
     headline findings for the introduction."""
     from ..chapters import CHAPTERS
     from ..chapters.tables import COLUMNS
+    from ..runs import layout
     from ..runs.store import atomic_write_text
     from ..runs.tables import load_results
     from .cost import fmt_seconds
@@ -101,21 +142,15 @@ def write_book(results_dir) -> None:
     toc_runs = []
     if not runs.empty:
         runs = runs[runs.notebook.astype(bool)]
-        for (plat, dev), g in runs.groupby(["platform", "device"], sort=True):
-            index += [f"## {plat} · {dev}", "", "| run | codec | quality | images | repeats | weights | wall time |",
-                      "| --- | --- | --- | --- | --- | --- | --- |"]
-            from ..chapters.style import sort_codecs
-
-            for r in sort_codecs(g, then=["label"]).itertuples():
-                dest = runs_dir / _slug(plat) / dev / f"{r.label}-{r.run_id[:6]}.ipynb"
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(r.notebook, dest)
-                rel = dest.relative_to(book).with_suffix("").as_posix()
-                toc_runs.append(rel)
-                index.append(f"| {{doc}}`{r.label} <{rel}>` | {r.codec} | {r.quality if r.kind == 'learned' else ''} "
-                             f"| {r.items} | {r.repeats} | {r.weights_label or r.weights} | "
-                             f"{fmt_seconds(r.wall_seconds)} |")
-            index.append("")
+        planned = layout.planned_ids(results_dir)
+        other = runs[~runs.request_id.isin(planned)] if planned is not None else runs.iloc[:0]
+        for (plat, dev), g in runs.drop(other.index).groupby(["platform", "device"], sort=True):
+            index += [f"## {plat} · {dev}", ""] + _runs_table(g, book, runs_dir / _slug(plat) / dev, toc_runs)
+        if not other.empty:
+            index += ["## Other runs", "", "Runs in the results folder that the profile did not plan (`make run` "
+                      "trials with other parameters): each has its page, and none is in the chapters' comparisons.",
+                      ""] + _runs_table(other, book, runs_dir / "other", toc_runs)
+        index += incomplete_runs(results_dir)
     else:
         index.append("No runs yet: `make runs`.")
     lines = ["# generated by `python -m lcstudy.pipeline book`", "format: jb-book", "root: intro", "parts:",
@@ -134,7 +169,7 @@ def write_book(results_dir) -> None:
     if not m.empty:
         total = runs.wall_seconds.sum()
         work = runs.codec_seconds.sum()
-        text = (_md_table(m) + f"\n\nThe {len(runs)} runs took **{fmt_seconds(total)}** of measurement wall time "
+        text = ("\n\n".join(_md_table(m[list(cols)]) for cols in MACHINE_TABLES) + f"\n\nThe {len(runs)} runs took **{fmt_seconds(total)}** of measurement wall time "
                 f"(`make cost` prints each); **{work / total:.0%}** of it was timed encoding and decoding (the rest: "
                 "model loading, warm-up, quality metrics, the operator profile and the MAC count). A node whose "
                 "median peak matmul rate is more than 5 % off its platform's median is named as slow or shared.\n")
@@ -146,6 +181,40 @@ def write_book(results_dir) -> None:
     gone = prune_stale_run_pages(book, out / "html")
     if gone:
         print(f"removed {len(gone)} HTML page(s) of runs no longer in the results from {out / 'html'}")
+
+
+def _runs_table(g: pd.DataFrame, book: Path, dest_dir: Path, toc_runs: list) -> list[str]:
+    """The runs index's table of the runs ``g``, their notebooks copied under ``dest_dir`` as run pages."""
+    from ..chapters.style import sort_codecs
+    from .cost import fmt_seconds
+
+    out = ["| run | platform | codec | quality | images | repeats | weights | wall time |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in sort_codecs(g, then=["label"]).itertuples():
+        dest = dest_dir / f"{r.label}-{r.run_id[:6]}.ipynb"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        copy_titled(Path(r.notebook), dest, run_title(r))
+        rel = dest.relative_to(book).with_suffix("").as_posix()
+        toc_runs.append(rel)
+        out.append(f"| {{doc}}`{r.label} <{rel}>` | {r.platform} | {r.codec} | "
+                   f"{r.quality if r.kind == 'learned' else ''} | {r.items} | {r.repeats} | "
+                   f"{r.weights_label or r.weights} | {fmt_seconds(r.wall_seconds)} |")
+    return out + [""]
+
+
+def incomplete_runs(results_dir) -> list[str]:
+    """The runs index's section on runs that ended *incomplete: contended*: which items are missing (blank in
+    every table and chapter) and how to measure them."""
+    from ..runs import layout
+
+    bad = [r for r in layout.runs(results_dir, warn=False) if r.meta.get("contended_items") and r.notebook.exists()]
+    if not bad:
+        return []
+    out = ["## Incomplete runs", "", "These runs had items whose every repeat was contended by other processes "
+           "(after retries): those items were not measured and are missing from every table and chapter. Run "
+           "`make runs` again on a quiet machine to measure only them.", ""]
+    out += [f"- **{r.meta.get('label')}** ({r.device}): {', '.join(r.meta['contended_items'])}" for r in bad]
+    return out + [""]
 
 
 def prune_stale_run_pages(book: Path, html: Path) -> list[Path]:
@@ -203,10 +272,13 @@ def downloads_page(downloads: Path, columns: dict, chapters) -> str:
                                                            else "all its tables, one sheet each")) if ch else ""
         lines += [f"{{download}}`{f.name} <_generated/downloads/{f.name}>` — {desc}", ""]
         if f.suffix == ".csv":
+            from ..chapters.findings import COLUMNS as FINDINGS
+
             cols = list(pd.read_csv(f, nrows=0).columns)
+            words = {**columns, **FINDINGS} if f.stem.endswith("_findings") else columns
             rows = []
             for c in cols:
-                h, _, what = columns.get(c, (c, "", ""))
+                h, _, what = words.get(c, (c, "", ""))
                 rows.append(f"| `{c}` | {h} | {what} |")
             lines += ["| column | header | meaning |", "| --- | --- | --- |"] + rows + [""]
     return "\n".join(lines) + "\n"

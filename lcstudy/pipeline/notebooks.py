@@ -40,7 +40,8 @@ _LIVE: list = []
 
 
 def _interrupt_kernels_too(signum, frame):
-    """Ctrl-C: interrupt the kernels first, then this process. jupyter_client starts a kernel in a
+    """Ctrl-C (and SIGTERM, SIGHUP: :mod:`lcstudy.pipeline.signals`): interrupt the kernels first, then this
+    process. jupyter_client starts a kernel in a
     session of its own, so the terminal's Ctrl-C never reaches it; without this, papermill's graceful
     shutdown waits while the kernel goes on measuring, and the run is not stopped where the user
     pressed Ctrl-C. The kernel's timing loop stops at once (its items are written atomically)."""
@@ -88,8 +89,10 @@ def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, ech
     import signal
     import threading
 
+    from .signals import STOP
+
     main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, _interrupt_kernels_too) if main else None
+    previous = {s: signal.signal(s, _interrupt_kernels_too) for s in STOP} if main else {}
     try:
         return _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s)
     finally:
@@ -100,8 +103,8 @@ def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, ech
             if os.path.basename(folder).startswith("lcstudy-kernel-"):
                 shutil.rmtree(folder, ignore_errors=True)
         _LIVE.clear()
-        if main:
-            signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s) -> Path:

@@ -108,7 +108,7 @@ def resolve_plan(planned: list[PlannedRun], profile: Profile, results_dir: str, 
     for p in planned:
         params = {**{k: v for k, v in overrides.items() if k in _allowed(p.notebook)}, **p.param_dict,
                   "profile": profile.name, "results_dir": results_dir}
-        req = resolve(params, p.notebook)
+        req = resolve(params, p.notebook, local=not any_platform)
         done = None
         if any_platform:
             done = layout.find_complete(results_dir, req.request_id, req.device)

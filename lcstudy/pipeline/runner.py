@@ -9,6 +9,8 @@
 4. The notebook is executed into the run's own results folder (``notebook.ipynb`` beside the
    results it describes), so runs over other image folders or results folders never collide.
 5. Ctrl-C: one line that says how to resume; nothing half-written is left looking finished.
+6. Items whose every repeat was contended (after the retries): the run's page is written for what was
+   measured, the missing items are named, and the exit status is 3 (:data:`~lcstudy.runs.protocol.EXIT_CONTENDED`).
 """
 from __future__ import annotations
 
@@ -26,10 +28,12 @@ def _say(msg: str) -> None:
 
 
 def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = False) -> int:
-    """Execute one run notebook; return the exit status (0 done, 1 failed, 2 bad input, 130 Ctrl-C)."""
+    """Execute one run notebook; return the exit status (0 done, 1 failed, 2 bad input, 3 incomplete: items
+    whose every repeat was contended, what was measured written; 130 interrupted)."""
     from ..runs import layout
     from ..runs.lock import Busy, timing_lock
     from ..runs.params import platform_fingerprint, resolve, run_id
+    from ..runs.protocol import EXIT_CONTENDED, contended_statement
     from . import notebooks
 
     try:
@@ -86,6 +90,10 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     finally:
         os.environ.pop("LCSTUDY_LOCK_TOKEN", None)
     print(f"wrote {path / layout.NOTEBOOK}", flush=True)
+    incomplete = contended_statement(layout.read_meta(path))
+    if incomplete:
+        _say(incomplete)
+        return EXIT_CONTENDED
     return 0
 
 

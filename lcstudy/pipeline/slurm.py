@@ -104,10 +104,33 @@ def _arrays(results_dir) -> list[dict]:
     return out
 
 
+#: squeue states of a task that has ended and is being cleaned up (a cancelled task whose pipeline is still
+#: stopping, an epilog): not queued, but its run folder may still be written to
+ENDING = ("COMPLETING", "STAGE_OUT")
+
+
+def settle(results_dir, settle_s: float = 300, poll_s: float = 1.0) -> None:
+    """Wait (up to ``settle_s``) until no task of ours is ending. After ``scancel`` a task's pipeline stops
+    gracefully and squeue shows the task COMPLETING meanwhile: it is neither queued nor done, and its run
+    folder may still be written to. Planning waits for it, so that the run is judged by what the task left
+    (resubmitted if unfinished) and never measured by two tasks at once."""
+    jobs = [s["job"] for s in _arrays(results_dir)]
+    deadline = time.time() + settle_s
+    while True:
+        ending = sorted(k for k, v in live_tasks(jobs).items() if v in ENDING)
+        if not ending:
+            return
+        if time.time() >= deadline:
+            raise LcstudyError(f"SLURM tasks {', '.join(ending)} are still ending {settle_s:.0f} s after planning "
+                               "began: run again when squeue no longer lists them")
+        time.sleep(poll_s)
+
+
 def queued(results_dir) -> dict[str, str]:
-    """request id → task id of the runs submitted earlier that are still pending or running."""
+    """request id → task id of the runs submitted earlier that are still pending or running (not ending:
+    :func:`settle` comes first)."""
     subs = _arrays(results_dir)
-    live = live_tasks([s["job"] for s in subs])
+    live = {k: v for k, v in live_tasks([s["job"] for s in subs]).items() if v not in ENDING}
     return {t["request_id"]: f"{s['job']}_{t['index']}" for s in subs for t in s["tasks"]
             if f"{s['job']}_{t['index']}" in live}
 
@@ -279,9 +302,24 @@ def execute(resolved: list, a) -> int:
         return 0
     print("waiting for the jobs (squeue/sacct every few seconds) …", flush=True)
     failed = wait(subs)
+    # a task that exited 3 (sacct: FAILED) ended incomplete: contended — its run is written, not failed
+    from ..runs import layout
+    from ..runs.protocol import EXIT_CONTENDED, contended_statement
+    from .local import incomplete_summary
+
+    contended = []
+    for t in list(failed):
+        r = layout.find_contended(results_dir, t["request_id"])
+        if r is not None:
+            print(contended_statement(r.meta), file=sys.stderr)
+            contended.append(t["describe"])
+            failed.remove(t)
     if failed:
         for t in failed:
             print(f"error: {t['describe']}: job state {t.get('state')}; log {t['log']}", file=sys.stderr)
         return 1
+    if contended:
+        print(incomplete_summary(contended), file=sys.stderr)
+        return EXIT_CONTENDED
     print("all jobs completed", flush=True)
     return 0

@@ -189,6 +189,42 @@ def find_complete(results, request_id: str, device: str, run_id: str | None = No
     return None
 
 
+def find_contended(results, request_id: str, device: str | None = None) -> Run | None:
+    """A run of ``request_id`` on ``device`` that ended *incomplete: contended* (its notebook written, its
+    phases done, only items whose every repeat was contended missing): not a failure, and not complete —
+    ``make runs`` measures its missing items again, ``make book`` builds with them named."""
+    if not Path(results).exists():
+        return None
+    for r in runs(results, warn=False):
+        if r.meta.get("request_id") == request_id and device in (None, r.device) and not r.complete \
+                and r.meta.get("contended_items") and r.notebook.exists():
+            return r
+    return None
+
+
+#: the runs that ``make runs``/``make book`` planned into a results folder (their request ids)
+PLAN = "plan.json"
+
+
+def record_plan(results, profile: str, request_ids) -> None:
+    """Add the request ids of a plan to the folder's record (a union: ``make runs CODECS=FP`` then
+    ``CODECS=HP`` plan both). The chapters compare these runs only; a ``make run`` trial with other
+    parameters (1 thread, 64 threads, ARC q5) gets its run page and is listed as another run."""
+    f = Path(results) / PLAN
+    old = planned_ids(results) or set()
+    store.atomic_write_json(f, {"profile": profile, "request_ids": sorted(old | set(request_ids))})
+
+
+def planned_ids(results) -> set[str] | None:
+    """The request ids planned into ``results`` (:func:`record_plan`); None when nothing was planned there
+    (only ``make run`` trials: every run is compared)."""
+    f = Path(results) / PLAN
+    try:
+        return set(json.loads(f.read_text())["request_ids"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def mac_cache(results, key: str) -> Path:
     return Path(results) / CACHE / "macs" / f"{key}.csv"
 

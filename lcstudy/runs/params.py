@@ -36,7 +36,6 @@ STANDARD_PARAMS = ("images", "limit", "crop", "repeats", "min_repeats", "max_rep
                    "threads", "sweep", "codecs", "results_dir", "profile")
 NOTEBOOK_PARAMS = {"profile_codec": LEARNED_PARAMS, "profile_standard": STANDARD_PARAMS}
 DEFAULT_IMAGES = "data/kodak"
-DEFAULT_RESULTS = "results"
 
 
 @dataclass(frozen=True)
@@ -204,13 +203,27 @@ def check_images(images, limit) -> tuple[ImageRef, ...]:
     files = _images.list_images(paths, limit)
     refs = []
     for f in files:
-        _images.check_image(f)
+        _images.check_image(f, decode=True)  # a truncated file fails here, before the lock and the kernel
         refs.append(ImageRef(Path(f).stem, str(Path(f).resolve()), _images.file_hash(f)))
     names = [r.name for r in refs]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
         raise InputError(f"two images share a name: {', '.join(dup)}; give files with distinct names")
     return tuple(refs)
+
+
+def check_fits(imgs, crop: int | None, sizes=()) -> None:
+    """CROP (and each cropN of SIZES) no larger than every image's shorter side, from the headers: refused
+    here, in a second, rather than in the kernel after the lock and the model load."""
+    crops = [c for c in [crop] + [size_args(s)["crop"] for s in sizes] if c is not None]
+    if not crops:
+        return
+    for ref in imgs:
+        w, h = _images.image_size(ref.path)
+        if max(crops) > min(w, h):
+            what = f"CROP={crop}" if crop == max(crops) else f"SIZES=crop{max(crops)}"
+            raise InputError(f"{what} is larger than {ref.name} ({w}×{h}): give a crop ≤ {min(w, h)}, or CROP=0 "
+                             "for the whole images")
 
 
 def _rule(params: dict, base: StopRule) -> StopRule:
@@ -318,7 +331,7 @@ def _label(base: str, params: dict, profile: Profile) -> str:
     p = {k: parse_value(v) for k, v in params.items()}
     if p.get("threads") is not None:
         parts.append(f"threads{p['threads']}")
-    if p.get("limit") is not None and p["limit"] != profile.limit:
+    if p.get("limit") is not None and p["limit"] != profile.limit and (p["limit"], profile.limit) != ("all", None):
         parts.append(f"limit{p['limit']}")
     if p.get("crop") is not None and p["crop"] != profile.crop:
         parts.append(f"crop{p['crop']}")
@@ -338,8 +351,30 @@ def _label(base: str, params: dict, profile: Profile) -> str:
     return "-".join(parts)
 
 
-def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
-    """Check every parameter of a run notebook and resolve it into a :class:`RunRequest`."""
+#: set to 1 to allow THREADS above the logical CPUs this process may run on (oversubscribed on purpose)
+OVERSUBSCRIBE_ENV = "LCSTUDY_OVERSUBSCRIBE"
+
+
+def usable_cpus() -> int:
+    """The logical CPUs this process may run on (its affinity: a container's or a SLURM job's share)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def _check_threads(threads: int | None) -> None:
+    """More threads than logical CPUs time the scheduler sharing cores, not the codec: refused unless asked for."""
+    n = usable_cpus()
+    if threads is not None and threads > n and os.environ.get(OVERSUBSCRIBE_ENV) != "1":
+        raise InputError(f"THREADS={threads}: more than the {n} logical CPUs this process may use; oversubscribed "
+                         f"threads measure the scheduler, not the codec. Give THREADS ≤ {n}, or set "
+                         f"{OVERSUBSCRIBE_ENV}=1 to measure oversubscription on purpose")
+
+
+def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -> RunRequest:
+    """Check every parameter of a run notebook and resolve it into a :class:`RunRequest`. ``local``: the run
+    executes here (False: planned for a cluster node, whose CPUs this host does not know)."""
     allowed = NOTEBOOK_PARAMS.get(notebook)
     if allowed is None:
         raise InputError(f"unknown run notebook {notebook!r}; valid: {', '.join(NOTEBOOK_PARAMS)}")
@@ -347,16 +382,18 @@ def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
     if unknown:
         raise InputError(f"unknown parameter {unknown[0]!r} of notebook {notebook}; its parameters: "
                          f"{', '.join(allowed)}")
-    # None means "not given": the profile's value applies (CROP=0 / LIMIT=0 mean none / all explicitly)
+    # None means "not given": the profile's value applies (CROP=0: no crop; LIMIT=all: every image)
     params = {k: parse_value(v) for k, v in params.items() if parse_value(v) is not None}
     profile = get_profile(params.get("profile") or "standard")
-    results_dir = project_path(params.get("results_dir") or DEFAULT_RESULTS)
+    results_dir = project_path(params.get("results_dir") or profile.results_dir)
     from .layout import check_writable
 
     check_writable(results_dir)
     threads = _int("threads", params.get("threads"), 1)
-    limit = _int("limit", params["limit"] if "limit" in params else profile.limit, 0,
-                 fix="the number of images to measure (0: all)") or None
+    if local:
+        _check_threads(threads)
+    limit = params["limit"] if "limit" in params else profile.limit
+    limit = None if limit == "all" else _int("limit", limit, 1, fix="the number of images to measure, or LIMIT=all")
     crop = params["crop"] if "crop" in params else profile.crop
     crop = None if crop == 0 else _int("crop", crop, 16, fix="pixels of a centred square (0: no crop)")
     resize = params.get("resize")
@@ -386,6 +423,7 @@ def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
         names = tuple(get_codec(c).name for c in (codecs.split(",") if isinstance(codecs, str) else codecs or ())
                       if str(c).strip())
         imgs = check_images(params.get("images"), limit)
+        check_fits(imgs, crop)
         return RunRequest("standard", profile.name, "standard-codecs", "standard-codecs", "cpu", threads, imgs,
                           crop, None, rule, str(results_dir), sweep=sweep, codecs=names)
     if params.get("codec") is None:
@@ -415,6 +453,7 @@ def resolve(params: dict, notebook: str = "profile_codec") -> RunRequest:
     weights, wpath, whash, notes = check_weights(spec, quality, params.get("weights", "auto"))
     rule = _rule(params, profile.rule)
     imgs = check_images(params.get("images"), limit)
+    check_fits(imgs, crop, sizes)
     kernels = _bool("kernels", params.get("kernels", True))
     macs = _bool("macs", params.get("macs", True))
     group = f"{spec.label}-q{quality}"

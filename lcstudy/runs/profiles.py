@@ -52,6 +52,9 @@ class Profile:
     #: ...as centred crops of this size (None: the profile's crop): one input shape, so a compiling backend
     #: compiles each transform once (Kodak has landscape and portrait images), and calibrates at that size
     backend_crop: int | None = None
+    #: where its results go when no folder is given (the Makefile's RESULTS_DIR default, and a notebook run
+    #: by plain papermill with ``-p profile quick``): a preview never mixes into the standard results
+    results_dir: str = "results"
 
     def qualities_of(self, spec) -> tuple[int, ...]:
         if self.qualities == "lowest":
@@ -70,14 +73,14 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
     Profile("quick", "2 images, 256×256 centre crop, lowest quality", 2, 256, "lowest",
             rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.5, warmup=1, warmup_skip_s=10.0),
             standard_sweep="short", standard_rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.2),
-            ar_kernels_crop=128,
+            ar_kernels_crop=128, results_dir="results-quick",
             # the two cheapest and most telling here: ONNX Runtime (export ~1 s, the largest gain measured on
             # the 2-core VM) and channels-last (no one-off cost; does the memory format alone help?);
             # compile and int8 cost tens of seconds of compilation per module and shape on 2 cores
             backends=("onnxruntime", "channels_last")),
     Profile("standard", "24 Kodak images, full size, lowest quality of each channel configuration", None, None,
             "per-config", rule=_MAIN, thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160"),
-            standard_rule=_STD, backends=_ALL_BACKENDS, backend_limit=4, backend_crop=512),
+            standard_rule=_STD, backends=_ALL_BACKENDS, backend_limit=4, backend_crop=256),
     Profile("paper", "24 Kodak images, full size, every quality the paper measured", None, None, "all",
             rule=_MAIN, thread_pass=(1, 4), scaling=("crop512", "1920x1080", "3840x2160"), standard_rule=_STD,
             backends=_ALL_BACKENDS, backend_limit=4, backend_crop=512),

@@ -17,9 +17,11 @@ timings        run × image × direction × stage: ``node`` (who measured the im
                derived: misc, \\*/other, network), ``seconds`` (median of the uncontended repeats),
                ``iqr_seconds`` (blank with one sample), ``ci_low``/``ci_high`` (95 % interval of
                the median, blank below 6 samples), ``n_samples``, ``n_contended``, ``noisy``,
-               ``stop`` (why the repeats stopped), ``bpp``, ``psnr``, ``ms_ssim``, ``nbytes``
+               ``stop`` (why the repeats stopped), ``bpp``, ``psnr``, ``ms_ssim``, ``nbytes``,
+               ``energy_j``/``energy_j_per_mp`` (``total`` rows: median joules of the uncontended calls,
+               where the platform exposes a counter — :mod:`lcstudy.core.energy`; blank elsewhere)
 samples        run × image × repeat × direction × stage: ``seconds``, ``contended``,
-               ``other_cpu_s`` (the rest of the machine's CPU seconds during the call)
+               ``other_cpu_s`` (the rest of the machine's CPU seconds during the call), ``energy_j``
 memory         run × image × repeat × direction × memory (cpu_rss, cuda_allocated, cuda_reserved):
                ``baseline_mb``, ``peak_mb``, ``working_mb``, ``method``
 kernels        run × direction × kind (cpu_op, cuda_kernel) × op: ``category``, ``self_seconds``,
@@ -46,8 +48,8 @@ from ..core.stats import Measurement
 from . import layout
 
 TABLES = ("timings", "samples", "memory", "kernels", "complexity", "standard", "runs")
-_ENV = ("cpu_model", "cpu_count", "cpu_flags", "gpu_name", "torch_version", "cuda_version", "compressai_version",
-        "python_version", "lcstudy_version", "git_commit", "time_utc")
+_ENV = ("cpu_model", "cpu_count", "gpu_name", "torch_version", "cuda_version", "compressai_version",
+        "python_version", "lcstudy_version", "git_commit", "time_utc", "cpu_flags", "energy")
 
 
 def base_columns(run: layout.Run) -> dict:
@@ -90,6 +92,13 @@ def _samples_frame(rec: dict, backend: str = "eager") -> pd.DataFrame:
              for r in rec.get("repeats", [])}
     s["contended"] = s["repeat"].map(cont).fillna(False).astype(bool)
     s["other_cpu_s"] = s["repeat"].map(other)
+    # energy is read around the whole call of a direction: it belongs to its "total" row only
+    # (a backend run reads eager's calls, timed beside its own, under "eager:<direction>")
+    energy = {(r["repeat"], *(d.split(":", 1) if ":" in d else (backend, d))): v["energy_j"]
+              for r in rec.get("repeats", []) for d, v in r.items()
+              if isinstance(v, dict) and v.get("energy_j") is not None}
+    s["energy_j"] = [energy.get((r, b, d), math.nan) if st == "total" else math.nan
+                     for r, b, d, st in zip(s["repeat"], s["backend"], s["direction"], s["stage"])]
     return s
 
 
@@ -111,13 +120,17 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
         own = (rec.get("by_backend") or {}).get(backend, rec)  # this backend's rate and quality
         m = Measurement(ok.seconds.tolist())  # every repeat contended: blank (the next run measures it again)
         lo, hi = m.ci()
+        joules = ok.energy_j.dropna()
         rows.append({**base, **extra, "image": rec["image"], "node": rec.get("node"), "height": rec["height"],
                      "width": rec["width"], "direction": direction, "stage": stage, "kind": g.kind.iloc[0],
                      "measured": bool(g.measured.iloc[0]), "seconds": m.median, "iqr_seconds": m.iqr,
                      "ci_low": lo, "ci_high": hi, "n_samples": len(ok), "n_contended": int(g.contended.sum()),
                      "noisy": m.noisy, "stop": rec.get("stop"), "bpp": own.get("bpp"), "psnr": own.get("psnr"),
                      "ms_ssim": own.get("ms_ssim"), "nbytes": own.get("nbytes"), "backend": backend, **deployed,
-                     "warmup_codings": (rec.get("warmup") or {}).get("codings")})
+                     "warmup_codings": (rec.get("warmup") or {}).get("codings"),
+                     "energy_j": float(joules.median()) if len(joules) else math.nan,
+                     "energy_j_per_mp": (float(joules.median()) / (rec["height"] * rec["width"] / 1e6)
+                                         if len(joules) else math.nan)})
     return rows
 
 

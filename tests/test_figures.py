@@ -1,0 +1,238 @@
+"""Every figure the quick book draws, read as a reviewer would: no text that collides, no panel of
+several series without a key (:mod:`lcstudy.chapters.figcheck`), and the style's palettes fixed.
+
+The figures are drawn by the chapters' and run pages' own builders from ``tests/fixture_quick``:
+the result files of a quick-profile build (``make book PROFILE=quick``; notebooks left out), and a
+second platform beside it made at test time (the same runs relabelled as a 1-thread pass) so that
+the several-platform layouts are drawn too. ``python -m tests.test_figures results-quick`` (:func:`refresh`) rebuilds it from a new
+``results-quick/`` after a result-schema change.
+"""
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lcstudy.chapters import figcheck, style
+from lcstudy.chapters.page import Page
+
+DATA = Path(__file__).resolve().parent / "fixture_quick"
+
+
+def _runs(results: Path):
+    from lcstudy.runs import layout
+
+    for meta in sorted(results.glob("*/*/*/*/run.json")):
+        yield layout.Run(meta.parent, layout.read_meta(meta.parent))
+
+
+def draw_all(results: Path, reference, chapters: bool = True, runs: bool = True) -> dict[str, object]:
+    """Every figure of the book over ``results`` (the chapters', the run pages', or both):
+    {"chapter/key" or "run <label> (<platform>)/key": its problems}."""
+    from lcstudy.chapters import CHAPTERS, run_page, standard_run
+    from lcstudy.chapters.study import load
+    from lcstudy.runs.learned import RunResult
+    from lcstudy.runs.tables import run_tables
+
+    found = {}
+    where = {"page": ""}
+    orig = Page.figure
+
+    def spy(self, key, fig, caption):
+        if fig is not None:
+            found[f"{where['page']}/{key}"] = figcheck.problems(fig)
+        return orig(self, key, fig, caption)
+
+    load.cache_clear()
+    Page.figure = spy
+    try:
+        import importlib
+
+        for c in CHAPTERS if chapters else ():
+            where["page"] = c.name
+            importlib.import_module(f"lcstudy.chapters.{c.name}").build(results, reference, None)
+        for run in _runs(results) if runs else ():
+            where["page"] = f"run {run.label} ({run.meta['environ'].get('platform', '?')})"
+            res = RunResult(run, None, [], run_tables(run))
+            (standard_run if run.kind == "standard" else run_page).build(res)
+    finally:
+        Page.figure = orig
+        load.cache_clear()
+    return found
+
+
+@pytest.fixture(scope="module")
+def drawn(reference, tmp_path_factory):
+    if not any(DATA.glob("*/*/*/*/run.json")):
+        pytest.fail(f"no results fixture at {DATA}: see this module's docstring")
+    results = tmp_path_factory.mktemp("figures") / "results-quick"
+    shutil.copytree(DATA, results)
+    add_second_platform(results)
+    # the chapters over both platforms; the run pages once (the second platform's are the same pages)
+    return {**draw_all(results, reference, runs=False), **draw_all(DATA, reference, chapters=False)}
+
+
+def test_every_figure_is_drawn(drawn):
+    """The fixture draws the figures of every chapter that has one and of every run page (a fixture gone
+    stale, e.g. after a result-schema change, would draw none and pass the checks below unseen)."""
+    pages = {k.split("/")[0] for k in drawn}
+    for name in ("assessment", "flops_runtime", "rd_frontier", "standard_codecs"):
+        assert name in pages, f"the {name} chapter drew no figure from {DATA}"
+    assert sum(k.startswith("run ") for k in pages) >= 8, sorted(pages)
+
+
+def test_no_figure_has_colliding_text_or_an_unexplained_series(drawn):
+    bad = {k: v for k, v in drawn.items() if v}
+    report = "\n".join(f"{k}: {p}" for k, v in bad.items() for p in v[:6])
+    assert not bad, f"{len(bad)} of {len(drawn)} figures fail a reviewer's reading:\n{report}"
+
+
+def test_the_checker_sees_collisions_and_missing_legends():
+    """figcheck itself: two labels on one spot, a title over a panel, two series and no key."""
+    plt = style.setup()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(4, 2))
+    a.plot([1, 2], [1, 2], label="one")
+    a.plot([1, 2], [2, 1], label="two")
+    a.text(1.5, 1.5, "DGM")
+    a.text(1.5, 1.5, "DGM-ATT")
+    a.set_title("left panel")
+    b.set_title("a title long enough to run into the panel on its left side" * 2, loc="right")
+    p = figcheck.problems(fig)
+    assert any("'DGM' overlaps text 'DGM-ATT'" in x for x in p), p
+    assert any("no legend" in x for x in p), p
+    assert any("title 'left panel' overlaps title 'a title long" in x for x in p), p
+    plt.close(fig)
+
+
+def test_label_points_places_crowded_labels_apart():
+    """Points on top of each other (DGM and DGM-ATT have nearly the same MACs and time) get labels
+    that overlap nothing."""
+    plt = style.setup()
+    fig, ax = plt.subplots(figsize=(3, 2.5))
+    xs, ys = [1, 1.02, 1.04, 3, 3.1, 10], [1, 1.01, 1.0, 5, 5.2, 9]
+    names = ["DGM", "DGM-ATT", "CKBD", "ELIC", "ARC", "MS-HP"]
+    ax.scatter(xs, ys, label="_")
+    ax.set(xscale="log", yscale="log")
+    style.label_points(ax, xs, ys, names)
+    style.finish(fig, "crowded")
+    assert figcheck.problems(fig) == []
+    assert sorted(t.get_text() for t in ax.texts) == sorted(names)
+    plt.close(fig)
+
+
+def test_log_ticks_are_plain_and_do_not_crowd():
+    plt = style.setup()
+    fig, ax = plt.subplots(figsize=(2.2, 2))
+    ax.plot([150, 450], [0.02, 0.05])  # less than a decade on both axes: minor ticks labelled
+    ax.set(xscale="log", yscale="log")
+    style.finish(fig, "short log axes")
+    fig.canvas.draw()
+    labels = [t.get_text() for t in ax.get_xticklabels(minor=True) if t.get_text()]
+    assert labels and all("10^" not in x and "$" not in x for x in labels), labels
+    assert figcheck.problems(fig) == []
+    plt.close(fig)
+
+
+def test_one_palette_per_concept():
+    """A value's colour is the same wherever it is drawn, and no two values of a concept share one."""
+    from lcstudy.core.instrument import STAGE_ORDER
+    from lcstudy.core.kernels import CATEGORIES, OUTSIDE
+
+    for concept, values in (("stage", STAGE_ORDER), ("category", [c for c, _ in CATEGORIES] + ["other", OUTSIDE]),
+                            ("backend", style.BACKEND_ORDER), ("direction", ("encode", "decode"))):
+        cols = style.colors(concept, values)
+        assert len(set(cols)) == len(values), concept
+        assert style.UNKNOWN not in cols, concept
+    assert style.color("category", "convolution") == style.palette("category")["convolution"]
+    assert style.color("stage", "no such stage") == style.UNKNOWN
+    learned = style.codec_order()
+    assert len({style.codec_color(c) for c in learned[:9]}) == min(len(learned), 9)
+
+
+def refresh(src: Path, dest: Path = DATA) -> None:
+    """Copy a quick build's result files (not its notebooks nor its caches) to ``dest``. Repeats that were
+    contended are kept as measured but no longer flagged, so that every item has a time to draw (on a
+    shared machine a quick build can leave items with every repeat contended): the fixture is for the
+    figures' layout, never for their numbers."""
+    import json
+
+    shutil.rmtree(dest, ignore_errors=True)
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("*.ipynb", ".notebooks", "*.lock", "_stale", "_cache"))
+    for f in dest.glob("*/*/*/*/items/*.json"):
+        rec = json.loads(f.read_text())
+        for rep in rec.get("repeats", []):
+            rep["contended"] = False
+        f.write_text(json.dumps(rec))
+    for meta in dest.glob("*/*/*/*/run.json"):
+        m = json.loads(meta.read_text())
+        m["complete"], m["contended_items"] = True, []
+        meta.write_text(json.dumps(m, indent=1))
+
+
+def add_second_platform(results: Path) -> None:
+    """The learned runs of ``results`` once more, as if measured with 1 thread: a second platform, so that
+    the several-platform layouts (hatched bars, platform legends, a panel per platform) are drawn."""
+    import json
+
+    for meta in list(results.glob("*/*/*/*/run.json")):
+        m = json.loads(meta.read_text())
+        if m.get("kind", "learned") != "learned":
+            continue
+        other = meta.parent.with_name(meta.parent.name[:-1] + "t")
+        shutil.copytree(meta.parent, other)
+        m["run_id"] = other.name
+        env = m["environ"]
+        env["platform"] = env["platform"].rsplit(", ", 1)[0] + ", 1 thr"
+        env["threads"] = m["request"]["threads"] = 1
+        (other / "run.json").write_text(json.dumps(m, indent=1))
+
+
+if __name__ == "__main__":  # python -m tests.test_figures <results-quick>: refresh the fixture
+    import sys
+
+    refresh(Path(sys.argv[1]))
+    print(f"wrote {DATA}")
+
+
+def test_run_pages_are_titled_by_their_run(tmp_path):
+    """The run notebook's generic heading is replaced, in the book's copy, by the run's own title."""
+    import json
+    from types import SimpleNamespace
+
+    from lcstudy.pipeline.book import copy_titled, run_title
+
+    r = SimpleNamespace(kind="learned", codec="HP", quality=3, label="HP-q3-threads1", device="cpu",
+                        platform="AMD EPYC, 2 cores, 1 thr")
+    assert run_title(r) == "HP q3 (threads1) on cpu · AMD EPYC, 2 cores, 1 thr"
+    s = SimpleNamespace(kind="standard", codec="standard", quality=None, label="standard-codecs", device="cpu",
+                        platform="P")
+    assert run_title(s) == "Standard codecs on cpu · P"
+    src = tmp_path / "nb.ipynb"
+    src.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": ["# Profile of one codec on one device"],
+                                          "metadata": {}}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))
+    copy_titled(src, tmp_path / "out.ipynb", run_title(r))
+    cell = json.loads((tmp_path / "out.ipynb").read_text())["cells"][0]
+    assert "".join(cell["source"]) == "# HP q3 (threads1) on cpu · AMD EPYC, 2 cores, 1 thr"
+
+
+def test_the_data_page_describes_the_findings_columns_as_findings(tmp_path):
+    import pandas as pd
+
+    from lcstudy.chapters import CHAPTERS
+    from lcstudy.chapters.tables import COLUMNS
+    from lcstudy.pipeline.book import downloads_page
+
+    pd.DataFrame(columns=["finding", "sentence", "number", "value", "table", "row", "column"]).to_csv(
+        tmp_path / "lcstudy_assessment_findings.csv", index=False)
+    pd.DataFrame(columns=["codec", "value"]).to_csv(tmp_path / "lcstudy_standard_codecs_sweep.csv", index=False)
+    page = downloads_page(tmp_path, COLUMNS, CHAPTERS)
+    findings, sweep = page.split("lcstudy_standard_codecs_sweep.csv")[0], page.split("sweep.csv")[-1]
+    assert "unrounded value" in findings and "standard codec's quality" not in findings
+    assert "standard codec's quality" in sweep
+
+
+def test_tables_round_to_three_digits_or_to_what_the_interval_says():
+    from lcstudy.chapters.tables import fmt
+
+    assert fmt("ci", (12.3456, 4.5)) == "12.3 ± 4.5"
+    assert fmt("ci", (12.3456, 0.0123)) == "12.346 ± 0.012"  # a narrow interval says more digits
+    assert fmt("pct", 0.012345) == "0.0123" and fmt("pct", 83.45) == "83.5"
