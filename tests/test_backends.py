@@ -224,3 +224,35 @@ def test_int8_names_the_layers_it_leaves_fp32():
     assert kept == ["1"], kept  # the GDN (module 1), not the plain convolution (module 0)
     # its size at its precision: the int8 weight, not the fp32 original the converted graph keeps unused
     assert backends.tensor_bytes(converted) < 0.75 * backends.tensor_bytes(m)
+
+
+def _slower(module, examples, threads):
+    """The identity, each call 20 ms longer: a backend slower than eager by a known time."""
+    inner = copy.deepcopy(module)
+
+    def run(x):
+        time.sleep(0.02)
+        return inner(x)
+    return run, inner
+
+
+def test_energy_of_each_side_is_its_own_call(monkeypatch, tmp_path, small_png, quiet):
+    """A backend run reads the energy of its own calls and of eager's, timed beside them, apart: each total
+    row's energy is the meter's power times that row's time, not the other side's."""
+    from lcstudy.core import energy
+
+    class Clockwork:
+        source = "rapl"
+
+        def read(self):
+            return time.perf_counter()
+
+        def joules(self, a, b):
+            return (b - a) * 40.0
+
+    monkeypatch.setattr(energy, "meter_for", lambda device: (Clockwork(), ""))
+    t = _run(monkeypatch, tmp_path, small_png, "slower", _slower, tolerance=0.0, repeats=3).tables["timings"]
+    tot = t[t.stage == "total"]
+    assert set(tot.backend) == {"slower", "eager"} and tot.energy_j.notna().all()
+    for _, r in tot.iterrows():
+        assert 40.0 * r.seconds <= r.energy_j * 1.0001 <= 40.0 * r.seconds * 1.3 + 0.1, (r.backend, r.direction)
