@@ -297,3 +297,26 @@ def test_slurm_planning_waits_for_a_cancelled_task_still_ending(monkeypatch, tmp
     assert slurm.queued(tmp_path) == {}
     with pytest.raises(lcstudy.errors.LcstudyError, match="7_0 are still ending"):
         slurm.settle(tmp_path, settle_s=0, poll_s=0)
+
+
+def test_contention_trace_names_the_process_that_used_the_cpu():
+    """LCSTUDY_CONTENTION_TRACE: a contended read says who contended (a CPU burner by pid), with the machine's
+    time by field — how a flag with no visible culprit is traced (issue 26, point 7)."""
+    from lcstudy.core.contention import CpuContention
+
+    burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # started and burning
+        c = CpuContention(trace=True)
+        c.begin()
+        time.sleep(0.5)
+        r = c.end()
+    finally:
+        burner.kill()
+        burner.wait()
+    assert r["contended"] and set(r["fields_s"]) >= {"user", "system", "irq", "softirq", "steal"}
+    mine = [t for t in r["top"] if t[1] == burner.pid]  # (other work on this machine may rank above it)
+    assert mine and mine[0][2] >= 0.2, r["top"]
+    off = CpuContention(trace=False)
+    off.begin()
+    assert "top" not in off.end()

@@ -31,22 +31,46 @@ def _busy(t) -> float:
     return t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0) + getattr(t, "steal", 0.0)
 
 
-class CpuContention:
-    """``begin()`` before a timed call, ``end()`` after it: the other processes' CPU seconds."""
+#: ``LCSTUDY_CONTENTION_TRACE=1``: every timed call also names where the others' CPU time went (see
+#: :class:`CpuContention`); costs a walk of the process table around each call, outside the clock
+TRACE_ENV = "LCSTUDY_CONTENTION_TRACE"
+_FIELDS = ("user", "nice", "system", "irq", "softirq", "steal")
 
-    def __init__(self):
+
+def _procs(psutil, me: int) -> dict[int, tuple[str, float]]:
+    """pid → (name, CPU seconds) of every other process (kernel threads included)."""
+    out = {}
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        t = p.info.get("cpu_times")
+        if p.pid != me and t is not None:
+            out[p.pid] = (p.info.get("name") or "?", t.user + t.system)
+    return out
+
+
+class CpuContention:
+    """``begin()`` before a timed call, ``end()`` after it: the other processes' CPU seconds.
+
+    With ``LCSTUDY_CONTENTION_TRACE=1`` the read also says where that time went — the machine's
+    counters by field (user, system, irq, softirq, steal: interrupt and hypervisor time belong to no
+    process) and the processes that used the most (``top``: name, pid, CPU s) — so that a flag with no
+    visible culprit can be traced to a daemon, a kernel thread or the accounting itself."""
+
+    def __init__(self, trace: bool | None = None):
         import psutil
 
         self._psutil = psutil
         self._me = psutil.Process(os.getpid())
         self._t0 = None
+        self.trace = os.environ.get(TRACE_ENV, "") not in ("", "0") if trace is None else trace
 
     def begin(self) -> None:
         import time
 
         ps = self._psutil
+        self._procs0 = _procs(ps, self._me.pid) if self.trace else None
+        self._sys0 = ps.cpu_times()
         mine = self._me.cpu_times()
-        self._t0 = (time.perf_counter(), _busy(ps.cpu_times()), mine.user + mine.system)
+        self._t0 = (time.perf_counter(), _busy(self._sys0), mine.user + mine.system)
 
     def end(self) -> dict:
         import time
@@ -54,8 +78,17 @@ class CpuContention:
         wall0, sys0, me0 = self._t0
         mine = self._me.cpu_times()
         wall = time.perf_counter() - wall0
-        other = max(_busy(self._psutil.cpu_times()) - sys0 - (mine.user + mine.system - me0), 0.0)
-        return {"other_cpu_s": other, "window_s": wall, "contended": is_contended(other, wall)}
+        sys1 = self._psutil.cpu_times()
+        other = max(_busy(sys1) - sys0 - (mine.user + mine.system - me0), 0.0)
+        out = {"other_cpu_s": other, "window_s": wall, "contended": is_contended(other, wall)}
+        if self.trace:
+            out["own_cpu_s"] = mine.user + mine.system - me0
+            out["fields_s"] = {f: round(getattr(sys1, f, 0.0) - getattr(self._sys0, f, 0.0), 4) for f in _FIELDS}
+            after = _procs(self._psutil, self._me.pid)
+            used = sorted(((after[p][1] - b, n, p) for p, (n, b) in self._procs0.items() if p in after),
+                          reverse=True)
+            out["top"] = [[n, p, round(d, 4)] for d, n, p in used[:5] if d > 0]
+        return out
 
 
 def is_contended(other_cpu_s: float, wall_s: float) -> bool:

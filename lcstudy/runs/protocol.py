@@ -363,8 +363,10 @@ def _repeat(subject: Subject, it: Item, rule: StopRule, log) -> tuple[dict, tupl
         tot = {d if not b else f"{b[0]}:{d}": s for d, st, k, m, s, *b in rows if st == "total"}
         if contended:
             redo += 1
+            top = [t for v in reads.values() for t in v.get("top", ())]  # LCSTUDY_CONTENTION_TRACE=1
+            who = f", most by {max(top, key=lambda t: t[2])[0]}" if top else ""
             log(f"note: {it.key} repeat {r} was contended (other processes used "
-                f"{sum(v.get('other_cpu_s', 0) for v in reads.values()):.2f} CPU s); measuring it again")
+                f"{sum(v.get('other_cpu_s', 0) for v in reads.values()):.2f} CPU s{who}); measuring it again")
             if redo > rule.max_redo:
                 stop = "contended"
         else:
