@@ -192,9 +192,12 @@ def write_book(results_dir) -> None:
                 "off* (sd: the spread of the platform's reference between moments, which widens its intervals "
                 "across runs).\n")
     atomic_write_text(gen / "machines.md", text)
+    from .reproducibility import markdown
+
+    atomic_write_text(gen / "reproducibility.md", markdown(results_dir))  # the methodology shows the last check
     atomic_write_text(gen / "headlines.md", headlines(gen / "downloads", CHAPTERS))
     print(f"wrote {book}/_toc.yml ({len(toc_runs)} run pages), runs_index.md, data.md, _generated/machines.md, "
-          "_generated/headlines.md")
+          "_generated/headlines.md, _generated/reproducibility.md")
     out = Path(os.environ.get("LCSTUDY_BOOK_OUT") or book / "_build")
     gone = prune_stale_run_pages(book, out / "html")
     if gone:
