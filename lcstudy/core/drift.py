@@ -45,9 +45,28 @@ Z95 = 1.959963984540054
 WORKLOAD = "conv2d 1x64x128x128 * 64x64x3x3 (pad 1) + mm 384x384 @ 384x384, float32, seed 0"
 
 
+#: TEST HOOK, never set in real use: ``LCSTUDY_TEST_SPEED`` (a factor) replaces the workload by a busy wait of
+#: this many seconds times the factor, so that tests (and their child processes) run on a "machine" whose
+#: speed they set: a known drift between runs, whatever else loads the machine the tests run on
+TEST_WORK_S = 0.004
+
+
 def _workload(device: str):
     """The fixed work, as a function that does it once and waits for the device (built once per device)."""
+    import os
+
     import torch
+
+    speed = os.environ.get("LCSTUDY_TEST_SPEED")
+    if speed:
+        seconds = TEST_WORK_S * float(speed)
+
+        def busy() -> None:
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+
+        return busy
 
     from .clocks import synchronizer
 
@@ -75,10 +94,13 @@ def probe(device: str, threads: int, at: str) -> dict:
     from .clocks import threads as _threads
     from .contention import CpuContention
 
+    import os
+
     with _threads(threads):
-        once = _BUILT.get(str(device))
+        key = (str(device), os.environ.get("LCSTUDY_TEST_SPEED"))
+        once = _BUILT.get(key)
         if once is None:
-            once = _BUILT[str(device)] = _workload(str(device))
+            once = _BUILT[key] = _workload(str(device))
         once()  # untimed: caches and kernels warm
         mon = CpuContention()
         mon.begin()

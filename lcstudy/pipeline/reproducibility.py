@@ -36,8 +36,8 @@ from ..errors import InputError
 FOLDER = ".reproducibility"
 LAST = "last.json"
 #: what identifies a row across the original and its rerun
-KEYS = ["codec", "quality", "device", "threads", "run_backend", "backend", "crop", "resize", "image", "direction",
-        "stage"]
+KEYS = ["label", "codec", "quality", "weights", "seed", "device", "threads", "run_backend", "backend", "crop", "resize",
+        "image", "direction", "stage"]
 
 
 def request_from_dict(d: dict):
@@ -60,11 +60,10 @@ def select(results_dir, codecs: list[str] | None, sample: int | None) -> list:
 
     runs = [r for r in layout.runs(results_dir, kind="learned") if r.complete]
     if codecs:
-        from ..runs.tables import base_columns
-
         want = {c.upper() for c in codecs}
-        runs = [r for r in runs if str(base_columns(r)["codec"]).upper() in want
-                or str(r.meta["request"].get("codec", "")).upper() in want]
+        # a codec as the profiles name it ("HP"), or a user's class by its path or its name ("pkg.mod:Name", "Name")
+        runs = [r for r in runs if {str(r.meta["request"].get("codec", "")).upper(),
+                                    str(r.meta["request"].get("codec", "")).rsplit(":", 1)[-1].upper()} & want]
     if not runs:
         raise InputError(f"no complete learned-codec run{' of ' + ' '.join(codecs) if codecs else ''} in "
                          f"{results_dir} to rerun: `make runs` (or `make run CODEC=…`) first, or name other CODECS")
@@ -116,6 +115,7 @@ def rerun(results_dir, codecs=None, limit=None, sample=None, split: int = 2, log
     out.mkdir(parents=True, exist_ok=False)
     log(f"reproducibility: rerunning {len(runs)} run(s) in {len(todo)} fresh process(es), interleaved, "
         f"into {out}")
+    origin: dict[str, str] = {}  # each rerun's request → the run it reruns
     token = secrets.token_hex(8)
     env = {**os.environ, TOKEN_ENV: token, "LCSTUDY_NOWAIT": "1"}
     with timing_lock(f"make reproducibility (pid {os.getpid()})", wait=not os.environ.get("LCSTUDY_NOWAIT"),
@@ -123,6 +123,7 @@ def rerun(results_dir, codecs=None, limit=None, sample=None, split: int = 2, log
         for i, (run, imgs) in enumerate(todo, 1):
             req = replace(request_from_dict(run.meta["request"]), images=imgs, results_dir=str(out),
                           kernels=False, macs=False)
+            origin[req.request_id] = run.meta["run_id"]
             f = out / f".request-{i}.json"
             atomic_write_json(f, request_dict(req))
             log(f"[{i}/{len(todo)}] {req.label}: {', '.join(im.name for im in imgs)}")
@@ -133,7 +134,7 @@ def rerun(results_dir, codecs=None, limit=None, sample=None, split: int = 2, log
                 raise RuntimeError(f"the rerun of {req.label} failed (exit status {rc}); see above")
     atomic_write_json(out / "selected.json", {"results_dir": str(Path(results_dir).resolve()),
                                               "runs": [r.meta["run_id"] for r in runs], "limit": limit,
-                                              "split": split})
+                                              "split": split, "origin": origin})
     return out
 
 
@@ -162,8 +163,8 @@ def compare(results_dir, out: Path) -> tuple[pd.DataFrame, dict]:
     refs = []
     for rid in sel["runs"]:
         o = runs_old.loc[rid]
-        n = runs_new[(runs_new.label == o.label)]
-        refs.append({"label": o.label, "ref_seconds": o.ref_seconds, "ref_drift": o.ref_drift,
+        n = runs_new[runs_new.request_id.map(sel["origin"]) == rid]
+        refs.append({"label": o.label, "run_id": rid, "ref_seconds": o.ref_seconds, "ref_drift": o.ref_drift,
                      "rerun_ref_seconds": float(n.ref_seconds.median()) if len(n) else math.nan,
                      "rerun_ref_drift": float(n.ref_drift.max()) if len(n) else math.nan,
                      "rerun_over_run_ref": (float(n.ref_seconds.median()) / o.ref_seconds) if len(n) else math.nan,
@@ -200,7 +201,7 @@ def report(m: pd.DataFrame, s: dict) -> str:
                  f"{s['ratio_p90']:.2f} (10th–90th percentile); the platform's between-run sd {s['drift_sd']:.3f}")
     lines.append("reference workload (ms; drift: slowest probe over fastest within the run):")
     for r in s["reference"]:
-        lines.append(f"  {r['label']}: run {1e3 * r['ref_seconds']:.2f} (drift {r['ref_drift']:.2f}×), rerun "
+        lines.append(f"  {r['label']} ({r['run_id'][:6]}): run {1e3 * r['ref_seconds']:.2f} (drift {r['ref_drift']:.2f}×), rerun "
                      f"{1e3 * r['rerun_ref_seconds']:.2f} (drift {r['rerun_ref_drift']:.2f}×): reference rerun/run "
                      f"{r['rerun_over_run_ref']:.2f}, codec rerun/run {r['rerun_over_run_codec']:.2f} (median of rows)")
     return "\n".join(lines)

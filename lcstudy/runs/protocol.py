@@ -119,7 +119,9 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
 
     def reference(at: str) -> None:
         # the machine's speed now: a fixed workload at the run's threads and device, kept in run.json
-        meta["reference"]["probes"].append(drift.probe(req.device, env["threads"], at))
+        p = drift.probe(req.device, env["threads"], at)
+        p["contended"] = _injected(f"reference@{at}", {"probe": p})["probe"]["contended"]  # the tests' hook
+        meta["reference"]["probes"].append(p)
         layout.write_meta(path, meta)
 
     todo = [it for it in items if it.key not in done]
@@ -261,7 +263,7 @@ def contended_statement(meta: dict) -> str | None:
 def _injected(key: str, reads: dict) -> dict:
     """TEST HOOK, never set in real use: ``LCSTUDY_TEST_CONTENDED`` (comma-separated fnmatch patterns of item
     keys, ``*`` for all) makes every timed call of a matching item read as contended (the rest of the machine
-    at a whole core) and every other item's as quiet, so that the tests follow one all-contended item through
+    at a whole core) and every other item's as quiet (a reference probe's key: ``reference@<when>``), so that the tests follow one all-contended item through
     every entry point whatever else loads the machine they run on."""
     import fnmatch
 
