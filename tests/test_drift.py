@@ -129,6 +129,29 @@ def test_the_chapters_say_when_a_ratio_is_within_the_drift():
     assert "within" not in assessment.drift_clause(ex.iloc[0])
 
 
+def test_a_learned_codec_as_fast_as_jpeg_within_the_drift_is_said_so():
+    import pandas as pd
+
+    from lcstudy.chapters import standard_codecs
+    from lcstudy.chapters.page import Page
+
+    jpeg = pd.DataFrame([{"platform": "P", "codec": "JPEG", "direction": d, "s_per_mpx": 1.0, "psnr_at_bpp": 30.0,
+                          "how": "x"} for d in ("encode", "decode")])
+    learned = pd.DataFrame([{"platform": "P", "codec": c, "device": "cpu", "threads": 2, "measured_q": 1,
+                             "weights": "random", "direction": d, "s_per_mpx": t}
+                            for c, t in (("A", 1.1), ("B", 30.0)) for d in ("encode", "decode")])
+    sp = standard_codecs.speed_vs_standard(learned, jpeg, refs=("JPEG",), drift_sd={"P": 0.05})
+    assert sp.ratio_uncertainty_pct.iloc[0] == pytest.approx(100 * drift.Z95 * math.sqrt(2) * 0.05)
+    page = Page("standard_codecs")
+    standard_codecs.findings(page, {"speed": sp, "at_bpp_standard": jpeg}, 0.5, "pretrained")
+    said = page.findings.sentences()[0]
+    assert "A's ratio is within the uncertainty across runs (±13.9 %)" in said
+    sp.loc[sp.codec == "A", "decode_x_jpeg"] = 2.0  # twice JPEG's time: beyond the drift
+    page = Page("standard_codecs")
+    standard_codecs.findings(page, {"speed": sp, "at_bpp_standard": jpeg}, 0.5, "pretrained")
+    assert "uncertainty" not in page.findings.sentences()[0]
+
+
 def test_make_reproducibility_reruns_apart_and_reports_coverage(machine, imgs, tmp_path, monkeypatch, capsys):
     """Runs at speeds 1.0 and 1.2, rerun (in fresh processes) at 1.1: every rerun median lies within the
     intervals across runs and none within the within-run ones; the study's tables are untouched and the
