@@ -14,6 +14,8 @@ import pytest
 from lcstudy.core import drift
 from lcstudy.core.stats import StopRule
 
+from .test_reliability import imgs  # noqa: F401 - two 64² images, im0 and im1 (a fixture)
+
 DRIFTING = "tests.fakecodec:Drifting"
 
 
@@ -24,14 +26,6 @@ def machine(monkeypatch):
     def speed(factor: float):
         monkeypatch.setenv("LCSTUDY_TEST_SPEED", str(factor))
     return speed
-
-
-@pytest.fixture
-def imgs(tmp_path, small_png):
-    folder = tmp_path / "imgs"
-    for k in range(2):
-        small_png(f"im{k}", 64, 64, seed=k, folder=folder)
-    return folder
 
 
 def _run(imgs, results, seed: int, repeats: int = 6, **kw):

@@ -179,9 +179,9 @@ def findings(page: Page, t: dict, bpp: float, weights: str) -> None:
         u = fast.get("ratio_uncertainty_pct", float("nan"))
         near = u > 0 and within_uncertainty(fast[col], u / 100)  # the fastest as fast as the reference, given drift
         page.findings.add("At {bpp} on {plat}, the learned decoders take from {lo} ({f}) to {hi} ({sl}) " + ref
-                          + "'s decode time" + (f"; {fast.codec}'s ratio is within the uncertainty across runs (±{{u}}): "
-                                                "the machine's drift between the two runs could account for it."
-                                                if near else "."), bpp=f"{bpp:g} bpp", plat=plat, f=fast.codec,
+                          + "'s decode time" + (f"; {fast.codec}'s ratio is within the uncertainty across runs "
+                                                "(±{u}): the machine's drift between the two runs could account for "
+                                                "it." if near else "."), bpp=f"{bpp:g} bpp", plat=plat, f=fast.codec,
                           sl=slow.codec, lo=fact(t, "speed", key(fast), col, "x"),
                           hi=fact(t, "speed", key(slow), col, "x"),
                           **({"u": fact(t, "speed", key(fast), "ratio_uncertainty_pct", "pct")} if near else {}))

@@ -67,7 +67,8 @@ def machines_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                      "torch / CompressAI / Python": f"{first.torch_version} / {first.compressai_version} / "
                                                     f"{first.python_version}",
                      "peak matmul (GFLOP/s, median)": f"{g.peak_matmul_gflops.median():.3g}",
-                     "runs": len(g), **reference_cells(g), "contended repeats (%)": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f}",
+                     "runs": len(g), **reference_cells(g),
+                     "contended repeats (%)": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f}",
                      "measured (UTC)": f"{str(g.started_utc.min())[:10]} … {str(g.finished_utc.max())[:10]}"})
     return pd.DataFrame(rows), nodes
 

@@ -201,7 +201,8 @@ def report(m: pd.DataFrame, s: dict) -> str:
                  f"{s['ratio_p90']:.2f} (10th–90th percentile); the platform's between-run sd {s['drift_sd']:.3f}")
     lines.append("reference workload (ms; drift: slowest probe over fastest within the run):")
     for r in s["reference"]:
-        lines.append(f"  {r['label']} ({r['run_id'][:6]}): run {1e3 * r['ref_seconds']:.2f} (drift {r['ref_drift']:.2f}×), rerun "
+        lines.append(f"  {r['label']} ({r['run_id'][:6]}): run {1e3 * r['ref_seconds']:.2f} "
+                     f"(drift {r['ref_drift']:.2f}×), rerun "
                      f"{1e3 * r['rerun_ref_seconds']:.2f} (drift {r['rerun_ref_drift']:.2f}×): reference rerun/run "
                      f"{r['rerun_over_run_ref']:.2f}, codec rerun/run {r['rerun_over_run_codec']:.2f} (median of rows)")
     return "\n".join(lines)

@@ -29,8 +29,8 @@ supplies (:class:`Subject`):
 The peak float32 matmul rate (the roofline's ceiling) is read first: measured once per node, device and
 platform in a results folder (:func:`_peak`). A short fixed **reference workload** is timed at the run's start,
 between items and at its end (:mod:`lcstudy.core.drift`), every probe kept in run.json (``reference``): how
-far the machine's speed moved during the run, and between this run and the platform's others. Locking the machine is the caller's job
-(:mod:`lcstudy.runs.lock`): the protocol runs inside the lock.
+far the machine's speed moved during the run, and between this run and the platform's others. Locking the
+machine is the caller's job (:mod:`lcstudy.runs.lock`): the protocol runs inside the lock.
 """
 from __future__ import annotations
 
@@ -263,8 +263,9 @@ def contended_statement(meta: dict) -> str | None:
 def _injected(key: str, reads: dict) -> dict:
     """TEST HOOK, never set in real use: ``LCSTUDY_TEST_CONTENDED`` (comma-separated fnmatch patterns of item
     keys, ``*`` for all) makes every timed call of a matching item read as contended (the rest of the machine
-    at a whole core) and every other item's as quiet (a reference probe's key: ``reference@<when>``), so that the tests follow one all-contended item through
-    every entry point whatever else loads the machine they run on."""
+    at a whole core) and every other item's as quiet (a reference probe's key: ``reference@<when>``), so that
+    the tests follow one all-contended item through every entry point whatever else loads the machine they run
+    on."""
     import fnmatch
 
     pats = [p for p in os.environ.get("LCSTUDY_TEST_CONTENDED", "").split(",") if p]
