@@ -151,6 +151,11 @@ def compare(results_dir, out: Path) -> tuple[pd.DataFrame, dict]:
     m = old.merge(new[keys + ["seconds"]].rename(columns={"seconds": "new_seconds"}), on=keys, how="inner")
     if m.empty:
         raise InputError(f"the reruns in {out} match no row of {results_dir}")
+    blank = int(m.new_seconds.isna().sum())  # every repeat of the rerun contended: nothing to compare
+    m = m[m.new_seconds.notna()]
+    if m.empty:
+        raise InputError(f"every repeat of every rerun in {out} was contended by other processes: run the check again "
+                         "when the machine is quiet")
     m["ratio"] = m.new_seconds / m.seconds
     m["in_ci"] = [None if math.isnan(lo) else bool(lo <= x <= hi) for x, lo, hi in zip(m.new_seconds, m.ci_low,
                                                                                         m.ci_high)]
@@ -170,6 +175,7 @@ def compare(results_dir, out: Path) -> tuple[pd.DataFrame, dict]:
                      "rerun_over_run_ref": (float(n.ref_seconds.median()) / o.ref_seconds) if len(n) else math.nan,
                      "rerun_over_run_codec": float(m[m.run_id == rid].ratio.median())})
     summary = {"checked_utc": out.name, "results_dir": sel["results_dir"], "folder": str(out), "rows": len(m),
+               "rows_contended": blank,
                "runs": len(sel["runs"]), "limit": sel["limit"], "split": sel["split"],
                "coverage_ci": float(with_ci.in_ci.mean()) if len(with_ci) else None,
                "rows_with_ci": len(with_ci),
@@ -194,7 +200,9 @@ def report(m: pd.DataFrame, s: dict) -> str:
         lines.append(t.round(4).to_string(index=False))
     pct = lambda v: "—" if v is None else f"{100 * v:.0f} %"  # noqa: E731
     lines.append(f"\ncoverage over {s['rows']} rows of {s['runs']} run(s): within-run interval {pct(s['coverage_ci'])} "
-                 f"(of the {s['rows_with_ci']} rows that have one), across runs {pct(s['coverage_ci_run'])}")
+                 f"(of the {s['rows_with_ci']} rows that have one), across runs {pct(s['coverage_ci_run'])}"
+                 + (f"; {s['rows_contended']} row(s) left out: every repeat of their rerun was contended"
+                    if s.get("rows_contended") else ""))
     before = "—" if s["median_half_pct_before"] is None else f"±{s['median_half_pct_before']:.1f} %"
     lines.append(f"median stated half-width: before (within the run) {before}, after (across runs) "
                  f"±{s['median_half_pct_after']:.1f} %; rerun / original per row: {s['ratio_p10']:.2f}–"
