@@ -174,6 +174,10 @@ def test_make_reproducibility_reruns_apart_and_reports_coverage(machine, imgs, t
     assert len(list((results / ".reproducibility").glob("*/check.json"))) == 1
     after = load_results(results, "timings")
     assert len(after) == len(before) and set(after.run_id) == set(before.run_id)  # reruns written apart
+    # the check's probes (the machine at 1.1) count in later loads' spread, not in the intervals it tested
+    assert after.drift_sd.iloc[0] < before.drift_sd.iloc[0]
+    stated = load_results(results, "timings", checks_before=s["checked_utc"])
+    assert stated.ci_run_high.tolist() == before.ci_run_high.tolist()
     text = reproducibility.markdown(results)
     assert "Last check" in text and "100 %" in text
     with pytest.raises(Exception, match="no complete learned-codec run of NOPE"):

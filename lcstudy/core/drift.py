@@ -16,7 +16,8 @@ work a codec's transforms are made of), at the run's threads and device, synchro
   reference moved more than :data:`DRIFT_BOUND` within it, or whose ratio is off by more than
   :data:`PLATFORM_TOLERANCE`, is flagged like a slow node (:func:`flag`).
 * **The between-run component** (:func:`platform_spread`): the standard deviation of the log of
-  every uncontended probe of a platform (all its runs pooled, each against the platform's centre):
+  every uncontended probe of a platform (all its runs pooled, and the reruns of the results folder's
+  earlier ``make reproducibility`` checks, each against the platform's centre):
   how much the machine's speed varies between moments, within and between runs. Not robust on
   purpose: one slow run is exactly what the interval has to cover.
 * **Intervals that cover it** (:func:`widen`): each side of a median's interval is widened in
@@ -45,10 +46,17 @@ Z95 = 1.959963984540054
 WORKLOAD = "conv2d 1x64x128x128 * 64x64x3x3 (pad 1) + mm 384x384 @ 384x384, float32, seed 0"
 
 
-#: TEST HOOK, never set in real use: ``LCSTUDY_TEST_SPEED`` (a factor) replaces the workload by a busy wait of
-#: this many seconds times the factor, so that tests (and their child processes) run on a "machine" whose
-#: speed they set: a known drift between runs, whatever else loads the machine the tests run on
+#: TEST HOOK, never set in real use: ``LCSTUDY_TEST_SPEED`` (a factor) replaces the workload by this many
+#: seconds of this thread's CPU time times the factor, timed on that clock, so that tests (and their child
+#: processes) run on a "machine" whose speed they set: a known drift between runs, whatever else loads the
+#: machine the tests run on (a wall clock would see the scheduler's preemptions)
 TEST_WORK_S = 0.004
+
+
+def _clock():
+    import os
+
+    return time.thread_time if os.environ.get("LCSTUDY_TEST_SPEED") else time.perf_counter
 
 
 def _workload(device: str):
@@ -62,8 +70,8 @@ def _workload(device: str):
         seconds = TEST_WORK_S * float(speed)
 
         def busy() -> None:
-            end = time.perf_counter() + seconds
-            while time.perf_counter() < end:
+            end = time.thread_time() + seconds
+            while time.thread_time() < end:
                 pass
 
         return busy
@@ -105,10 +113,11 @@ def probe(device: str, threads: int, at: str) -> dict:
         mon = CpuContention()
         mon.begin()
         samples = []
+        clock = _clock()
         for _ in range(PROBE_CALLS):
-            t0 = time.perf_counter()
+            t0 = clock()
             once()
-            samples.append(time.perf_counter() - t0)
+            samples.append(clock() - t0)
         c = mon.end()
     return {"at": at, "utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "samples": samples,
             "seconds": statistics.median(samples), "other_cpu_s": c["other_cpu_s"], "contended": c["contended"]}

@@ -8,7 +8,9 @@ chunks; chunk 1 of every run, then chunk 2 of every run, …: asv's way of letti
 machine hit every run a little rather than one run whole), all **under the machine lock** (held here
 and handed to each child as ``make run`` hands it to a notebook). The reruns are written apart, under
 ``<results>/.reproducibility/<UTC time>/`` — never into the study's tables (:func:`lcstudy.runs.layout.runs`
-does not look that deep).
+does not look that deep). Their reference probes are moments of the same machine, though: later loads of
+the results count them in the platform's between-run spread (:func:`lcstudy.runs.layout.checks`), so each
+check sharpens the intervals the next one tests — but never the ones it tests itself.
 
 Then, per row (run × image × direction × clocked stage), whether the rerun's median lies within the
 interval the study states for the original — the within-run one (``ci_low``/``ci_high``) and the one
@@ -32,8 +34,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..runs.layout import CHECKS
 
-FOLDER = ".reproducibility"
+FOLDER = CHECKS
 LAST = "last.json"
 #: what identifies a row across the original and its rerun
 KEYS = ["label", "codec", "quality", "weights", "seed", "device", "threads", "run_backend", "backend", "crop", "resize",
@@ -143,7 +146,7 @@ def compare(results_dir, out: Path) -> tuple[pd.DataFrame, dict]:
     from ..runs.tables import load_results
 
     sel = json.loads((out / "selected.json").read_text())
-    old = load_results(results_dir, "timings")
+    old = load_results(results_dir, "timings", checks_before=out.name)  # as stated before this check
     old = old[old.run_id.isin(sel["runs"]) & old.measured.astype(bool)]
     new = load_results(out, "timings")
     new = new[new.measured.astype(bool)]
@@ -163,12 +166,12 @@ def compare(results_dir, out: Path) -> tuple[pd.DataFrame, dict]:
     m["half_pct"] = 100 * (m.ci_high - m.ci_low) / 2 / m.seconds
     m["run_half_pct"] = 100 * (m.ci_run_high - m.ci_run_low) / 2 / m.seconds
     with_ci = m[m.in_ci.notna()]
-    runs_old = load_results(results_dir, "runs").set_index("run_id")
+    runs_old = load_results(results_dir, "runs", checks_before=out.name).set_index("run_id")
     runs_new = load_results(out, "runs")
     refs = []
     for rid in sel["runs"]:
         o = runs_old.loc[rid]
-        n = runs_new[runs_new.request_id.map(sel["origin"]) == rid]
+        n = runs_new[runs_new.request_id.map(sel.get("origin", {})) == rid]
         refs.append({"label": o.label, "run_id": rid, "ref_seconds": o.ref_seconds, "ref_drift": o.ref_drift,
                      "rerun_ref_seconds": float(n.ref_seconds.median()) if len(n) else math.nan,
                      "rerun_ref_drift": float(n.ref_drift.max()) if len(n) else math.nan,

@@ -149,7 +149,7 @@ def run_tables(run: layout.Run) -> dict[str, pd.DataFrame]:
     return {t: _table([run], t) for t in TABLES}
 
 
-def _table(runs: list[layout.Run], table: str) -> pd.DataFrame:
+def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -> pd.DataFrame:
     frames = []
     for run in runs:
         base = base_columns(run)
@@ -204,32 +204,35 @@ def _table(runs: list[layout.Run], table: str) -> pd.DataFrame:
         return pd.DataFrame()
     out = pd.concat(frames, ignore_index=True)
     if table in ("timings", "standard", "runs"):
-        out = _across_runs(out, runs, table)
+        out = _across_runs(out, runs, table, checked)
     return out
 
 
-def reference_by_platform(runs: list[layout.Run]) -> dict:
+def reference_by_platform(runs: list[layout.Run], checked: list[layout.Run] = ()) -> dict:
     """(platform, device) → (the platform's median reference seconds over its runs, the between-moment
-    spread of its probes :func:`lcstudy.core.drift.platform_spread`)."""
+    spread of its probes and those of the reproducibility checks ``checked``,
+    :func:`lcstudy.core.drift.platform_spread`)."""
     probes: dict = {}
-    for run in runs:
+    n_own: dict = {}
+    for i, run in enumerate(list(runs) + list(checked)):
         b = base_columns(run)
-        probes.setdefault((b["platform"], b["device"]), []).append(
-            (run.meta.get("reference") or {}).get("probes", []))
+        key = (b["platform"], b["device"])
+        probes.setdefault(key, []).append((run.meta.get("reference") or {}).get("probes", []))
+        n_own[key] = n_own.get(key, 0) + (i < len(runs))
     out = {}
     for key, sets in probes.items():
-        refs = [drift.run_summary(p)["ref_seconds"] for p in sets]
+        refs = [drift.run_summary(p)["ref_seconds"] for p in sets[:n_own[key]]]  # the study's runs: in order first
         refs = [r for r in refs if not math.isnan(r)]
         out[key] = (float(np.median(refs)) if refs else math.nan, drift.platform_spread(sets))
     return out
 
 
-def _across_runs(df: pd.DataFrame, runs: list[layout.Run], table: str) -> pd.DataFrame:
+def _across_runs(df: pd.DataFrame, runs: list[layout.Run], table: str, checked=()) -> pd.DataFrame:
     """What depends on the platform's other runs: in ``runs``, each run's reference against its platform's
     median and its flag; in ``timings``/``standard``, each median's interval across runs
     (``ci_run_low``/``ci_run_high``: the within-run one widened by the platform's between-run component,
     :func:`lcstudy.core.drift.widen`) and that component (``drift_sd``)."""
-    plat = reference_by_platform(runs)
+    plat = reference_by_platform(runs, checked)
     keys = list(zip(df["platform"], df["device"]))
     med = [plat.get(k, (math.nan, 0.0))[0] for k in keys]
     sd = [plat.get(k, (math.nan, 0.0))[1] for k in keys]
@@ -291,14 +294,16 @@ def _run_row(run: layout.Run, base: dict) -> dict:
     return row
 
 
-def load_results(results_dir, table: str = "timings") -> pd.DataFrame:
+def load_results(results_dir, table: str = "timings", checks_before: str | None = None) -> pd.DataFrame:
     """All runs under ``results_dir`` (every host and device) as one tidy table (see the module
-    docstring for the tables and their columns)."""
+    docstring for the tables and their columns). The reference probes of its reproducibility checks
+    (:func:`lcstudy.runs.layout.checks`; those before ``checks_before``) count in the platform's
+    between-run spread: they are the same machine at other moments."""
     if table not in TABLES:
         from ..errors import InputError
 
         raise InputError(f"unknown table {table!r}; valid: {', '.join(TABLES)}")
-    return _table(layout.runs(results_dir), table)
+    return _table(layout.runs(results_dir), table, layout.checks(results_dir, checks_before))
 
 
 def main_rows(df: pd.DataFrame, all_threads: bool = True) -> pd.DataFrame:
