@@ -57,12 +57,14 @@ def test_known_answers_of_the_spread_and_the_widening():
     assert drift.ratio_uncertainty(0.1, 0.1) == pytest.approx(0.1)
 
 
-def test_a_drift_between_runs_is_flagged_and_covered_by_the_intervals_across_runs(machine, imgs, tmp_path):
+def test_a_drift_between_runs_is_flagged_and_covered_by_the_intervals_across_runs(machine, imgs, tmp_path,
+                                                                                  monkeypatch):
     """Three runs of one request on a machine whose speed moves by a known 1.3× before the third: the third's
     reference is flagged off its platform, its medians lie outside the other runs' within-run intervals and
     inside their intervals across runs."""
     from lcstudy.runs.tables import load_results
 
+    monkeypatch.setattr(drift, "PROBE_EVERY_S", 0.0)  # a probe between every two items, however short
     results = tmp_path / "r"
     for seed, speed in ((0, 1.0), (1, 1.0), (2, 1.3)):
         machine(speed)
@@ -79,7 +81,7 @@ def test_a_drift_between_runs_is_flagged_and_covered_by_the_intervals_across_run
             slow = t.loc[(2, image, direction)]
             for seed in (0, 1):
                 row = t.loc[(seed, image, direction)]
-                assert slow.seconds / row.seconds == pytest.approx(1.3, rel=0.06)
+                assert 1.15 < slow.seconds / row.seconds < 1.35  # the codec's 1.3×, through a loaded machine's noise
                 assert not row.ci_low <= slow.seconds <= row.ci_high  # the within-run interval misses the drift
                 assert row.ci_run_low <= slow.seconds <= row.ci_run_high  # the one across runs covers it
                 assert row.ci_run_low < row.ci_low and row.ci_run_high > row.ci_high

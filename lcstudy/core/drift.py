@@ -7,8 +7,8 @@ code). Nothing in a run's own repeats can see that, so every run also times a **
 workload** that never changes: a fixed float32 convolution and a matrix product (the two kinds of
 work a codec's transforms are made of), at the run's threads and device, synchronised on a GPU.
 
-* **When**: at the run's start, between items and at its end (:func:`probe`; about 60 ms each on
-  the VM, :data:`PROBE_CALLS` timed calls after one untimed). Each probe is bracketed by the
+* **When**: at the run's start, between items (at most every :data:`PROBE_EVERY_S`) and at its end
+  (:func:`probe`; about 0.1 s each on the 2-core VM, :data:`PROBE_CALLS` timed calls after one untimed). Each probe is bracketed by the
   contention monitor like a timed coding; a contended probe is kept, flagged and left out.
 * **What a run says** (:func:`run_summary`): its reference speed (the median of its probes'
   medians), its *within-run drift* (slowest probe over fastest), and — against the other runs of
@@ -36,6 +36,9 @@ from datetime import datetime, timezone
 
 #: timed calls of the workload per probe (after one untimed call): the probe's value is their median
 PROBE_CALLS = 9
+#: between items, a probe at most this often (seconds since the last): the standard codecs' run has over a
+#: thousand short items, and a probe before each would add minutes; so the probes cost at most ~1 % of a run
+PROBE_EVERY_S = 10.0
 #: a run whose slowest probe is more than this many times its fastest drifted within the run
 DRIFT_BOUND = 1.10
 #: a run whose reference is more than this fraction off its platform's median sits outside its spread

@@ -117,8 +117,11 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
         meta["peak"] = _peak(req, env, run_id, log)
         layout.write_meta(path, meta)
 
+    probed = [0.0]  # when the last probe was made (perf_counter)
+
     def reference(at: str) -> None:
         # the machine's speed now: a fixed workload at the run's threads and device, kept in run.json
+        probed[0] = time.perf_counter()
         p = drift.probe(req.device, env["threads"], at)
         p["contended"] = _injected(f"reference@{at}", {"probe": p})["probe"]["contended"]  # the tests' hook
         meta["reference"]["probes"].append(p)
@@ -141,7 +144,7 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
         if waited:
             paused += waited
             warmed.clear()  # warm up again: caches went cold during the pause
-        if between:
+        if between and time.perf_counter() - probed[0] >= drift.PROBE_EVERY_S:
             reference(it.key)
         t_item = time.perf_counter()
         release_free_heap()  # each item's memory from a clean heap, whatever was measured before it
