@@ -80,8 +80,7 @@ def plan(runs: list, limit: int | None, split: int) -> list[tuple[object, tuple]
     """(run, images of one chunk) in interleaved order: every run's first chunk, then every run's second, …"""
     chunks = []
     for r in runs:
-        imgs = request_from_dict(r.meta["request"]).images[:limit] if limit else \
-            request_from_dict(r.meta["request"]).images
+        imgs = request_from_dict(r.meta["request"]).images[:limit]  # limit None: every image
         n = max(1, min(split, len(imgs)))
         chunks.append([tuple(c) for c in np.array_split(np.array(imgs, dtype=object), n)])
     out = []
