@@ -107,7 +107,8 @@ def test_a_steady_machine_keeps_the_within_run_intervals(machine, imgs, tmp_path
 def test_the_chapters_say_when_a_ratio_is_within_the_drift():
     import pandas as pd
 
-    from lcstudy.chapters import assessment
+    from lcstudy.chapters import assessment, flops_runtime
+    from lcstudy.chapters.findings import drift_clause
 
     rows = []
     for codec, secs, sd in (("A", 1.0, 0.05), ("B", 1.1, 0.05), ("C", 3.0, 0.05)):
@@ -121,8 +122,12 @@ def test_the_chapters_say_when_a_ratio_is_within_the_drift():
     assert ab["within_uncertainty"]  # 1.1× apart, ±14 % across runs
     ex = assessment.extremes(o)
     assert ex.slowest.iloc[0] == "C" and not ex.within_uncertainty.iloc[0]
-    assert "within the uncertainty across runs" in assessment.drift_clause(pd.Series(ab))
-    assert "within" not in assessment.drift_clause(ex.iloc[0])
+    assert "within the uncertainty across runs" in drift_clause(pd.Series(ab))
+    assert "within" not in drift_clause(ex.iloc[0])
+    t = pd.DataFrame([{"platform": "P", "direction": "decode", "codec": c, "kmac_per_px": k, "seconds": s,
+                       "drift_sd": 0.05} for c, k, s in (("A", 100, 1.0), ("B", 50, 1.05), ("C", 10, 0.2))])
+    flips = flops_runtime.mac_flips(t)  # A: more MACs, yet faster than B — within the drift
+    assert flips[["more_macs", "fewer_macs"]].values.tolist() == [["A", "B"]] and flips.within_uncertainty.iloc[0]
 
 
 def test_a_learned_codec_as_fast_as_jpeg_within_the_drift_is_said_so():

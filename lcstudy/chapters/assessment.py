@@ -7,6 +7,7 @@ import pandas as pd
 from . import style
 from .page import Page
 from .study import load, lowest_quality, others_note
+from .findings import drift_clause
 from .tables import present, summarise
 
 TITLE = "Assessment"
@@ -255,17 +256,6 @@ def gpu_speedup(o: pd.DataFrame) -> pd.DataFrame:
     m["within_uncertainty"] = [c["within_uncertainty"] for c in cmp]
     m = m[k + ["cpu_s", "cuda_s", "speedup", "ratio_uncertainty_pct", "within_uncertainty"]]
     return style.sort_codecs(m, then=["quality", "direction"])
-
-
-def drift_clause(row) -> str:
-    """The end of a sentence comparing two medians from different runs: whether their ratio is within the
-    uncertainty across runs (``{u}``: :func:`_compare`), i.e. whether a rerun could tell them apart."""
-    if not row.ratio_uncertainty_pct > 0:  # results from before the reference workload: nothing to say
-        return "."
-    if bool(row.within_uncertainty):
-        return (": within the uncertainty across runs (±{u}), so the machine's drift between the two runs could "
-                "account for the difference.")
-    return " (uncertainty across runs ±{u})."
 
 
 def findings(page: Page, t: dict, study) -> None:
