@@ -108,7 +108,8 @@ class Findings:
 def drift_clause(row) -> str:
     """The end of a sentence comparing two medians from different runs: whether their ratio is within the
     uncertainty across runs (``{u}``: the fact of its
-    ``ratio_uncertainty_pct``, :func:`lcstudy.core.drift.ratio_uncertainty`), i.e. whether a rerun could tell them apart."""
+    ``ratio_uncertainty_pct``, :func:`lcstudy.core.drift.ratio_uncertainty`), i.e. whether a rerun could tell
+    them apart."""
     if not row.ratio_uncertainty_pct > 0:  # results from before the reference workload: nothing to say
         return "."
     if bool(row.within_uncertainty):

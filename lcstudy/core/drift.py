@@ -8,8 +8,9 @@ workload** that never changes: a fixed float32 convolution and a matrix product 
 work a codec's transforms are made of), at the run's threads and device, synchronised on a GPU.
 
 * **When**: at the run's start, between items (at most every :data:`PROBE_EVERY_S`) and at its end
-  (:func:`probe`; about 0.1 s each on the 2-core VM, :data:`PROBE_CALLS` timed calls after one untimed). Each probe is bracketed by the
-  contention monitor like a timed coding; a contended probe is kept, flagged and left out.
+  (:func:`probe`; about 0.1 s each on the 2-core VM, :data:`PROBE_CALLS` timed calls after one untimed).
+  Each probe is bracketed by the contention monitor like a timed coding; a contended probe is kept,
+  flagged and left out.
 * **What a run says** (:func:`run_summary`): its reference speed (the median of its probes'
   medians), its *within-run drift* (slowest probe over fastest), and — against the other runs of
   its platform in the results folder — the *ratio* to the platform's median reference. A run whose
