@@ -137,6 +137,15 @@ runs: $(STAMP) data ## execute every missing run of the profile (EXECUTOR=local|
 run: $(STAMP) ## rerun one notebook: make run CODEC=ARC QUALITY=5 DEVICE=cpu THREADS=1 … (honours PROFILE)
 	$(PIPE) run --results-dir $(RESULTS_DIR) profile=$(PROFILE) $(RUN_PARAMS)
 
+# make reproducibility: rerun a sample of the runs in RESULTS_DIR (CODECS='HP FP', LIMIT=N images each, SAMPLE=N runs,
+# SPLIT=N interleaved chunks per run) in fresh processes under the lock, apart from the study's tables; print coverage
+SAMPLE ?=
+SPLIT ?= 2
+.PHONY: reproducibility
+reproducibility: $(STAMP) ## rerun measured runs in fresh processes: do their intervals cover the rerun? (CODECS, LIMIT, SAMPLE)
+	$(PY) -m lcstudy.pipeline.reproducibility --results-dir $(RESULTS_DIR) $(if $(CODECS),--codecs "$(CODECS)") \
+	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(SAMPLE),--sample $(SAMPLE)) --split $(SPLIT)
+
 .PHONY: chapters
 chapters: $(STAMP) ## execute the chapter notebooks over RESULTS_DIR
 	$(PIPE) chapters --results-dir $(RESULTS_DIR) --reference $(REFERENCE)

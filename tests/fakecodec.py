@@ -106,6 +106,33 @@ class FakeHyperprior(torch.nn.Module):
         return {"x_hat": x_hat}
 
 
+class DriftingDevice(FakeDevice):
+    """A fake device whose work takes ``LCSTUDY_TEST_SPEED`` times longer (read at each call): a machine whose
+    speed a test sets, in this process and its children (the reference workload's test hook reads the same)."""
+
+    def launch(self, seconds: float) -> None:
+        import os
+
+        super().launch(seconds * float(os.environ.get("LCSTUDY_TEST_SPEED") or 1.0))
+
+
+class Drifting(FakeHyperprior):
+    """:class:`FakeHyperprior` on a :class:`DriftingDevice`, reconstructing any input shape (a run of two shapes)."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.dev.__class__ = DriftingDevice
+        self._shape = (64, 64)
+
+    def compress(self, x):
+        self._shape = tuple(x.shape[-2:])
+        return super().compress(x)
+
+    def decompress(self, strings, shape):
+        out = super().decompress(strings, shape)
+        return {"x_hat": torch.full((1, 3, *self._shape), float(out["x_hat"].mean()))}
+
+
 class NotACodec:
     pass
 

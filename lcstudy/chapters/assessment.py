@@ -7,6 +7,7 @@ import pandas as pd
 from . import style
 from .page import Page
 from .study import load, lowest_quality, others_note
+from .findings import drift_clause
 from .tables import present, summarise
 
 TITLE = "Assessment"
@@ -19,8 +20,17 @@ def overall(main: pd.DataFrame) -> pd.DataFrame:
     s = summarise(d, ["codec", "quality", "platform", "device", "weights", "direction"])
     s["rank"] = s.groupby(["platform", "direction"])["median"].rank(method="min").astype(int)
     s["ratio_to_fastest"] = s["median"] / s.groupby(["platform", "direction"])["median"].transform("min")
-    s = s.rename(columns={"median": "median_s", "half": "ci_half_s"})
+    s = s.rename(columns={"median": "median_s", "half": "ci_half_s", "run_half": "run_half_s"})
     return style.sort_codecs(s, then=["quality", "platform", "direction"])
+
+
+def _compare(a: pd.Series, b: pd.Series) -> dict:
+    """The uncertainty across runs of ``a``'s time over ``b``'s (two codecs' or platforms' runs), and whether
+    their ratio is within it (:func:`lcstudy.core.drift.ratio_uncertainty`)."""
+    from ..core.drift import ratio_uncertainty, within_uncertainty
+
+    u = ratio_uncertainty(a.run_half_pct / 100, b.run_half_pct / 100)
+    return {"ratio_uncertainty_pct": 100 * u, "within_uncertainty": within_uncertainty(a.median_s / b.median_s, u)}
 
 
 def energy_table(main: pd.DataFrame) -> pd.DataFrame:
@@ -219,22 +229,32 @@ def extremes(o: pd.DataFrame) -> pd.DataFrame:
             continue
         slow, fast = g.loc[g.median_s.idxmax()], g.loc[g.median_s.idxmin()]
         rows.append({"platform": plat, "direction": d, "slowest": slow.codec, "slowest_s": slow.median_s,
-                     "fastest": fast.codec, "fastest_s": fast.median_s, "ratio": slow.median_s / fast.median_s})
+                     "fastest": fast.codec, "fastest_s": fast.median_s, "ratio": slow.median_s / fast.median_s,
+                     **_compare(slow, fast)})
     return pd.DataFrame(rows, columns=["platform", "direction", "slowest", "slowest_s", "fastest", "fastest_s",
-                                       "ratio"])
+                                       "ratio", "ratio_uncertainty_pct", "within_uncertainty"])
 
 
 def gpu_speedup(o: pd.DataFrame) -> pd.DataFrame:
-    """Per codec, quality and direction: the main CPU platform's time over the main GPU platform's."""
+    """Per codec, quality and direction: the main CPU platform's time over the main GPU platform's, with the
+    ratio's uncertainty across runs."""
     plats = style.main_platforms(o)
     cpu = [p for p in plats if "(CUDA)" not in p]
     gpu = [p for p in plats if "(CUDA)" in p]
     if not cpu or not gpu:
-        return pd.DataFrame(columns=["codec", "quality", "direction", "cpu_s", "cuda_s", "speedup"])
-    a = o[o.platform == cpu[0]].set_index(["codec", "quality", "direction"]).median_s.rename("cpu_s")
-    b = o[o.platform == gpu[0]].set_index(["codec", "quality", "direction"]).median_s.rename("cuda_s")
-    m = pd.concat([a, b], axis=1, join="inner").reset_index()
+        return pd.DataFrame(columns=["codec", "quality", "direction", "cpu_s", "cuda_s", "speedup",
+                                     "ratio_uncertainty_pct", "within_uncertainty"])
+    k = ["codec", "quality", "direction"]
+    a = o[o.platform == cpu[0]].set_index(k)[["median_s", "run_half_pct"]]
+    b = o[o.platform == gpu[0]].set_index(k)[["median_s", "run_half_pct"]]
+    m = a.join(b, how="inner", lsuffix="_cpu", rsuffix="_cuda").reset_index()
+    m["cpu_s"], m["cuda_s"] = m.median_s_cpu, m.median_s_cuda
     m["speedup"] = m.cpu_s / m.cuda_s
+    cmp = [_compare(pd.Series({"median_s": r.cpu_s, "run_half_pct": r.run_half_pct_cpu}),
+                    pd.Series({"median_s": r.cuda_s, "run_half_pct": r.run_half_pct_cuda})) for r in m.itertuples()]
+    m["ratio_uncertainty_pct"] = [c["ratio_uncertainty_pct"] for c in cmp]
+    m["within_uncertainty"] = [c["within_uncertainty"] for c in cmp]
+    m = m[k + ["cpu_s", "cuda_s", "speedup", "ratio_uncertainty_pct", "within_uncertainty"]]
     return style.sort_codecs(m, then=["quality", "direction"])
 
 
@@ -249,10 +269,12 @@ def findings(page: Page, t: dict, study) -> None:
                 continue
             w = {"platform": plat, "direction": direction}
             page.findings.add("On {plat}, the slowest " + direction + "r is {slow} at {ts} s per image and the "
-                              "fastest {fast} at {tf} s: {ratio} apart (each codec at its lowest quality).",
+                              "fastest {fast} at {tf} s: {ratio} apart (each codec at its lowest quality)"
+                              + drift_clause(row.iloc[0]),
                               plat=plat, slow=row.slowest.iloc[0], fast=row.fastest.iloc[0],
                               ts=fact(t, "extremes", w, "slowest_s", "s"), tf=fact(t, "extremes", w, "fastest_s", "s"),
-                              ratio=fact(t, "extremes", w, "ratio", "x"))
+                              ratio=fact(t, "extremes", w, "ratio", "x"),
+                              u=fact(t, "extremes", w, "ratio_uncertainty_pct", "pct"))
     ms = t["module_shares"]
     for c in ("ARC", "DGM", "DGM-ATT"):
         rows = ms[(ms.codec == c) & (ms.direction == "decode") & (ms.stage == "ADy")]
@@ -269,9 +291,11 @@ def findings(page: Page, t: dict, study) -> None:
         d = sp[sp.direction == "decode"]
         hi, lo = d.loc[d.speedup.idxmax()], d.loc[d.speedup.idxmin()]
         key = lambda r: {"codec": r.codec, "quality": r.quality, "direction": "decode"}  # noqa: E731
-        page.findings.add("Decoding on the GPU is {hi} faster than on the CPU for {a} and {lo} for {b}.",
-                          a=hi.codec, b=lo.codec, hi=fact(t, "gpu_speedup", key(hi), "speedup", "x"),
-                          lo=fact(t, "gpu_speedup", key(lo), "speedup", "x"))
+        page.findings.add("Decoding on the GPU is {hi} faster than on the CPU for {a} and {lo} for {b}"
+                          + drift_clause(lo), a=hi.codec, b=lo.codec,
+                          hi=fact(t, "gpu_speedup", key(hi), "speedup", "x"),
+                          lo=fact(t, "gpu_speedup", key(lo), "speedup", "x"),
+                          u=fact(t, "gpu_speedup", key(lo), "ratio_uncertainty_pct", "pct"))
     else:
         other = "cuda" if "cuda" not in devices else "cpu"
         page.findings.missing(f"Only {', '.join(sorted(devices))} results are here: run `make runs DEVICES={other}` on "

@@ -103,3 +103,16 @@ class Findings:
                              "table": f"lcstudy_{self.chapter}_{f.table}.csv", "row": json.dumps(f.where),
                              "column": f.column})
         return pd.DataFrame(rows, columns=["finding", "sentence", "number", "value", "table", "row", "column"])
+
+
+def drift_clause(row) -> str:
+    """The end of a sentence comparing two medians from different runs: whether their ratio is within the
+    uncertainty across runs (``{u}``: the fact of its
+    ``ratio_uncertainty_pct``, :func:`lcstudy.core.drift.ratio_uncertainty`), i.e. whether a rerun could tell
+    them apart."""
+    if not row.ratio_uncertainty_pct > 0:  # results from before the reference workload: nothing to say
+        return "."
+    if bool(row.within_uncertainty):
+        return (": within the uncertainty across runs (±{u}), so the machine's drift between the two runs could "
+                "account for the difference.")
+    return " (uncertainty across runs ±{u})."

@@ -28,7 +28,8 @@ def common_image_times(main: pd.DataFrame) -> pd.DataFrame:
         common = set.intersection(*per.tolist())
         h = h[h.image.isin(common)].assign(mpx=lambda x: x.height * x.width / 1e6)
         g = h.groupby(["codec", "quality", "platform", "device", "threads", "direction"], as_index=False).agg(
-            seconds=("seconds", "median"), images=("image", "nunique"), mpx=("mpx", "mean"))
+            seconds=("seconds", "median"), images=("image", "nunique"), mpx=("mpx", "mean"),
+            **({"drift_sd": ("drift_sd", "median")} if "drift_sd" in h else {}))
         out.append(g)
     g = pd.concat(out, ignore_index=True)
     g["mpx_per_s"] = g.mpx / g.seconds
@@ -69,7 +70,10 @@ def ranks(t: pd.DataFrame) -> pd.DataFrame:
 
 def mac_flips(t: pd.DataFrame) -> pd.DataFrame:
     """Codec pairs whose order by kMAC/px is the opposite of their order by time, per platform and
-    direction, with both ratios."""
+    direction, with both ratios, and whether the time ratio is within the uncertainty across runs (the
+    platform's between-run component: two codecs' runs, :func:`lcstudy.core.drift.between_half`)."""
+    from ..core.drift import between_half, within_uncertainty
+
     rows = []
     for (plat, d), h in t.dropna(subset=["kmac_per_px"]).groupby(["platform", "direction"], sort=False):
         h = h.set_index("codec")
@@ -84,7 +88,12 @@ def mac_flips(t: pd.DataFrame) -> pd.DataFrame:
                                  "mac_ratio": h.loc[more, "kmac_per_px"] / h.loc[fewer, "kmac_per_px"]
                                  if h.loc[fewer, "kmac_per_px"] > 0 else float("nan"),
                                  "time_ratio": h.loc[more, "seconds"] / h.loc[fewer, "seconds"]})
-    return pd.DataFrame(rows, columns=["platform", "direction", "more_macs", "fewer_macs", "mac_ratio", "time_ratio"])
+                    sd = float(h.drift_sd.median()) if "drift_sd" in h and h.drift_sd.notna().any() else 0.0
+                    u = between_half(1.0, sd)
+                    rows[-1].update(ratio_uncertainty_pct=100 * u,
+                                    within_uncertainty=within_uncertainty(rows[-1]["time_ratio"], u))
+    return pd.DataFrame(rows, columns=["platform", "direction", "more_macs", "fewer_macs", "mac_ratio", "time_ratio",
+                                       "ratio_uncertainty_pct", "within_uncertainty"])
 
 
 def roofline(main: pd.DataFrame, cx: pd.DataFrame) -> pd.DataFrame:
@@ -181,7 +190,7 @@ def fig_roofline(rf: pd.DataFrame, df):
 
 
 def findings(page: Page, t: dict) -> None:
-    from .findings import fact
+    from .findings import drift_clause, fact
 
     corr, fl = t["correlation"], t["mac_flips"]
     for plat in style.main_platforms(t["times"])[:2]:
@@ -205,9 +214,11 @@ def findings(page: Page, t: dict) -> None:
             why = (" {a}'s context model runs in parallel passes, {b}'s in a sequential loop over the latent "
                    "positions." if fam[r.more_macs] == "latent_codec" and fam[r.fewer_macs] == "autoregressive" else "")
             w2 = {"platform": plat, "direction": "decode", "more_macs": r.more_macs, "fewer_macs": r.fewer_macs}
-            page.findings.add("{a} has {m} {b}'s decoder MACs but takes {tr} its decode time on {plat}." + why,
+            page.findings.add("{a} has {m} {b}'s decoder MACs but takes {tr} its decode time on {plat}"
+                              + drift_clause(r) + why,
                               a=r.more_macs, b=r.fewer_macs, plat=plat, m=fact(t, "mac_flips", w2, "mac_ratio", "x"),
-                              tr=fact(t, "mac_flips", w2, "time_ratio", "x"))
+                              tr=fact(t, "mac_flips", w2, "time_ratio", "x"),
+                              u=fact(t, "mac_flips", w2, "ratio_uncertainty_pct", "pct"))
         break
     pf = t["platform_flips"]
     if t["times"].platform.nunique() < 2:

@@ -91,9 +91,13 @@ def learned_at_bpp(df: pd.DataFrame, rd: pd.DataFrame, bpp: float = 0.5) -> pd.D
                                        "psnr_at_bpp", "measured_q", "weights", "how", "kind", "images"])
 
 
-def speed_vs_standard(learned: pd.DataFrame, standard: pd.DataFrame, refs=("JPEG", "HEVC (x265)")) -> pd.DataFrame:
+def speed_vs_standard(learned: pd.DataFrame, standard: pd.DataFrame, refs=("JPEG", "HEVC (x265)"),
+                      drift_sd: dict | None = None) -> pd.DataFrame:
     """The l3ic-style table: each learned codec's time per megapixel at the matched bitrate, and
-    how many times slower it is than each reference standard codec on the same platform."""
+    how many times slower it is than each reference standard codec on the same platform; with the
+    platform's between-run spread (``drift_sd``: platform → sd), the uncertainty across runs of those
+    ratios (``ratio_uncertainty_pct``: each side's between-run half-width, :func:`lcstudy.core.drift.between_half`,
+    in their quadratic mean)."""
     if learned.empty or standard.empty:
         return pd.DataFrame()
     w = learned.pivot_table(index=["platform", "codec", "device", "threads", "measured_q", "weights"],
@@ -106,6 +110,10 @@ def speed_vs_standard(learned: pd.DataFrame, standard: pd.DataFrame, refs=("JPEG
             if d in w and d in r:
                 w[f"{d}_x_{ref.split()[0].lower()}"] = w[d] / w.platform.map(r[d])
     w = w.rename(columns={"encode": "encode_s_per_mpx", "decode": "decode_s_per_mpx"})
+    if drift_sd:
+        from ..core.drift import between_half
+
+        w["ratio_uncertainty_pct"] = [100 * between_half(1.0, drift_sd.get(p, 0.0)) for p in w.platform]
     return style.sort_codecs(w, then=["platform"])
 
 
@@ -151,6 +159,7 @@ def fig_side_by_side(summary: pd.DataFrame, rd: pd.DataFrame, stdb: pd.DataFrame
 
 
 def findings(page: Page, t: dict, bpp: float, weights: str) -> None:
+    from ..core.drift import within_uncertainty
     from .findings import fact
 
     sp = t["speed"]
@@ -167,9 +176,15 @@ def findings(page: Page, t: dict, bpp: float, weights: str) -> None:
         if len(g) < 1:
             continue
         slow, fast = g.loc[g[col].idxmax()], g.loc[g[col].idxmin()]
+        u = fast.get("ratio_uncertainty_pct", float("nan"))
+        near = u > 0 and within_uncertainty(fast[col], u / 100)  # the fastest as fast as the reference, given drift
         page.findings.add("At {bpp} on {plat}, the learned decoders take from {lo} ({f}) to {hi} ({sl}) " + ref
-                          + "'s decode time.", bpp=f"{bpp:g} bpp", plat=plat, f=fast.codec, sl=slow.codec,
-                          lo=fact(t, "speed", key(fast), col, "x"), hi=fact(t, "speed", key(slow), col, "x"))
+                          + "'s decode time" + (f"; {fast.codec}'s ratio is within the uncertainty across runs "
+                                                "(±{u}): the machine's drift between the two runs could account for "
+                                                "it." if near else "."), bpp=f"{bpp:g} bpp", plat=plat, f=fast.codec,
+                          sl=slow.codec, lo=fact(t, "speed", key(fast), col, "x"),
+                          hi=fact(t, "speed", key(slow), col, "x"),
+                          **({"u": fact(t, "speed", key(fast), "ratio_uncertainty_pct", "pct")} if near else {}))
     g = s.dropna(subset=["encode_x_jpeg"]) if "encode_x_jpeg" in s.columns else s.iloc[0:0]
     if len(g):
         fast = g.loc[g.encode_x_jpeg.idxmin()]
@@ -200,7 +215,10 @@ def build(results_dir, reference=None, downloads_dir=None, bpp: float = 0.5) -> 
     rd = rd_points(reference, df)
     learned = learned_at_bpp(df, rd, bpp) if not df.empty else pd.DataFrame()
     stdb = style.sort_codecs(standard_at_bpp(summary, bpp), then=["platform", "direction"])
-    speed = speed_vs_standard(learned, stdb)
+    parts = [d[["platform", "drift_sd"]] for d in (df, std) if "drift_sd" in d.columns]
+    sd = pd.concat(parts) if parts else pd.DataFrame()
+    speed = speed_vs_standard(learned, stdb, drift_sd=sd.groupby("platform").drift_sd.median().to_dict()
+                              if len(sd) else None)
     tables = {"sweep": summary, "at_bpp_standard": stdb, "at_bpp_learned": learned, "speed": speed}
     findings(page, tables, bpp, st.weights)
     page.header = (f"Standard codecs: {', '.join(sorted(std.platform.unique()))}, {std.image.nunique()} images. "

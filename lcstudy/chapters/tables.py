@@ -20,6 +20,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..core.drift import between_half
 from ..core.stats import TARGET_REL, median_ci
 
 # kind: how a value is written
@@ -71,6 +72,25 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "iqr_seconds": ("IQR (s)", "s", "interquartile range of the repeats (blank with one repeat)"),
     "ci_low": ("95 % CI low (s)", "s", "lower end of the median's distribution-free 95 % interval"),
     "ci_high": ("95 % CI high (s)", "s", "upper end of that interval"),
+    "ci_run_low": ("across runs low (s)", "s", "lower end of the 95 % interval across runs: the within-run interval "
+                   "(the repeats' range below 6 repeats) widened by the platform's between-run component"),
+    "ci_run_high": ("across runs high (s)", "s", "upper end of the 95 % interval across runs"),
+    "drift_sd": ("between-run sd", "frac", "standard deviation of the log of the platform's reference workload "
+                 "over all its probes: the between-run component of the intervals across runs"),
+    "ref_seconds": ("reference (s)", "s", "the reference workload's median over the run's probes"),
+    "ref_drift": ("reference drift", "x", "slowest probe of the reference workload over its fastest, within the run"),
+    "ref_probes": ("reference probes", "int", "uncontended probes of the reference workload in the run"),
+    "ref_platform_seconds": ("platform reference (s)", "s", "median reference over the platform's runs"),
+    "ref_ratio": ("reference ratio", "x", "the run's reference over its platform's median (>1: slower)"),
+    "ref_flag": ("reference flag", "text", "why the run's reference is flagged (drifted within the run or off its "
+                 "platform); empty when not"),
+    "run_half_s": ("± across runs (s)", "s", "half-width of the 95 % interval across runs: the interval over images "
+                   "and the platform's between-run component in quadrature"),
+    "run_half_pct": ("± across runs (%)", "pct", "that half-width over the median"),
+    "ratio_uncertainty_pct": ("± ratio across runs (%)", "pct", "uncertainty of the ratio of two medians from "
+                              "different runs: the quadratic mean of their across-runs half-widths"),
+    "within_uncertainty": ("within uncertainty", "flag", "✓ when the ratio is within that uncertainty: the order "
+                           "may not survive a rerun"),
     "n_samples": ("repeats", "int", "uncontended timed repeats"),
     "n_contended": ("contended repeats", "int", "repeats during which other processes used the machine"),
     "noisy": ("noisy", "text", "IQR over median > 10 %"),
@@ -351,16 +371,26 @@ def present(df: pd.DataFrame, columns: list[str] | None = None, caption: str | N
 def summarise(rows: pd.DataFrame, by: list[str], value: str = "seconds") -> pd.DataFrame:
     """Per ``by`` group: the median over images of ``value`` (each image once: its runs' median),
     the 95 % interval of that median over the images, its half-width in % and whether it meets the
-    precision target."""
+    precision target; for times, the half-width across runs too (``run_half``, ``run_half_pct``: that
+    interval's half-width and the platform's between-run component ``drift_sd`` in quadrature,
+    :func:`lcstudy.core.drift.between_half`)."""
     per = rows.groupby(by + ["image"], as_index=False, dropna=False)[value].median()
+    g_sd = (rows.groupby(by, dropna=False, sort=False).drift_sd.median().fillna(0.0) if "drift_sd" in rows
+            and value == "seconds" else None)
     out = []
     for key, g in per.groupby(by, dropna=False, sort=False):
         v = g[value].dropna().to_numpy(dtype=float)
         med = float(np.median(v)) if len(v) else float("nan")
         lo, hi = median_ci(v)
         half = (hi - lo) / 2 if not math.isnan(lo) else float("nan")
+        # across runs: the platform's between-run component in quadrature (it is common to every image of a
+        # run, so it does not average out over images); blank where neither part is known
+        sd = float(g_sd.loc[key]) if g_sd is not None else 0.0
+        run_half = math.hypot(0.0 if math.isnan(half) else half, between_half(med, sd)) if (
+            not math.isnan(half) or sd > 0) and not math.isnan(med) else float("nan")
         rec = dict(zip(by, key if isinstance(key, tuple) else (key,)))
-        rec.update({"median": med, "half": half, "images": len(v),
+        rec.update({"median": med, "half": half, "images": len(v), "run_half": run_half,
+                    "run_half_pct": 100 * run_half / med if med and not math.isnan(run_half) else float("nan"),
                     "ci_half_pct": 100 * half / med if med and not math.isnan(half) else float("nan"),
                     "precise": (half / med <= TARGET_REL) if med and not math.isnan(half) else None})
         out.append(rec)

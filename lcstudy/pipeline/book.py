@@ -67,14 +67,28 @@ def machines_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                      "torch / CompressAI / Python": f"{first.torch_version} / {first.compressai_version} / "
                                                     f"{first.python_version}",
                      "peak matmul (GFLOP/s, median)": f"{g.peak_matmul_gflops.median():.3g}",
-                     "runs": len(g), "contended repeats (%)": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f}",
+                     "runs": len(g), **reference_cells(g),
+                     "contended repeats (%)": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f}",
                      "measured (UTC)": f"{str(g.started_utc.min())[:10]} … {str(g.finished_utc.max())[:10]}"})
     return pd.DataFrame(rows), nodes
+
+
+def reference_cells(g: pd.DataFrame) -> dict:
+    """A platform's reference workload in the machines table: its median, the between-moment spread that
+    widens its intervals, and the runs whose reference is flagged (:func:`lcstudy.core.drift.flag`), named
+    like slow nodes."""
+    if "ref_seconds" not in g or g.ref_seconds.isna().all():
+        return {"reference (ms)": "—", "reference runs off": "—"}
+    flagged = g[g.ref_flag.astype(bool)]
+    return {"reference (ms)": f"{1e3 * g.ref_seconds.median():.3g} (sd {100 * g.drift_sd.iloc[0]:.1f} %)",
+            "reference runs off": (f"{len(flagged)}: " + ", ".join(flagged.label.astype(str)[:6])
+                                   + (" …" if len(flagged) > 6 else "")) if len(flagged) else "none"}
 
 
 #: the machines table, split in two narrow ones (the content column holds about six short columns)
 MACHINE_TABLES = (("platform", "device", "runs", "peak matmul (GFLOP/s, median)", "contended repeats (%)",
                    "measured (UTC)"),
+                  ("platform", "device", "reference (ms)", "reference runs off"),
                   ("platform", "device", "CPU", "GPU", "torch / CompressAI / Python", "nodes"))
 
 
@@ -127,6 +141,7 @@ def write_book(results_dir) -> None:
     headline findings for the introduction."""
     from ..chapters import CHAPTERS
     from ..chapters.tables import COLUMNS
+    from ..core.drift import DRIFT_BOUND, PLATFORM_TOLERANCE
     from ..runs import layout
     from ..runs.store import atomic_write_text
     from ..runs.tables import load_results
@@ -172,11 +187,18 @@ def write_book(results_dir) -> None:
         text = ("\n\n".join(_md_table(m[list(cols)]) for cols in MACHINE_TABLES) + f"\n\nThe {len(runs)} runs took **{fmt_seconds(total)}** of measurement wall time "
                 f"(`make cost` prints each); **{work / total:.0%}** of it was timed encoding and decoding (the rest: "
                 "model loading, warm-up, quality metrics, the operator profile and the MAC count). A node whose "
-                "median peak matmul rate is more than 5 % off its platform's median is named as slow or shared.\n")
+                "median peak matmul rate is more than 5 % off its platform's median is named as slow or shared; a run "
+                f"whose reference workload drifted more than {DRIFT_BOUND:.2f}× within it, or sits more than "
+                f"{PLATFORM_TOLERANCE:.0%} off its platform's median reference, is named under *reference runs "
+                "off* (sd: the spread of the platform's reference between moments, which widens its intervals "
+                "across runs).\n")
     atomic_write_text(gen / "machines.md", text)
+    from .reproducibility import markdown
+
+    atomic_write_text(gen / "reproducibility.md", markdown(results_dir))  # the methodology shows the last check
     atomic_write_text(gen / "headlines.md", headlines(gen / "downloads", CHAPTERS))
     print(f"wrote {book}/_toc.yml ({len(toc_runs)} run pages), runs_index.md, data.md, _generated/machines.md, "
-          "_generated/headlines.md")
+          "_generated/headlines.md, _generated/reproducibility.md")
     out = Path(os.environ.get("LCSTUDY_BOOK_OUT") or book / "_build")
     gone = prune_stale_run_pages(book, out / "html")
     if gone:

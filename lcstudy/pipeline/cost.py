@@ -190,10 +190,22 @@ def report(resolved: list, results_dir, nodes: list[int], chapters_s: float | No
         cols = ["label", "host", "device", "items", "repeats", "notebook_seconds", "wall_seconds", "item_wall_seconds",
                 "codec_seconds", "share", "contended_share"] + phase_cols + (["interrupted_executions"] if
                                                              "interrupted_executions" in runs else [])
+        if "ref_seconds" in r:  # the reference workload's median, in ms (rounded to 2 decimals below)
+            r["ref_ms"] = 1e3 * r.ref_seconds
+        cols += [c for c in ("ref_ms", "ref_drift", "ref_ratio") if c in r]
         with pd.option_context("display.width", 250, "display.max_rows", 500, "display.max_columns", 40):
             lines.append("measured runs (notebook: the whole run notebooks' wall, kernel start to run page; wall: "
                          "their measurement; codec: timed encodes+decodes; share = codec / wall)")
             lines.append(r[cols].sort_values("wall_seconds").round(2).to_string(index=False))
+        if "ref_flag" in r:
+            from ..core.drift import DRIFT_BOUND, PLATFORM_TOLERANCE
+
+            off = r[r.ref_flag.astype(bool)]
+            lines.append(f"reference workload (ref_ms: its median, ms; drift: slowest probe over fastest within the "
+                         f"run, bound {DRIFT_BOUND:.2f}×; ratio: to the platform's median, bound "
+                         f"±{PLATFORM_TOLERANCE:.0%}): " + ("no run flagged" if off.empty else f"{len(off)} run(s) "
+                         "flagged, like a slow node: "
+                         + "; ".join(f"{a} ({w})" for a, w in zip(off.label, off.ref_flag))))
         wall, work = r.wall_seconds.sum(), r.codec_seconds.sum()
         per_phase = {c[len('phase_seconds_'):]: r[c].sum() for c in phase_cols}
         lines.append(f"\nall runs: {fmt_seconds(wall)} of run wall time, {fmt_seconds(work)} of it codec work "

@@ -41,6 +41,9 @@ RUN_META = "run.json"
 ITEMS = "items"
 NOTEBOOK = "notebook.ipynb"
 CACHE = "_cache"
+#: `make reproducibility`'s checks: one folder per check (``<UTC time>``), each laid out like a results folder;
+#: :func:`runs` does not reach them (they are not the study's runs), :func:`checks` does
+CHECKS = ".reproducibility"
 
 
 def safe_name(s: str) -> str:
@@ -167,6 +170,18 @@ def runs(results, kind: str | None = None, warn: bool = True) -> list[Run]:
         warnings.warn(f"{len(stale)} run folder(s) under {base} were written with another result schema and are "
                       f"ignored (e.g. {stale[0]}); this lcstudy measures them afresh. `make clean-stale` moves them "
                       "to <results>/_stale/", stacklevel=2)
+    return found
+
+
+def checks(results, before: str | None = None) -> list[Run]:
+    """The runs of the reproducibility checks of ``results`` (those made before the check folder named
+    ``before``, when given): moments of the machine that widen the intervals across runs, never rows of
+    the study's tables."""
+    base = Path(results) / CHECKS
+    found = []
+    for d in sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []:
+        if before is None or d.name < before:
+            found += runs(d, warn=False)
     return found
 
 

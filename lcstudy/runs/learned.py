@@ -309,6 +309,14 @@ def run(log=print, progress: bool = True, **params) -> RunResult:
     The same checks as the pipeline's (:func:`lcstudy.runs.params.resolve`); the lock is the
     pipeline's when it started this notebook, else taken here, before anything is loaded.
     """
+    req = resolve(params, "profile_codec")
+    for n in req.notes:
+        log(f"note: {n}")
+    return run_request(req, log, progress)
+
+
+def run_request(req: RunRequest, log=print, progress: bool = True) -> RunResult:
+    """:func:`run` of a request already resolved (``make reproducibility`` reruns a stored one, on fewer images)."""
     import os
 
     from ..core.environ import environ
@@ -317,9 +325,6 @@ def run(log=print, progress: bool = True, **params) -> RunResult:
     from .lock import timing_lock
     from .tables import run_tables
 
-    req = resolve(params, "profile_codec")
-    for n in req.notes:
-        log(f"note: {n}")
     wait = not os.environ.get("LCSTUDY_NOWAIT")
     with timing_lock(f"{req.label} on {req.device}", wait=wait, log=log), _threads(req.threads) as n:
         weights = req.weights_path if req.weights == "checkpoint" else req.weights

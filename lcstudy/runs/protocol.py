@@ -27,8 +27,10 @@ supplies (:class:`Subject`):
    done in run.json so that a resumed run does not redo it.
 
 The peak float32 matmul rate (the roofline's ceiling) is read first: measured once per node, device and
-platform in a results folder (:func:`_peak`). Locking the machine is the caller's job
-(:mod:`lcstudy.runs.lock`): the protocol runs inside the lock.
+platform in a results folder (:func:`_peak`). A short fixed **reference workload** is timed at the run's start,
+between items and at its end (:mod:`lcstudy.core.drift`), every probe kept in run.json (``reference``): how
+far the machine's speed moved during the run, and between this run and the platform's others. Locking the
+machine is the caller's job (:mod:`lcstudy.runs.lock`): the protocol runs inside the lock.
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Protocol
 
+from ..core import drift
 from ..core.contention import CpuContention
 from ..core.environ import SCHEMA_VERSION
 from ..core.memory import release_free_heap
@@ -103,7 +106,8 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
             "environ": meta.get("environ", env), "items": [it.key for it in items],
             "phases_done": meta.get("phases_done", []), "phase_seconds": meta.get("phase_seconds", {}),
             "executions": meta.get("executions", []) + [execution], "complete": False,
-            "peak": meta.get("peak", {})}
+            "peak": meta.get("peak", {}),
+            "reference": meta.get("reference") or {"workload": drift.WORKLOAD, "probes": []}}
     layout.write_meta(path, meta)
 
     t_run = time.perf_counter()
@@ -113,7 +117,20 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
         meta["peak"] = _peak(req, env, run_id, log)
         layout.write_meta(path, meta)
 
+    probed = [0.0]  # when the last probe was made (perf_counter)
+
+    def reference(at: str) -> None:
+        # the machine's speed now: a fixed workload at the run's threads and device, kept in run.json
+        probed[0] = time.perf_counter()
+        p = drift.probe(req.device, env["threads"], at)
+        p["contended"] = _injected(f"reference@{at}", {"probe": p})["probe"]["contended"]  # the tests' hook
+        meta["reference"]["probes"].append(p)
+        layout.write_meta(path, meta)
+
     todo = [it for it in items if it.key not in done]
+    if todo:
+        paused += wait_if_paused(log)
+        reference("start")
     bar = _bar(progress, len(todo), req.label)
     warmed: set = set()
     # (pixels, seconds) of the last coding: predicts the next one's, for the warm-up rule; before the
@@ -121,12 +138,14 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
     last: tuple[int, float] | None = subject.first_guess(todo[0]) if todo else None
     rounds: dict[str, int] = {}  # item → how many times every repeat of it was contended
 
-    def measure(it: Item) -> dict:
+    def measure(it: Item, between: bool = True) -> dict:
         nonlocal paused, last
         waited = wait_if_paused(log)
         if waited:
             paused += waited
             warmed.clear()  # warm up again: caches went cold during the pause
+        if between and time.perf_counter() - probed[0] >= drift.PROBE_EVERY_S:
+            reference(it.key)
         t_item = time.perf_counter()
         release_free_heap()  # each item's memory from a clean heap, whatever was measured before it
         warm = _warm_up(subject, it, rule, warmed, last, capture=("macs" in req.phases and "capture" not in meta))
@@ -141,8 +160,8 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
         layout.write_item(path, it.key, rec)
         return rec
 
-    for it in todo:
-        measure(it)
+    for i, it in enumerate(todo):
+        measure(it, between=i > 0)
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -161,6 +180,8 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
         warmed.clear()
         for it in again:
             measure(it)
+    if todo:
+        reference("end")
 
     for name, fn in subject.phases():
         if name in meta["phases_done"]:
@@ -245,8 +266,9 @@ def contended_statement(meta: dict) -> str | None:
 def _injected(key: str, reads: dict) -> dict:
     """TEST HOOK, never set in real use: ``LCSTUDY_TEST_CONTENDED`` (comma-separated fnmatch patterns of item
     keys, ``*`` for all) makes every timed call of a matching item read as contended (the rest of the machine
-    at a whole core) and every other item's as quiet, so that the tests follow one all-contended item through
-    every entry point whatever else loads the machine they run on."""
+    at a whole core) and every other item's as quiet (a reference probe's key: ``reference@<when>``), so that
+    the tests follow one all-contended item through every entry point whatever else loads the machine they run
+    on."""
     import fnmatch
 
     pats = [p for p in os.environ.get("LCSTUDY_TEST_CONTENDED", "").split(",") if p]

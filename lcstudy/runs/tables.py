@@ -16,7 +16,9 @@ timings        run × image × direction × stage: ``node`` (who measured the im
                ``width``, ``stage``, ``kind`` (partition / sub / aggregate), ``measured`` (clocked, or
                derived: misc, \\*/other, network), ``seconds`` (median of the uncontended repeats),
                ``iqr_seconds`` (blank with one sample), ``ci_low``/``ci_high`` (95 % interval of
-               the median, blank below 6 samples), ``n_samples``, ``n_contended``, ``noisy``,
+               the median, blank below 6 samples: the noise within the run), ``ci_run_low``/``ci_run_high``
+               (the 95 % interval across runs: within-run widened by the platform's between-run component
+               ``drift_sd``, :mod:`lcstudy.core.drift`), ``n_samples``, ``n_contended``, ``noisy``,
                ``stop`` (why the repeats stopped), ``bpp``, ``psnr``, ``ms_ssim``, ``nbytes``,
                ``energy_j``/``energy_j_per_mp`` (``total`` rows: median joules of the uncontended calls,
                where the platform exposes a counter — :mod:`lcstudy.core.energy`; blank elsewhere)
@@ -31,7 +33,10 @@ complexity     run × direction × stage: ``macs``, ``flops_torch``, ``params``,
 standard       standard run × codec × value × image × direction: ``knob``, ``value``, ``seconds``,
                … as timings (stage is always ``total``), ``options``, ``threading``
 runs           run: ``kind``, ``items``, ``complete``, ``notebook_seconds``, ``wall_seconds``, ``codec_seconds``,
-               ``contended_share``, ``nodes``, ``phase_seconds_*``, ``notebook``
+               ``contended_share``, ``nodes``, ``phase_seconds_*``, ``notebook``,
+               ``ref_seconds`` (the reference workload's median), ``ref_drift`` (its slowest probe over
+               its fastest), ``ref_probes``, ``ref_platform_seconds``, ``ref_ratio`` (to the platform's
+               median), ``ref_flag`` (why the reference is flagged; empty when not), ``drift_sd``
 ============= =====================================================================================
 
 "The stages add up to the total" is one filter: ``kind == "partition"`` rows of a direction
@@ -44,6 +49,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from ..core import drift
 from ..core.stats import Measurement
 from . import layout
 
@@ -120,11 +126,15 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
         own = (rec.get("by_backend") or {}).get(backend, rec)  # this backend's rate and quality
         m = Measurement(ok.seconds.tolist())  # every repeat contended: blank (the next run measures it again)
         lo, hi = m.ci()
+        # the interval across runs starts from the within-run one (the repeats' range where that is blank);
+        # :func:`_across_runs` widens it by the platform's between-run component
+        run_lo, run_hi = drift.widen(m.median, lo, hi, 0.0, ok.seconds.tolist())
         joules = ok.energy_j.dropna()
         rows.append({**base, **extra, "image": rec["image"], "node": rec.get("node"), "height": rec["height"],
                      "width": rec["width"], "direction": direction, "stage": stage, "kind": g.kind.iloc[0],
                      "measured": bool(g.measured.iloc[0]), "seconds": m.median, "iqr_seconds": m.iqr,
-                     "ci_low": lo, "ci_high": hi, "n_samples": len(ok), "n_contended": int(g.contended.sum()),
+                     "ci_low": lo, "ci_high": hi, "ci_run_low": run_lo, "ci_run_high": run_hi, "n_samples": len(ok),
+                     "n_contended": int(g.contended.sum()),
                      "noisy": m.noisy, "stop": rec.get("stop"), "bpp": own.get("bpp"), "psnr": own.get("psnr"),
                      "ms_ssim": own.get("ms_ssim"), "nbytes": own.get("nbytes"), "backend": backend, **deployed,
                      "warmup_codings": (rec.get("warmup") or {}).get("codings"),
@@ -139,7 +149,7 @@ def run_tables(run: layout.Run) -> dict[str, pd.DataFrame]:
     return {t: _table([run], t) for t in TABLES}
 
 
-def _table(runs: list[layout.Run], table: str) -> pd.DataFrame:
+def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -> pd.DataFrame:
     frames = []
     for run in runs:
         base = base_columns(run)
@@ -192,7 +202,50 @@ def _table(runs: list[layout.Run], table: str) -> pd.DataFrame:
     frames = [f for f in frames if not f.empty]
     if not frames:
         return pd.DataFrame()
-    return pd.concat(frames, ignore_index=True)
+    out = pd.concat(frames, ignore_index=True)
+    if table in ("timings", "standard", "runs"):
+        out = _across_runs(out, runs, table, checked)
+    return out
+
+
+def reference_by_platform(runs: list[layout.Run], checked: list[layout.Run] = ()) -> dict:
+    """(platform, device) → (the platform's median reference seconds over its runs, the between-moment
+    spread of its probes and those of the reproducibility checks ``checked``,
+    :func:`lcstudy.core.drift.platform_spread`)."""
+    probes: dict = {}
+    n_own: dict = {}
+    for i, run in enumerate(list(runs) + list(checked)):
+        b = base_columns(run)
+        key = (b["platform"], b["device"])
+        probes.setdefault(key, []).append((run.meta.get("reference") or {}).get("probes", []))
+        n_own[key] = n_own.get(key, 0) + (i < len(runs))
+    out = {}
+    for key, sets in probes.items():
+        refs = [drift.run_summary(p)["ref_seconds"] for p in sets[:n_own[key]]]  # the study's runs: in order first
+        refs = [r for r in refs if not math.isnan(r)]
+        out[key] = (float(np.median(refs)) if refs else math.nan, drift.platform_spread(sets))
+    return out
+
+
+def _across_runs(df: pd.DataFrame, runs: list[layout.Run], table: str, checked=()) -> pd.DataFrame:
+    """What depends on the platform's other runs: in ``runs``, each run's reference against its platform's
+    median and its flag; in ``timings``/``standard``, each median's interval across runs
+    (``ci_run_low``/``ci_run_high``: the within-run one widened by the platform's between-run component,
+    :func:`lcstudy.core.drift.widen`) and that component (``drift_sd``)."""
+    plat = reference_by_platform(runs, checked)
+    keys = list(zip(df["platform"], df["device"]))
+    med = [plat.get(k, (math.nan, 0.0))[0] for k in keys]
+    sd = [plat.get(k, (math.nan, 0.0))[1] for k in keys]
+    df = df.assign(drift_sd=sd)
+    if table == "runs":
+        df["ref_platform_seconds"] = med
+        df["ref_ratio"] = df.ref_seconds / df.ref_platform_seconds
+        df["ref_flag"] = [drift.flag(d, r) for d, r in zip(df.ref_drift, df.ref_ratio)]
+        return df
+    lo_hi = [drift.widen(m, lo, hi, s) for m, lo, hi, s in zip(df.seconds, df.ci_run_low, df.ci_run_high, sd)]
+    df["ci_run_low"] = [a for a, _ in lo_hi]
+    df["ci_run_high"] = [b for _, b in lo_hi]
+    return df
 
 
 def _wall(executions: list, item_walls: float, phases: dict) -> float:
@@ -234,20 +287,23 @@ def _run_row(run: layout.Run, base: dict) -> dict:
            else "", "stops": ", ".join(f"{k} {v}" for k, v in pd.Series([r.get("stop") for r in recs]).value_counts()
                                        .items()),
            "notebook": str(run.notebook) if run.notebook.exists() else "",
-           "rule": str(m.get("request", {}).get("rule", {}))}
+           "rule": str(m.get("request", {}).get("rule", {})),
+           **drift.run_summary((m.get("reference") or {}).get("probes", []))}
     for k, v in m.get("phase_seconds", {}).items():
         row[f"phase_seconds_{k}"] = v
     return row
 
 
-def load_results(results_dir, table: str = "timings") -> pd.DataFrame:
+def load_results(results_dir, table: str = "timings", checks_before: str | None = None) -> pd.DataFrame:
     """All runs under ``results_dir`` (every host and device) as one tidy table (see the module
-    docstring for the tables and their columns)."""
+    docstring for the tables and their columns). The reference probes of its reproducibility checks
+    (:func:`lcstudy.runs.layout.checks`; those before ``checks_before``) count in the platform's
+    between-run spread: they are the same machine at other moments."""
     if table not in TABLES:
         from ..errors import InputError
 
         raise InputError(f"unknown table {table!r}; valid: {', '.join(TABLES)}")
-    return _table(layout.runs(results_dir), table)
+    return _table(layout.runs(results_dir), table, layout.checks(results_dir, checks_before))
 
 
 def main_rows(df: pd.DataFrame, all_threads: bool = True) -> pd.DataFrame:

@@ -1,0 +1,189 @@
+"""Drift between runs: a fixed reference workload, and intervals that cover what it measures.
+
+Why: a median's 95 % interval from its repeats describes the noise *inside* one run. Made again
+an hour later, the same measurement moves by more than that (on the 2-core VM: four back-to-back
+runs of one codec spanned 1.18× in encode time, every stage moving together — the machine, not the
+code). Nothing in a run's own repeats can see that, so every run also times a **reference
+workload** that never changes: a fixed float32 convolution and a matrix product (the two kinds of
+work a codec's transforms are made of), at the run's threads and device, synchronised on a GPU.
+
+* **When**: at the run's start, between items (at most every :data:`PROBE_EVERY_S`) and at its end
+  (:func:`probe`; about 0.1 s each on the 2-core VM, :data:`PROBE_CALLS` timed calls after one untimed).
+  Each probe is bracketed by the contention monitor like a timed coding; a contended probe is kept,
+  flagged and left out.
+* **What a run says** (:func:`run_summary`): its reference speed (the median of its probes'
+  medians), its *within-run drift* (slowest probe over fastest), and — against the other runs of
+  its platform in the results folder — the *ratio* to the platform's median reference. A run whose
+  reference moved more than :data:`DRIFT_BOUND` within it, or whose ratio is off by more than
+  :data:`PLATFORM_TOLERANCE`, is flagged like a slow node (:func:`flag`).
+* **The between-run component** (:func:`platform_spread`): the standard deviation of the log of
+  every uncontended probe of a platform (all its runs pooled, and the reruns of the results folder's
+  earlier ``make reproducibility`` checks, each against the platform's centre):
+  how much the machine's speed varies between moments, within and between runs. Not robust on
+  purpose: one slow run is exactly what the interval has to cover.
+* **Intervals that cover it** (:func:`widen`): each side of a median's interval is widened in
+  quadrature by ``z · √2 · sd · median`` — the 95 % half-width of the difference between two
+  runs' speed factors (this run's, and a rerun's). So the widened interval answers the reader's
+  question: where would this median land if it were measured again on this platform. A steady
+  machine (sd ≈ 0) keeps the within-run interval unchanged. Where the within-run interval is blank
+  (fewer than 6 repeats), the range of the repeats stands in for it.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from datetime import datetime, timezone
+
+#: timed calls of the workload per probe (after one untimed call): the probe's value is their median
+PROBE_CALLS = 9
+#: between items, a probe at most this often (seconds since the last): the standard codecs' run has over a
+#: thousand short items, and a probe before each would add minutes; so the probes cost at most ~1 % of a run
+PROBE_EVERY_S = 10.0
+#: a run whose slowest probe is more than this many times its fastest drifted within the run
+DRIFT_BOUND = 1.10
+#: a run whose reference is more than this fraction off its platform's median sits outside its spread
+PLATFORM_TOLERANCE = 0.10
+#: two-sided 95 % normal quantile (the between-run component is a sum of many small slow-downs)
+Z95 = 1.959963984540054
+#: what the workload is, recorded with every run (change it and the references are no longer comparable)
+WORKLOAD = "conv2d 1x64x128x128 * 64x64x3x3 (pad 1) + mm 384x384 @ 384x384, float32, seed 0"
+
+
+#: TEST HOOK, never set in real use: ``LCSTUDY_TEST_SPEED`` (a factor) replaces the workload by this many
+#: seconds of this thread's CPU time times the factor, timed on that clock, so that tests (and their child
+#: processes) run on a "machine" whose speed they set: a known drift between runs, whatever else loads the
+#: machine the tests run on (a wall clock would see the scheduler's preemptions)
+TEST_WORK_S = 0.004
+
+
+def _clock():
+    import os
+
+    return time.thread_time if os.environ.get("LCSTUDY_TEST_SPEED") else time.perf_counter
+
+
+def _workload(device: str):
+    """The fixed work, as a function that does it once and waits for the device (built once per device)."""
+    import os
+
+    import torch
+
+    speed = os.environ.get("LCSTUDY_TEST_SPEED")
+    if speed:
+        seconds = TEST_WORK_S * float(speed)
+
+        def busy() -> None:
+            end = time.thread_time() + seconds
+            while time.thread_time() < end:
+                pass
+
+        return busy
+
+    from .clocks import synchronizer
+
+    dev = torch.device(device)
+    g = torch.Generator(device="cpu").manual_seed(0)
+    x = torch.rand(1, 64, 128, 128, generator=g).to(dev)
+    w = torch.rand(64, 64, 3, 3, generator=g).to(dev)
+    a = torch.rand(384, 384, generator=g).to(dev)
+    sync = synchronizer(dev)
+
+    def once() -> None:
+        with torch.inference_mode():
+            torch.nn.functional.conv2d(x, w, padding=1)
+            torch.mm(a, a)
+        sync()
+
+    return once
+
+
+_BUILT: dict = {}
+
+
+def probe(device: str, threads: int, at: str) -> dict:
+    """One probe of the reference workload: ``at`` says when (``start``, an item's key, ``end``)."""
+    from .clocks import threads as _threads
+    from .contention import CpuContention
+
+    import os
+
+    with _threads(threads):
+        key = (str(device), os.environ.get("LCSTUDY_TEST_SPEED"))
+        once = _BUILT.get(key)
+        if once is None:
+            once = _BUILT[key] = _workload(str(device))
+        once()  # untimed: caches and kernels warm
+        mon = CpuContention()
+        mon.begin()
+        samples = []
+        clock = _clock()
+        for _ in range(PROBE_CALLS):
+            t0 = clock()
+            once()
+            samples.append(clock() - t0)
+        c = mon.end()
+    return {"at": at, "utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "samples": samples,
+            "seconds": statistics.median(samples), "other_cpu_s": c["other_cpu_s"], "contended": c["contended"]}
+
+
+def _good(probes: list[dict]) -> list[float]:
+    return [p["seconds"] for p in probes or [] if not p.get("contended") and p.get("seconds", 0) > 0]
+
+
+def run_summary(probes: list[dict]) -> dict:
+    """A run's reference speed (median of its uncontended probes, seconds), its within-run drift (slowest
+    probe over fastest; 1 with one probe) and how many probes it has; blanks without any."""
+    good = _good(probes)
+    if not good:
+        return {"ref_seconds": math.nan, "ref_drift": math.nan, "ref_probes": len(probes or [])}
+    return {"ref_seconds": statistics.median(good), "ref_drift": max(good) / min(good), "ref_probes": len(good)}
+
+
+def platform_spread(probe_sets: list[list[dict]]) -> float:
+    """The between-moment standard deviation of the log of the reference speed over every uncontended probe
+    of one platform's runs (each run's probes a list); 0 with fewer than two probes."""
+    logs = [math.log(s) for probes in probe_sets for s in _good(probes)]
+    return statistics.stdev(logs) if len(logs) >= 2 else 0.0
+
+
+def between_half(median: float, sd: float) -> float:
+    """The between-run half-width (seconds) of a median: ``z · √2 · sd · median``."""
+    return Z95 * math.sqrt(2.0) * sd * median
+
+
+def widen(median: float, low: float, high: float, sd: float, samples=None) -> tuple[float, float]:
+    """A median's interval widened by the between-run component, each side in quadrature. ``low``/``high``
+    blank (too few repeats): the range of ``samples`` stands in (nothing with one sample)."""
+    if median is None or math.isnan(median):
+        return math.nan, math.nan
+    if low is None or high is None or math.isnan(low) or math.isnan(high):
+        xs = [s for s in (samples or []) if s is not None and not math.isnan(s)]
+        low, high = (min(xs), max(xs)) if xs else (median, median)
+    b = between_half(median, sd)
+    return median - math.hypot(median - low, b), median + math.hypot(high - median, b)
+
+
+def flag(ref_drift: float, ref_ratio: float) -> str:
+    """Why a run's reference is flagged (empty when it is not): drifted within the run, or off its platform."""
+    why = []
+    if ref_drift is not None and not math.isnan(ref_drift) and ref_drift > DRIFT_BOUND:
+        why.append(f"reference drifted {ref_drift:.2f}× within the run (bound {DRIFT_BOUND:.2f}×)")
+    if ref_ratio is not None and not math.isnan(ref_ratio) and abs(ref_ratio - 1) > PLATFORM_TOLERANCE:
+        why.append(f"reference {ref_ratio:.2f}× its platform's median (bound ±{PLATFORM_TOLERANCE:.0%})")
+    return "; ".join(why)
+
+
+def ratio_uncertainty(rel_a: float, rel_b: float) -> float:
+    """The relative uncertainty of a ratio of two medians from different runs, each stated with its
+    across-runs relative half-width: their quadratic mean (the √2 of a rerun is in each already, and two
+    runs' difference needs it once)."""
+    vals = [0.0 if v is None or math.isnan(v) else v for v in (rel_a, rel_b)]
+    return math.sqrt((vals[0] ** 2 + vals[1] ** 2) / 2)
+
+
+def within_uncertainty(ratio: float, rel: float) -> bool:
+    """Whether a ratio of two medians is within their stated across-runs uncertainty ``rel`` (relative)."""
+    if ratio is None or math.isnan(ratio) or ratio <= 0:
+        return False
+    return abs(math.log(ratio)) <= math.log1p(rel)

@@ -1,0 +1,241 @@
+"""Drift between runs (issue 31): a reference workload that sees the machine's speed, intervals across runs
+that cover a known drift, ``make reproducibility`` — and, for each rule the methodology states for a timed
+coding, a test that fails when that rule alone is switched off.
+
+The "machine" here is the test hook ``LCSTUDY_TEST_SPEED``: the reference workload becomes a busy wait and
+the fake codec ``tests.fakecodec:Drifting`` does its work, both scaled by that factor, in this process and in
+the children ``make reproducibility`` starts. ``LCSTUDY_TEST_CONTENDED`` set to a pattern no item has makes
+every timed call and probe read as quiet, whatever else loads the machine the tests run on."""
+import json
+import math
+
+import pytest
+
+from lcstudy.core import drift
+from lcstudy.core.stats import StopRule
+
+from .test_reliability import imgs  # noqa: F401 - two 64² images, im0 and im1 (a fixture)
+
+DRIFTING = "tests.fakecodec:Drifting"
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    monkeypatch.setenv("LCSTUDY_TEST_CONTENDED", "no-such-item")  # everything reads as quiet
+
+    def speed(factor: float):
+        monkeypatch.setenv("LCSTUDY_TEST_SPEED", str(factor))
+    return speed
+
+
+def _run(imgs, results, seed: int, repeats: int = 6, **kw):
+    from lcstudy.runs import learned
+
+    return learned.run(codec=DRIFTING, weights="random", images=str(imgs), repeats=repeats, warmup=0, kernels=False,
+                       macs=False, seed=seed, results_dir=str(results), progress=False, log=lambda s: None, **kw)
+
+
+def test_known_answers_of_the_spread_and_the_widening():
+    probes = lambda *s: [{"seconds": x, "contended": False} for x in s]  # noqa: E731
+    steady = [probes(0.01, 0.01, 0.01), probes(0.01, 0.01)]
+    assert drift.platform_spread(steady) == 0.0
+    assert drift.widen(1.0, 0.98, 1.03, 0.0) == (0.98, 1.03)  # a steady platform keeps the interval
+    sets = [probes(1.0, 1.0, 1.0), probes(1.0, 1.0, 1.0), probes(1.3, 1.3, 1.3)]
+    logs = [0.0] * 6 + [math.log(1.3)] * 3
+    mean = sum(logs) / 9
+    sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 8)
+    assert drift.platform_spread(sets) == pytest.approx(sd)
+    b = drift.Z95 * math.sqrt(2) * sd
+    assert drift.widen(1.0, 0.98, 1.03, sd) == pytest.approx((1 - math.hypot(0.02, b), 1 + math.hypot(0.03, b)))
+    assert drift.widen(1.0, math.nan, math.nan, sd, [0.9, 1.0, 1.2]) == pytest.approx(
+        (1 - math.hypot(0.1, b), 1 + math.hypot(0.2, b)))  # too few repeats: their range stands in
+    contended = [[{"seconds": 5.0, "contended": True}, *probes(1.0, 1.0)]]
+    assert drift.run_summary(contended[0]) == {"ref_seconds": 1.0, "ref_drift": 1.0, "ref_probes": 2}
+    assert drift.flag(1.2, 1.0).startswith("reference drifted 1.20×") and drift.flag(1.05, 0.8).startswith(
+        "reference 0.80×") and drift.flag(1.05, 1.05) == ""
+    assert drift.within_uncertainty(1.10, 0.12) and not drift.within_uncertainty(1.15, 0.12)
+    assert drift.ratio_uncertainty(0.1, 0.1) == pytest.approx(0.1)
+
+
+def test_a_drift_between_runs_is_flagged_and_covered_by_the_intervals_across_runs(machine, imgs, tmp_path,
+                                                                                  monkeypatch):
+    """Three runs of one request on a machine whose speed moves by a known 1.3× before the third: the third's
+    reference is flagged off its platform, its medians lie outside the other runs' within-run intervals and
+    inside their intervals across runs."""
+    from lcstudy.runs.tables import load_results
+
+    monkeypatch.setattr(drift, "PROBE_EVERY_S", 0.0)  # a probe between every two items, however short
+    results = tmp_path / "r"
+    for seed, speed in ((0, 1.0), (1, 1.0), (2, 1.3)):
+        machine(speed)
+        _run(imgs, results, seed)
+    runs = load_results(results, "runs").set_index("seed")
+    assert runs.ref_probes.tolist() == [3, 3, 3]  # start, between the two items, end
+    assert runs.ref_ratio[2] == pytest.approx(1.3, rel=0.06)
+    assert "platform's median" in runs.ref_flag[2]
+    assert runs.ref_flag[0] == runs.ref_flag[1] == ""
+    t = load_results(results, "timings")
+    t = t[t.stage == "total"].set_index(["seed", "image", "direction"])
+    for image in ("im0", "im1"):
+        for direction in ("encode", "decode"):
+            slow = t.loc[(2, image, direction)]
+            for seed in (0, 1):
+                row = t.loc[(seed, image, direction)]
+                assert 1.15 < slow.seconds / row.seconds < 1.35  # the codec's 1.3×, through a loaded machine's noise
+                assert not row.ci_low <= slow.seconds <= row.ci_high  # the within-run interval misses the drift
+                assert row.ci_run_low <= slow.seconds <= row.ci_run_high  # the one across runs covers it
+                assert row.ci_run_low < row.ci_low and row.ci_run_high > row.ci_high
+
+
+def test_a_steady_machine_keeps_the_within_run_intervals(machine, imgs, tmp_path):
+    from lcstudy.runs.tables import load_results
+
+    results = tmp_path / "r"
+    machine(1.0)
+    for seed in (0, 1):
+        _run(imgs, results, seed)
+    runs = load_results(results, "runs")
+    assert (runs.ref_flag == "").all() and runs.ref_drift.max() < drift.DRIFT_BOUND
+    t = load_results(results, "timings")
+    t = t[t.stage == "total"]
+    assert t.ci_low.notna().all()
+    # widened by less than 2 % of the median on each side (the busy wait's own jitter): the old interval
+    assert ((t.ci_low - t.ci_run_low) / t.seconds).max() < 0.02
+    assert ((t.ci_run_high - t.ci_high) / t.seconds).max() < 0.02
+
+
+def test_the_chapters_say_when_a_ratio_is_within_the_drift():
+    import pandas as pd
+
+    from lcstudy.chapters import assessment, flops_runtime
+    from lcstudy.chapters.findings import drift_clause
+
+    rows = []
+    for codec, secs, sd in (("A", 1.0, 0.05), ("B", 1.1, 0.05), ("C", 3.0, 0.05)):
+        for k in range(6):
+            rows.append({"codec": codec, "quality": 1, "platform": "P", "device": "cpu", "weights": "random",
+                         "direction": "encode", "stage": "total", "image": f"i{k}", "seconds": secs * (1 + k / 1000),
+                         "drift_sd": sd})
+    o = assessment.overall(pd.DataFrame(rows))
+    assert (o.run_half_pct > 100 * drift.Z95 * math.sqrt(2) * 0.05 * 0.99).all()  # the between-run component
+    ab = assessment._compare(o.set_index("codec").loc["B"], o.set_index("codec").loc["A"])
+    assert ab["within_uncertainty"]  # 1.1× apart, ±14 % across runs
+    ex = assessment.extremes(o)
+    assert ex.slowest.iloc[0] == "C" and not ex.within_uncertainty.iloc[0]
+    assert "within the uncertainty across runs" in drift_clause(pd.Series(ab))
+    assert "within" not in drift_clause(ex.iloc[0])
+    t = pd.DataFrame([{"platform": "P", "direction": "decode", "codec": c, "kmac_per_px": k, "seconds": s,
+                       "drift_sd": 0.05} for c, k, s in (("A", 100, 1.0), ("B", 50, 1.05), ("C", 10, 0.2))])
+    flips = flops_runtime.mac_flips(t)  # A: more MACs, yet faster than B — within the drift
+    assert flips[["more_macs", "fewer_macs"]].values.tolist() == [["A", "B"]] and flips.within_uncertainty.iloc[0]
+
+
+def test_a_learned_codec_as_fast_as_jpeg_within_the_drift_is_said_so():
+    import pandas as pd
+
+    from lcstudy.chapters import standard_codecs
+    from lcstudy.chapters.page import Page
+
+    jpeg = pd.DataFrame([{"platform": "P", "codec": "JPEG", "direction": d, "s_per_mpx": 1.0, "psnr_at_bpp": 30.0,
+                          "how": "x"} for d in ("encode", "decode")])
+    learned = pd.DataFrame([{"platform": "P", "codec": c, "device": "cpu", "threads": 2, "measured_q": 1,
+                             "weights": "random", "direction": d, "s_per_mpx": t}
+                            for c, t in (("A", 1.1), ("B", 30.0)) for d in ("encode", "decode")])
+    sp = standard_codecs.speed_vs_standard(learned, jpeg, refs=("JPEG",), drift_sd={"P": 0.05})
+    assert sp.ratio_uncertainty_pct.iloc[0] == pytest.approx(100 * drift.Z95 * math.sqrt(2) * 0.05)
+    page = Page("standard_codecs")
+    standard_codecs.findings(page, {"speed": sp, "at_bpp_standard": jpeg}, 0.5, "pretrained")
+    said = page.findings.sentences()[0]
+    assert "A's ratio is within the uncertainty across runs (±13.9 %)" in said
+    sp.loc[sp.codec == "A", "decode_x_jpeg"] = 2.0  # twice JPEG's time: beyond the drift
+    page = Page("standard_codecs")
+    standard_codecs.findings(page, {"speed": sp, "at_bpp_standard": jpeg}, 0.5, "pretrained")
+    assert "uncertainty" not in page.findings.sentences()[0]
+
+
+def test_make_reproducibility_reruns_apart_and_reports_coverage(machine, imgs, tmp_path, monkeypatch, capsys):
+    """Runs at speeds 1.0 and 1.2, rerun (in fresh processes) at 1.1: every rerun median lies within the
+    intervals across runs and none within the within-run ones; the study's tables are untouched and the
+    methodology's paragraph reads the check."""
+    from lcstudy.pipeline import reproducibility
+    from lcstudy.runs.tables import load_results
+
+    results = tmp_path / "r"
+    for seed, speed in ((0, 1.0), (1, 1.2)):
+        machine(speed)
+        _run(imgs, results, seed)
+    before = load_results(results, "timings")
+    machine(1.1)
+    monkeypatch.chdir(tmp_path.parent)  # the children find tests.fakecodec through PYTHONPATH (conftest)
+    assert reproducibility.main(["--results-dir", str(results), "--codecs", "Drifting", "--limit", "1",
+                                 "--split", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "coverage over" in out and "reference workload" in out
+    s = json.loads((results / ".reproducibility" / "last.json").read_text())
+    assert s["runs"] == 2 and s["rows"] == 2 * 1 * (7 + 5)  # runs × images × clocked stages of encode, decode
+    assert s["coverage_ci_run"] == 1.0 and s["coverage_ci"] < 0.2
+    assert s["median_half_pct_after"] > s["median_half_pct_before"]
+    ref = sorted(r["rerun_over_run_ref"] for r in s["reference"])  # the machine's speed, rerun over run
+    assert ref == pytest.approx([1.1 / 1.2, 1.1], rel=0.05)
+    assert sorted(r["rerun_over_run_codec"] for r in s["reference"]) == pytest.approx([1.1 / 1.2, 1.1], rel=0.05)
+    assert len(list((results / ".reproducibility").glob("*/check.json"))) == 1
+    after = load_results(results, "timings")
+    assert len(after) == len(before) and set(after.run_id) == set(before.run_id)  # reruns written apart
+    # the check's probes (the machine at 1.1) count in later loads' spread, not in the intervals it tested
+    assert after.drift_sd.iloc[0] < before.drift_sd.iloc[0]
+    stated = load_results(results, "timings", checks_before=s["checked_utc"])
+    assert stated.ci_run_high.tolist() == before.ci_run_high.tolist()
+    text = reproducibility.markdown(results)
+    assert "Last check" in text and "100 %" in text
+    with pytest.raises(Exception, match="no complete learned-codec run of NOPE"):
+        reproducibility.main(["--results-dir", str(results), "--codecs", "NOPE"])
+
+
+# --- each rule of a timed coding, switched off alone, fails a test ---------------------------------------------
+# warm-up per shape: test_warm_up_once_per_new_shape (here) and test_pause_resume_and_warm_up_again
+# (test_protocol.py); stopping rule: test_the_protocol_stops_by_the_rule (here) and test_stats.py;
+# contention: test_contention_is_detected_redone_and_kept (test_protocol.py) and
+# test_api_all_contended_item_retried_then_named_and_workbooks_of_the_rest (test_reliability.py);
+# lock: test_every_run_takes_the_lock (test_lock.py); pause: test_pause_resume_and_warm_up_again (test_protocol.py);
+# reference workload: test_a_drift_between_runs_is_flagged_and_covered_by_the_intervals_across_runs (here).
+
+
+def test_warm_up_once_per_new_shape(machine, tmp_path, small_png):
+    """Two shapes, two images each: the first of each shape is warmed up, the second is not; a shape whose
+    first coding is predicted longer than ``warmup_skip_s`` is not warmed up at all."""
+    import lcstudy
+    from lcstudy.runs import layout
+
+    machine(1.0)
+    folder = tmp_path / "imgs"
+    for name, h, w in (("a0", 64, 64), ("a1", 64, 64), ("b0", 64, 128), ("b1", 64, 128)):
+        small_png(name, h, w, seed=len(name) + h + w, folder=folder)
+    codec = lcstudy.load_codec(DRIFTING, weights="random")
+    lcstudy.profile(codec, sorted(folder.glob("*.png")), rule=StopRule(1, 1, warmup=1, warmup_skip_s=60.0),
+                    results_dir=tmp_path / "r", log=lambda s: None)
+    recs = {r["item"]: r["warmup"] for r in layout.read_items(next((tmp_path / "r").rglob("run.json")).parent)}
+    assert [recs[k]["codings"] for k in ("a0", "a1", "b0", "b1")] == [1, 0, 1, 0]
+    lcstudy.profile(codec, sorted(folder.glob("*.png")), rule=StopRule(1, 1, warmup=1, warmup_skip_s=0.01),
+                    results_dir=tmp_path / "s", log=lambda s: None)
+    recs = {r["item"]: r["warmup"] for r in layout.read_items(next((tmp_path / "s").rglob("run.json")).parent)}
+    assert recs["b0"]["codings"] == 0 and recs["b0"]["reason"].startswith("skipped: predicted")
+
+
+def test_the_protocol_stops_by_the_rule(machine, imgs, tmp_path):
+    """A steady coding stops at "precision" with the first count that has a 95 % interval (6), not at the
+    ceiling; a tiny budget stops it at the floor; the ceiling stops one that never gets precise."""
+    from lcstudy.runs import layout
+
+    machine(1.0)
+
+    def stops(rule, where):
+        import lcstudy
+
+        codec = lcstudy.load_codec(DRIFTING, weights="random")
+        lcstudy.profile(codec, sorted(imgs.glob("*.png")), rule=rule, results_dir=tmp_path / where, log=lambda s: None)
+        recs = layout.read_items(next((tmp_path / where).rglob("run.json")).parent)
+        return {(r["stop"], len(r["repeats"])) for r in recs}
+
+    assert stops(StopRule(1, 10, target=0.05, budget_s=1000.0, warmup=0), "p") == {("precision", 6)}
+    assert stops(StopRule(2, 10, target=0.05, budget_s=0.01, warmup=0), "b") == {("time budget", 2)}
+    assert stops(StopRule(1, 3, target=1e-6, budget_s=1000.0, warmup=0), "c") == {("ceiling", 3)}
