@@ -56,7 +56,8 @@ lower = $(shell echo $(1) | tr A-Z a-z)
 RUN_PARAMS := $(foreach v,$(NB_PARAMS),$(if $(value $(v)),$(call lower,$(v))='$($(v))'))
 # for `make runs`/`make book`: what applies to every planned run (not the codec or its quality)
 PLAN_PARAMS := $(foreach v,$(filter-out CODEC QUALITY DEVICE CODEC_ARGS SIZES BACKEND,$(NB_PARAMS)),$(if $(value $(v)),$(call lower,$(v))='$($(v))'))
-PLAN_ARGS = --profile $(PROFILE) --devices "$(DEVICES)" --results-dir $(RESULTS_DIR) $(if $(CODECS),--codecs "$(CODECS)")
+PLAN_ARGS = --profile $(PROFILE) --devices "$(DEVICES)" --results-dir $(RESULTS_DIR) $(if $(CODECS),--codecs "$(CODECS)") \
+            $(if $(BACKENDS),--backends "$(BACKENDS)")
 
 .PHONY: help
 help: ## list the targets and variables
@@ -64,6 +65,7 @@ help: ## list the targets and variables
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
 	@echo "variables: PROFILE=quick|standard|paper (now $(PROFILE)), DEVICES='cpu cuda' (default: cpu + cuda if present),"
 	@echo "  RESULTS_DIR (now $(RESULTS_DIR)), EXECUTOR=local|slurm, NODES=1,4,16 (make cost), CODECS='FP ARC' (a subset),"
+	@echo "  BACKENDS=none|'onnxruntime compile' (the deployment runs planned; default: the profile's),"
 	@echo "  CODECS_FILE=<toml> (your own codecs), LCSTUDY_MIRROR=<folder> (data from a local mirror), NOWAIT=1,"
 	@echo "  SLURM_PARTITION SLURM_GPU_PARTITION SLURM_ACCOUNT SLURM_QOS SLURM_OPTS SLURM_WAIT=0|1,"
 	@echo "  notebook parameters (make run; the rest also make runs/book): $(NB_PARAMS)"

@@ -3,6 +3,9 @@ an identity backend is byte-identical at speed-up 1, an exported transform agree
 backend is caught, a one-off cost never enters a median, old results read as eager."""
 import copy
 import json
+import os
+import subprocess
+import sys
 import re
 import time
 
@@ -17,7 +20,7 @@ from lcstudy.runs import layout
 from lcstudy.runs.params import LEARNED_PARAMS, resolve
 from lcstudy.runs.tables import load_results
 
-from .conftest import KODAK, ROOT
+from .conftest import KODAK, MIRROR, ROOT
 
 FAKE = "tests.fakecodec:FakeHyperprior"
 
@@ -256,3 +259,21 @@ def test_energy_of_each_side_is_its_own_call(monkeypatch, tmp_path, small_png, q
     assert set(tot.backend) == {"slower", "eager"} and tot.energy_j.notna().all()
     for _, r in tot.iterrows():
         assert 40.0 * r.seconds <= r.energy_j * 1.0001 <= 40.0 * r.seconds * 1.3 + 0.1, (r.backend, r.direction)
+
+
+def test_backends_variable_replaces_the_profiles_deployment_runs(tmp_path):
+    """make BACKENDS=none plans no backend run; BACKENDS='onnxruntime' only that one; a wrong name fails in
+    one line naming the valid ones, before any work."""
+    def plan(*extra):
+        return subprocess.run([sys.executable, "-m", "lcstudy.pipeline", "cost", "--profile", "quick", "--devices",
+                               "cpu", "--codecs", "HP", *extra, "--results-dir", str(tmp_path / "r")], cwd=ROOT,
+                              capture_output=True, text=True, env={**os.environ, "LCSTUDY_MIRROR": str(MIRROR)})
+
+    runs = {k: plan(*v) for k, v in {"profile": (), "none": ("--backends", "none"),
+                                     "one": ("--backends", "onnxruntime"), "bad": ("--backends", "onnx")}.items()}
+    assert "plan: 4 runs" in runs["profile"].stdout, runs["profile"].stdout + runs["profile"].stderr
+    assert "plan: 2 runs" in runs["none"].stdout and "plan: 3 runs" in runs["one"].stdout
+    assert runs["bad"].returncode != 0 and runs["bad"].stderr.strip().splitlines()[-1] == (
+        "error: BACKENDS='onnx': onnx is not a deployment backend; valid: none or any of channels_last, compile, "
+        "bf16, fp16, int8, onnxruntime")
+    assert not (tmp_path / "r").exists()

@@ -43,7 +43,7 @@ def _results(path, table="timings"):
 
 def test_runs_twice_executes_nothing_the_second_time(env, imgs, tmp_path):
     # CROP=0: the images are smaller than the quick profile's 256² crop (which would be refused)
-    args = ("runs", "PROFILE=quick", "CODECS=FP", f"IMAGES={imgs}", "CROP=0", "WEIGHTS=random",
+    args = ("runs", "PROFILE=quick", "CODECS=FP", "BACKENDS=none", f"IMAGES={imgs}", "CROP=0", "WEIGHTS=random",
             f"RESULTS_DIR={tmp_path / 'r'}")
     first = make(env, *args)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -91,8 +91,8 @@ def test_scancel_then_resubmit_resumes(cluster, tmp_path):
     none measured twice."""
     env = {**cluster, "LCSTUDY_LOCK": str(tmp_path / "lock")}
     res = tmp_path / "results"
-    args = ("runs", "PROFILE=quick", "EXECUTOR=slurm", "CODECS=DGM", "LIMIT=6", "WEIGHTS=random",
-            f"RESULTS_DIR={res}")
+    args = ("runs", "PROFILE=quick", "EXECUTOR=slurm", "CODECS=DGM", "BACKENDS=none", "LIMIT=6", "WEIGHTS=random",
+            f"RESULTS_DIR={res}")  # one run (no deployment runs beside it): the one cancelled and resubmitted
     out = _make(env, *args, "SLURM_WAIT=0")
     assert out.returncode == 0, out.stderr[-2000:]
     job = _arrays(res)[0]["job"]
@@ -124,8 +124,8 @@ def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(cluster, tmp
     codecs = tmp_path / "codecs.toml"
     codecs.write_text('[[codec]]\nlabel = "BROKEN"\nclass = "tests.fakecodec:Broken"\n[codec.qualities]\n1 = {}\n')
     res = tmp_path / "results"
-    args = ("PROFILE=quick", "EXECUTOR=slurm", "CODECS=HP BROKEN", "WEIGHTS=random", f"RESULTS_DIR={res}",
-            f"CODECS_FILE={codecs}")
+    args = ("PROFILE=quick", "EXECUTOR=slurm", "CODECS=HP BROKEN", "BACKENDS=none", "WEIGHTS=random",
+            f"RESULTS_DIR={res}", f"CODECS_FILE={codecs}")
     out = _make(env, "runs", *args)
     assert out.returncode != 0
     err = [ln for ln in out.stderr.splitlines() if "BROKEN" in ln]
@@ -137,7 +137,7 @@ def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(cluster, tmp
     runs = load_results(res, "runs")
     assert sorted(runs.codec) == ["HP", "standard"] and runs.complete.all()  # the standard codecs are planned too
     miss = subprocess.run([".venv/bin/python", "-m", "lcstudy.pipeline", "missing", "--profile", "quick",
-                           "--codecs", "HP BROKEN", "--results-dir", str(res), "weights=random"], cwd=ROOT,
+                           "--codecs", "HP BROKEN", "--backends", "none", "--results-dir", str(res), "weights=random"], cwd=ROOT,
                           env={**env, "LCSTUDY_CODECS": str(codecs)}, capture_output=True, text=True)
     assert miss.returncode == 1 and "1 of 3 planned runs have no results" in miss.stderr and "BROKEN" in miss.stderr
 

@@ -18,7 +18,7 @@ def overall(main: pd.DataFrame) -> pd.DataFrame:
     its rank and its ratio to the fastest codec of the platform and direction."""
     d = main[main.stage == "total"]
     s = summarise(d, ["codec", "quality", "platform", "device", "weights", "direction"])
-    s["rank"] = s.groupby(["platform", "direction"])["median"].rank(method="min").astype(int)
+    s["rank"] = s.groupby(["platform", "direction"])["median"].rank(method="min").astype("Int64")  # blank: an all-contended codec
     s["ratio_to_fastest"] = s["median"] / s.groupby(["platform", "direction"])["median"].transform("min")
     s = s.rename(columns={"median": "median_s", "half": "ci_half_s", "run_half": "run_half_s"})
     return style.sort_codecs(s, then=["quality", "platform", "direction"])

@@ -63,7 +63,7 @@ def ranks(t: pd.DataFrame) -> pd.DataFrame:
     """Rank of each codec by median time (1 = fastest) per platform and direction, beside its rank by
     kMAC/px (what FLOPs alone would predict)."""
     r = t.copy()
-    r["rank_time"] = r.groupby(["platform", "direction"]).seconds.rank(method="min").astype(int)
+    r["rank_time"] = r.groupby(["platform", "direction"]).seconds.rank(method="min").astype("Int64")  # blank: an all-contended codec
     r["rank_kmac"] = r.groupby(["platform", "direction"]).kmac_per_px.rank(method="min")
     return r[["codec", "quality", "direction", "platform", "seconds", "rank_time", "kmac_per_px", "rank_kmac"]]
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..errors import LcstudyError
+from ..errors import InputError, LcstudyError
 
 
 def _kv(items: list[str]) -> dict:
@@ -29,9 +29,24 @@ def _kv(items: list[str]) -> dict:
 
 
 def _profile(a):
+    """The profile, with its deployment backends replaced where ``--backends`` (make ``BACKENDS``) says so:
+    ``none`` plans no backend run (a book without the Deployment chapter's runs), ``'onnxruntime compile'``
+    plans those."""
+    import dataclasses
+
+    from ..core.backends import BACKENDS
     from ..runs.profiles import get_profile
 
-    return get_profile(a.profile)
+    prof = get_profile(a.profile)
+    given = getattr(a, "backends", None)
+    if given is None:
+        return prof
+    names = () if given.strip().lower() in ("none", "") else tuple(given.split())
+    bad = [n for n in names if n not in BACKENDS or n == "eager"]
+    if bad:
+        raise InputError(f"BACKENDS={given!r}: {', '.join(bad)} is not a deployment backend; valid: none or any of "
+                         f"{', '.join(b for b in BACKENDS if b != 'eager')}")
+    return dataclasses.replace(prof, backends=names)
 
 
 def _devices(a) -> list[str]:
@@ -187,6 +202,7 @@ def main(argv=None) -> int:
         p.add_argument("--profile", default="standard")
         p.add_argument("--devices", default="")
         p.add_argument("--codecs", default="")
+        p.add_argument("--backends", default=None, help="the deployment backends to plan (none: no backend run)")
         p.add_argument("--results-dir", default="results")
         p.add_argument("params", nargs="*", help="name=value parameters for every run (WEIGHTS=random …)")
         return p
