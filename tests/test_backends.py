@@ -128,7 +128,8 @@ def test_identity_backend_is_byte_identical_at_speedup_one(monkeypatch, tmp_path
     page = run_page.build(r)
     assert "backend **same**" in page.header and "deployment" in page.parts
     ch = deployment.build(str(tmp_path / "res"), None, str(tmp_path / "dl"))
-    assert ch.findings.sentences() and "fastest under same" in ch.findings.sentences()[0]
+    first = ch.findings.sentences()[0]  # the identity: a speed-up of 1 within noise, so either may win
+    assert re.search(r"fastest decoder of each codec is (same|eager)'s for", first), first
     assert (tmp_path / "dl" / "lcstudy_deployment_speedup.csv").exists() and "Random weights" in ch.header
 
 
