@@ -345,3 +345,42 @@ def test_every_chapter_builds_when_a_codec_had_every_item_contended(reference, t
         assert "HP" not in set(o.codec) and {"FP", "ARC"} <= set(o.codec) and o["rank"].notna().all()
     finally:
         load.cache_clear()
+
+
+def test_steal_is_recorded_apart_and_a_burner_is_still_contended(monkeypatch):
+    """Issue 26 point 7's known answer: a call during which the hypervisor stole 0.07 s (what x265's threads on
+    both virtual CPUs of an idle VM met) is not contended, and says so in ``steal_s``; the same call beside
+    another process using a core still is."""
+    from collections import namedtuple
+
+    from lcstudy.core import contention
+
+    T = namedtuple("T", "user nice system irq softirq steal")
+    Me = namedtuple("Me", "user system")
+    reads = iter([])
+
+    class FakePs:
+        @staticmethod
+        def cpu_times():
+            return next(reads)
+
+        class Process:
+            def __init__(self, pid):
+                self.pid = pid
+                self.n = 0
+
+            def cpu_times(self):
+                self.n += 1
+                return Me(0.0, 0.0) if self.n == 1 else Me(0.14, 0.0)  # own threads: 0.14 s in the call
+
+    def fake_init(self, trace=False):
+        self._psutil, self._me, self.trace = FakePs, FakePs.Process(1), False
+
+    monkeypatch.setattr(contention.CpuContention, "__init__", fake_init)
+    for other_user, contended in ((0.0, False), (0.1, True)):
+        reads = iter([T(1.0, 0, 0, 0, 0, 5.0), T(1.0 + 0.14 + other_user, 0, 0, 0, 0, 5.07)])
+        c = contention.CpuContention()
+        c.begin()
+        time.sleep(0.1)
+        r = c.end()
+        assert r["contended"] is contended and r["steal_s"] == pytest.approx(0.07), r
