@@ -49,7 +49,8 @@ SLURM_OPTS ?=
 SLURM_WAIT ?= 1
 export SLURM_PARTITION SLURM_GPU_PARTITION SLURM_ACCOUNT SLURM_QOS SLURM_OPTS
 
-# every notebook parameter can be set as the make variable of its upper-case name
+# every notebook parameter can be set as the make variable of its upper-case name: the list that
+# `python -m lcstudy.pipeline params learned` prints, less RESULTS_DIR and PROFILE (tests/test_request.py checks it)
 NB_PARAMS := CODEC QUALITY DEVICE THREADS IMAGES LIMIT CROP RESIZE SIZES REPEATS MIN_REPEATS MAX_REPEATS BUDGET TARGET \
              WARMUP WEIGHTS SEED KERNELS MACS CODEC_ARGS BACKEND
 lower = $(shell echo $(1) | tr A-Z a-z)
@@ -148,6 +149,12 @@ reproducibility: $(STAMP) ## rerun measured runs in fresh processes: do their in
 	$(PY) -m lcstudy.pipeline.reproducibility --results-dir $(RESULTS_DIR) $(if $(CODECS),--codecs "$(CODECS)") \
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(SAMPLE),--sample $(SAMPLE)) --split $(SPLIT)
 
+.PHONY: decodability
+DECODE_LIMIT ?= 2
+DECODE_QUALITIES ?= lowest
+decodability: $(STAMP) ## decode the stored bitstreams of RESULTS_DIR under each decoder here (DECODE_LIMIT, DECODE_QUALITIES)
+	$(PIPE) decodability --results-dir $(RESULTS_DIR) --limit $(DECODE_LIMIT) --qualities $(DECODE_QUALITIES)
+
 .PHONY: chapters
 chapters: $(STAMP) ## execute the chapter notebooks over RESULTS_DIR
 	$(PIPE) chapters --results-dir $(RESULTS_DIR) --reference $(REFERENCE)
@@ -158,6 +165,7 @@ chapters: $(STAMP) ## execute the chapter notebooks over RESULTS_DIR
 book: $(STAMP) data ## everything: setup → data → runs → chapters → HTML (book/_build/html/index.html)
 	@$(PIPE) runs $(PLAN_ARGS) --executor $(EXECUTOR) --wait $(SLURM_WAIT) --contended-ok -- $(PLAN_PARAMS)
 	@$(PIPE) missing --quiet $(PLAN_ARGS) $(PLAN_PARAMS)
+	@$(PIPE) decodability --results-dir $(RESULTS_DIR) --limit $(DECODE_LIMIT) --qualities $(DECODE_QUALITIES)
 	@$(MAKE) --no-print-directory chapters html PROFILE=$(PROFILE)
 	@$(PIPE) missing --status $(PLAN_ARGS) $(PLAN_PARAMS)
 
@@ -182,7 +190,7 @@ test: $(STAMP) ## run the test suite (sets up first if needed)
 
 .PHONY: bench-overhead
 bench-overhead: $(STAMP) ## instrumented vs plain compress()+decompress() per codec (target ≤ 1.01)
-	$(PY) -m lcstudy.core.bench overhead --device $(or $(DEVICE),cpu) --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
+	$(PY) -m lcstudy.pipeline.bench overhead --device $(or $(DEVICE),cpu) --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
 
 .PHONY: device-wheels device-check
 device-wheels: $(STAMP) ## download the Python 3.12 wheels a GPU machine without network lacks (.device/wheels)
@@ -193,7 +201,7 @@ device-check: ## on a GPU machine (no venv needed): install the carried wheels, 
 
 .PHONY: bench-startup
 bench-startup: $(STAMP) ## a run notebook's fixed cost in parts (kernel start, imports, codec load, run page)
-	$(PY) -m lcstudy.core.bench startup --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
+	$(PY) -m lcstudy.pipeline.bench startup --images $(if $(LCSTUDY_MIRROR),$(LCSTUDY_MIRROR)/data/kodak,data/kodak)
 
 .PHONY: cost
 cost: $(STAMP) ## what the runs cost: per run and phase, codec-work share, projected total on NODES nodes

@@ -38,6 +38,8 @@ def main(argv=None):
     ap.add_argument("--lmbda", type=float, default=0.0067)
     ap.add_argument("--N", type=int, default=32)
     ap.add_argument("--M", type=int, default=48)
+    ap.add_argument("--crop", type=int, default=128, help="training crop side")
+    ap.add_argument("--lr", type=float, default=1e-4, help="the network's learning rate")
     ap.add_argument("--out", default="examples/checkpoints/tiny-q1.pth.tar")
     a = ap.parse_args(argv)
     torch.manual_seed(0)
@@ -45,10 +47,10 @@ def main(argv=None):
     criterion = RateDistortionLoss(lmbda=a.lmbda)
     params = [p for n, p in net.named_parameters() if not n.endswith(".quantiles")]
     aux = [p for n, p in net.named_parameters() if n.endswith(".quantiles")]
-    optimizer = torch.optim.Adam(params, lr=1e-4)
+    optimizer = torch.optim.Adam(params, lr=a.lr)
     aux_optimizer = torch.optim.Adam(aux, lr=1e-3)
     lr_scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, "min")
-    data = crops(Path(a.images), 128, 8 * max(a.steps // 25, 1))
+    data = crops(Path(a.images), a.crop, 8 * max(a.steps // 25, 1))
     net.train()
     for step in range(a.steps):
         x = data[torch.randint(len(data), (8,))]

@@ -1,12 +1,12 @@
-"""Deployment backends (BACKEND): the parameter lists agree, bad values fail fast, and known answers —
+"""Deployment backends (BACKEND): bad values fail fast, and known answers —
 an identity backend is byte-identical at speed-up 1, an exported transform agrees with eager, a wrong
 backend is caught, a one-off cost never enters a median, old results read as eager."""
 import copy
 import json
 import os
 import subprocess
-import sys
 import re
+import sys
 import time
 
 import pytest
@@ -17,25 +17,12 @@ from lcstudy.core import backends
 from lcstudy.core.backends import BACKENDS, Backend
 from lcstudy.errors import InputError
 from lcstudy.runs import layout
-from lcstudy.runs.params import LEARNED_PARAMS, resolve
+from lcstudy.runs.params import resolve
 from lcstudy.runs.tables import load_results
 
 from .conftest import KODAK, MIRROR, ROOT
 
 FAKE = "tests.fakecodec:FakeHyperprior"
-
-
-def test_parameter_lists_agree():
-    """Makefile NB_PARAMS, LEARNED_PARAMS, the notebook's parameters cell and its call: one list (issue 25)."""
-    mk = (ROOT / "Makefile").read_text()
-    nb_params = re.search(r"^NB_PARAMS := (.*?)(?<!\\)\n", mk, re.S | re.M).group(1).replace("\\\n", " ").split()
-    assert [p.lower() for p in nb_params] == [p for p in LEARNED_PARAMS if p not in ("results_dir", "profile")]
-    nb = (ROOT / "notebooks" / "profile_codec.md").read_text()
-    cell = re.search(r":tags: \[parameters[^\n]*\n\n(.*?)```", nb, re.S).group(1)
-    assert [ln.split("=")[0].strip() for ln in cell.strip().splitlines()] == list(LEARNED_PARAMS)
-    call = re.search(r"learned\.run\((.*?)\)\n", nb, re.S).group(1)
-    passed = dict(re.findall(r"(\w+)=(\w+)", call))
-    assert all(passed.get(p) == p for p in LEARNED_PARAMS), [p for p in LEARNED_PARAMS if passed.get(p) != p]
 
 
 @pytest.mark.parametrize("value,device,msg", [

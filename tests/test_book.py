@@ -116,7 +116,7 @@ def test_every_stated_number_is_a_cell_of_a_downloaded_table(built):
     for c in CHAPTERS:
         sentences = _findings((html / f"{c.name}.html").read_text())
         assert 1 <= len(sentences) <= 6, (c.name, sentences)
-        facts = pd.read_csv(downloads[f"lcstudy_{c.name}_findings.csv"], keep_default_na=False)
+        facts = pd.read_csv(downloads[f"lcstudy_{c.name}_findings.csv"], keep_default_na=False, dtype=str)
         for s, bare in sentences:
             rows = facts[facts.sentence.map(lambda x: re.sub(r"[`*]", "", x)) == s]
             assert len(rows), (c.name, s)

@@ -239,3 +239,42 @@ def test_the_protocol_stops_by_the_rule(machine, imgs, tmp_path):
     assert stops(StopRule(1, 10, target=0.05, budget_s=1000.0, warmup=0), "p") == {("precision", 6)}
     assert stops(StopRule(2, 10, target=0.05, budget_s=0.01, warmup=0), "b") == {("time budget", 2)}
     assert stops(StopRule(1, 3, target=1e-6, budget_s=1000.0, warmup=0), "c") == {("ceiling", 3)}
+
+
+def test_the_uncertainty_across_runs_is_not_the_spread_of_the_images():
+    """Two codecs timed on the same images: a rerun moves each image's time by its repeat noise and the
+    machine's drift, not by how different the images are — so a ratio's uncertainty across runs must not
+    take the median's interval over images (images of very different cost made it ±50 %)."""
+    import pandas as pd
+
+    from lcstudy.chapters import assessment
+
+    rows = []
+    for codec, secs in (("A", 1.0), ("B", 1.3)):
+        for k, scale in enumerate((1.0, 1.5, 2.0, 2.5, 3.0, 4.0)):  # six images, up to four times as costly
+            s = secs * scale
+            rows.append({"codec": codec, "quality": 1, "platform": "P", "device": "cpu", "weights": "random",
+                         "direction": "encode", "stage": "total", "image": f"i{k}", "seconds": s,
+                         "ci_low": 0.99 * s, "ci_high": 1.01 * s, "drift_sd": 0.01,
+                         "ci_run_low": s - math.hypot(0.01 * s, drift.between_half(s, 0.01)),
+                         "ci_run_high": s + math.hypot(0.01 * s, drift.between_half(s, 0.01))})
+    o = assessment.overall(pd.DataFrame(rows))
+    assert (o.run_half_pct < 5).all(), o.run_half_pct.tolist()  # ±1 % repeats, ±2.8 % drift: about ±3 %
+    assert (o.run_half_pct > 100 * drift.between_half(1.0, 0.01) * 0.99).all()  # never below the drift alone
+    ab = assessment._compare(o.set_index("codec").loc["B"], o.set_index("codec").loc["A"])
+    assert not ab["within_uncertainty"]  # 1.3× apart is well outside ±4 %
+
+
+def test_the_run_page_states_the_machine_speed_and_flags_a_drifted_run():
+    """Issue 31: a run page shows its reference workload, and a run whose reference moved past the bound says
+    it is flagged (a steady one says it is within the bound; a run without probes says so)."""
+    import pandas as pd
+
+    from lcstudy.chapters.run_page import reference_words
+
+    steady = reference_words(pd.Series({"ref_seconds": 0.0123, "ref_drift": 1.04, "ref_probes": 5}))
+    assert "12.3 ms" in steady and "5 probes" in steady and "within" in steady and "flagged" not in steady
+    moved = reference_words(pd.Series({"ref_seconds": 0.0123, "ref_drift": 1.25, "ref_probes": 5}))
+    assert "**flagged**" in moved and "1.25" in moved
+    assert "not measured" in reference_words(pd.Series({"ref_seconds": float("nan"), "ref_drift": float("nan"),
+                                                         "ref_probes": 0}))

@@ -224,10 +224,21 @@ def test_the_data_page_describes_the_findings_columns_as_findings(tmp_path):
     pd.DataFrame(columns=["finding", "sentence", "number", "value", "table", "row", "column"]).to_csv(
         tmp_path / "lcstudy_assessment_findings.csv", index=False)
     pd.DataFrame(columns=["codec", "value"]).to_csv(tmp_path / "lcstudy_standard_codecs_sweep.csv", index=False)
+    for t in ("runs", "kernels", "timings"):
+        pd.DataFrame(columns=["kind"]).to_csv(tmp_path / f"lcstudy_{t}.csv", index=False)
     page = downloads_page(tmp_path, COLUMNS, CHAPTERS)
     findings, sweep = page.split("lcstudy_standard_codecs_sweep.csv")[0], page.split("sweep.csv")[-1]
     assert "unrounded value" in findings and "standard codec's quality" not in findings
-    assert "standard codec's quality" in sweep
+    assert "standard codec's quality" in sweep.split("lcstudy_timings.csv")[0]
+
+    def kind(name):  # the `kind` row of one CSV's column list
+        block = page.split(f"{name}.csv <")[1].split("{download}")[0]
+        return next(line for line in block.splitlines() if line.startswith("| `kind`"))
+
+    # issue 25: `kind` is a stage's kind in the stage tables, the run's in runs, the operator's in kernels
+    assert "run kind" in kind("lcstudy_runs") and "standard" in kind("lcstudy_runs")
+    assert "operator kind" in kind("lcstudy_kernels") and "cpu_op" in kind("lcstudy_kernels")
+    assert "stage kind" in kind("lcstudy_timings")
 
 
 def test_tables_round_to_three_digits_or_to_what_the_interval_says():

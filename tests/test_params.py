@@ -129,3 +129,22 @@ def test_the_scaling_runs_are_one_run_per_codec_with_every_size(tmp_path):
     from lcstudy.pipeline.cost import _mpx
 
     assert [round(_mpx(req, req.images[0], s), 3) for s in req.sizes] == [0.262, 2.074, 8.294]
+
+
+def test_sizes_and_item_keys_are_values_read_back_from_their_text():
+    """Issue 25: an item's size and key are values; their text (what SIZES takes, what item files are keyed
+    by) reads back to the same value, and an image whose own name holds an ``@`` is not split."""
+    from lcstudy.core.images import ItemKey, ItemSize
+
+    for text in ("crop512", "1920x1080", "crop16"):
+        assert str(ItemSize.parse(text)) == text
+    assert ItemSize.parse("crop64").load_args() == {"crop": 64, "resize": None}
+    assert ItemSize.parse("1920x1080").load_args() == {"crop": None, "resize": "1920x1080"}
+    assert ItemSize.parse("3840x2160").megapixels == 3840 * 2160 / 1e6
+    key = ItemKey("kodim01", ItemSize(resize=(1920, 1080)))
+    assert str(key) == "kodim01@1920x1080" and ItemKey.parse(str(key)) == key
+    assert ItemKey.parse("me@home") == ItemKey("me@home") and ItemKey.parse("kodim01") == ItemKey("kodim01")
+    assert ItemKey.parse("me@home@crop64") == ItemKey("me@home", ItemSize(crop=64))
+    for bad in ("crop8", "12x5", "big"):
+        with pytest.raises(InputError):
+            ItemSize.parse(bad)

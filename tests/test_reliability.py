@@ -149,7 +149,10 @@ def test_a_signal_to_make_alone_stops_the_run_like_ctrl_c(target, sig, tmp_path)
     args = ["CODEC=DGM", "QUALITY=1"] if target == "run" else ["CODECS=DGM"]
     p = subprocess.Popen(["make", "--no-print-directory", target, "PROFILE=quick", "LIMIT=6", "WEIGHTS=random",
                           f"BOOK={tmp_path / 'book'}", f"RESULTS_DIR={r}", *args], cwd=ROOT, env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                         # make as a user starts it: a caller under nohup (SIGHUP ignored, inherited) would
+                         # hand make an ignored SIGHUP, which make keeps ignoring
+                         preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL))
     deadline = time.time() + 600
     while time.time() < deadline and not list(r.rglob("items/*.json")):
         time.sleep(0.2)

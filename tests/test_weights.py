@@ -12,7 +12,8 @@ import torch
 
 import lcstudy
 from lcstudy.core import weights as W
-from lcstudy.core.registry import build_model, get_spec
+from lcstudy.core.registry import get_spec
+from lcstudy.core.weights import build_model
 from lcstudy.errors import InputError, WeightsError
 
 
@@ -137,7 +138,7 @@ def _train_py_checkpoint(path, model, dataparallel=False, updated=False, strippe
 def _untrained(spec, q):
     torch.manual_seed(5)
     cls = spec.model_class()
-    return cls(*spec.channels[q])
+    return cls(*spec.args[q])
 
 
 @pytest.mark.parametrize("dataparallel,updated,stripped", [(False, False, False), (True, False, False),
@@ -190,8 +191,8 @@ def test_shape_mismatch_names_the_key_and_both_shapes(tmp_path):
     """A user codec's checkpoint whose shapes do not fit the registered constructor arguments."""
     from lcstudy.core.registry import CodecSpec
 
-    spec = CodecSpec("TINY", "tests.fakecodec:FakeHyperprior", "tests.fakecodec:FakeHyperprior", "auto", {1: {}},
-                     False, "t", "", source="import path")
+    spec = CodecSpec(label="TINY", name="tests.fakecodec:FakeHyperprior", cls="tests.fakecodec:FakeHyperprior",
+                     family="auto", args={1: {}}, pretrained=False, title="t", citation="", source="import path")
     model = spec.model_class()()
     sd = model.state_dict()
     sd["g_a.weight"] = torch.ones(3)
@@ -212,3 +213,31 @@ def test_cdf_missing_and_update_failing(tmp_path, monkeypatch):
     monkeypatch.setattr(cls, "update", broken)
     with pytest.raises(InputError, match="update\\(\\) failed .*no scale table.*update_model"):
         W.load_checkpoint(spec, 1, ck)
+
+
+def test_a_run_request_and_load_codec_get_their_weights_from_one_decision(hub, monkeypatch, tmp_path):
+    """Issue 25: which weights a codec gets is decided once (``weights.choose``): a run request and
+    ``load_codec`` agree for every kind of ask (offline here, so ``auto`` means random for the zoo's codecs)."""
+    from lcstudy.runs.params import resolve
+
+    from .conftest import KODAK
+
+    monkeypatch.setenv("LCSTUDY_WEIGHTS_URL", _closed_port(hub))
+    ck = tmp_path / "fp.pth"
+    torch.save(build_model(get_spec("FP"), 1, seed=5).state_dict(), ck)
+    asked = []
+    real = W.choose
+    monkeypatch.setattr(W, "choose", lambda *a: asked.append(a[2]) or real(*a))
+    for codec, weights, kind in [("FP", "auto", "random"), ("CKBD", "auto", "random"), ("FP", "random", "random"),
+                                 ("FP", str(ck), "checkpoint")]:
+        req = resolve({"codec": codec, "quality": 1, "images": str(KODAK / "kodim01.png"), "weights": weights,
+                       "results_dir": str(tmp_path)})
+        c = lcstudy.load_codec(codec, 1, weights=weights)
+        assert req.weights == c.weights == kind, (codec, weights)
+        assert req.notes == tuple(n for n in c.notes if n.startswith("WEIGHTS=")), (codec, weights)
+    assert asked == [w for _, w, _ in [("FP", "auto", 0), ("FP", "auto", 0), ("CKBD", "auto", 0), ("CKBD", "auto", 0),
+                                        ("FP", "random", 0), ("FP", "random", 0), ("FP", str(ck), 0),
+                                        ("FP", str(ck), 0)]]
+    with pytest.raises(InputError, match="no pretrained weights for CKBD"):
+        resolve({"codec": "CKBD", "images": str(KODAK / "kodim01.png"), "weights": "pretrained",
+                 "results_dir": str(tmp_path)})

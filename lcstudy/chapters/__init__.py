@@ -39,6 +39,8 @@ CHAPTERS: tuple[Chapter, ...] = (
     Chapter("scaling", "Resolution scaling", "time and memory from a 512² crop to 3840×2160, fitted exponents"),
     Chapter("deployment", "Deployment", "each codec's transforms under channels-last, torch.compile, bf16, int8 and "
             "ONNX Runtime: speed-up beside eager, one-off costs, rate-distortion price, model size"),
+    Chapter("decodability", "Decodability", "every stored bitstream decoded under other threads, backends, devices "
+            "and machines (and two simulated platforms): identical, close, corrupt or error; margins; mitigation"),
 )
 
 

@@ -276,7 +276,9 @@ def findings(page: Page, t: dict, study) -> None:
                               ratio=fact(t, "extremes", w, "ratio", "x"),
                               u=fact(t, "extremes", w, "ratio_uncertainty_pct", "pct"))
     ms = t["module_shares"]
-    for c in ("ARC", "DGM", "DGM-ATT"):
+    from ..core.registry import CODECS
+
+    for c in (s.label for s in CODECS if s.family == "autoregressive"):
         rows = ms[(ms.codec == c) & (ms.direction == "decode") & (ms.stage == "ADy")]
         if len(rows):
             r = rows.sort_values("quality").iloc[0]

@@ -19,6 +19,8 @@ from .tables import present
 
 TITLE = "Deployment"
 KEYS = ["platform", "codec", "quality", "backend", "direction", "stage"]
+#: the heat map's rows per codec: the transforms the backend runs, and the whole coding
+HEATMAP_STAGES = ("network", "total")
 
 
 def _backend_order(names) -> list[str]:
@@ -101,13 +103,15 @@ def costs(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def fig_heatmap(sp: pd.DataFrame):
-    """Speed-up per codec × stage (rows) and backend (columns), encode and decode side by side."""
+    """Speed-up per codec × {transforms, whole coding} (rows) and backend (columns), encode and decode side by
+    side. Only the network and total rows: every stage of every codec made ~70 rows a direction in the quick
+    book, too many to read at the book's width; each stage's speed-up is in the page's download."""
     plat = (style.main_platforms(sp) or [sp.platform.iloc[0]])[0]
-    sp = sp[(sp.platform == plat) & (sp.stage != "misc")]
+    sp = sp[(sp.platform == plat) & sp.stage.isin(HEATMAP_STAGES)]
     plt = style.setup()
     backends = _backend_order(sp.backend)
     rows_max = max(len(sp[sp.direction == d][["codec", "stage"]].drop_duplicates()) for d in ("encode", "decode"))
-    fig, axes = plt.subplots(1, 3, figsize=(style.FIG_WIDTH, 0.9 + 0.22 * max(rows_max, 4)),
+    fig, axes = plt.subplots(1, 3, figsize=(style.FIG_WIDTH, 0.9 + 0.22 * max(rows_max, 8)),
                              gridspec_kw={"width_ratios": [1, 1, 0.05]})
     im = None
     for ax, direction in zip(axes[:2], ("encode", "decode")):
@@ -210,12 +214,13 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                                               "models are degenerate, so they say nothing about a trained codec.")
                       if not t.empty else ""))
     if not sp.empty:
-        page.figure("heatmap", fig_heatmap(sp), "Each cell: eager's time over the backend's for one codec's stage "
-                    "(median over images; blue: the backend is faster, red: slower).")
+        page.figure("heatmap", fig_heatmap(sp), "Each cell: eager's time over the backend's for one codec's "
+                    "transforms (network) or whole coding (total), median over images; blue: the backend is faster, "
+                    "red: slower. Every stage's speed-up is in this page's download.")
         page.table("speedup", present(sp[sp.stage.isin(["total", "network"])],
                                       ["codec", "platform", "backend", "direction", "stage", "eager_s", "backend_s",
                                        "speedup_vs_eager", "images"]),
-                   "Whole coding and transforms alone, per backend (the heat map has every stage).")
+                   "Whole coding and transforms alone, per backend (every stage is in this page's download).")
     if not oc.empty:
         page.table("costs", present(oc, [c for c in ["codec", "platform", "backend", "precision", "setup_seconds",
                                                       "prime_seconds", "model_bytes", "model_ratio", "kept_fp32"]

@@ -17,8 +17,6 @@ from .workbooks import read_paper_reference
 
 LC_TIMING = "lc-assessment/FALCON_ICASSP2023_WP1_V1.0/Timing"
 CAI = "compressai-results"
-#: RD points CompressAI quotes from papers, for the codecs without zoo weights.
-PAPER_RD = {"CKBD": "paper-cheng2020-checkerboard-6M_mse.json", "ELIC": "paper-elic2022_mse.json"}
 ANCHOR = "bpg_444_x265_ycbcr.json"
 COMPRESSAI_MACHINE = "CompressAI published (Quadro RTX 8000 / Xeon Gold 5218R, 1 thread, 1 run per image, no warm-up)"
 
@@ -63,11 +61,13 @@ def rd_points(reference, df: pd.DataFrame | None = None) -> pd.DataFrame:
     for _, r in cai[cai.device == "cpu"].iterrows():
         rows.append({"codec": r.codec, "quality": r.quality, "bpp": r.bpp, "psnr": r.psnr,
                      "source": "CompressAI published (pretrained)"})
-    for label, f in PAPER_RD.items():
-        d = compressai_json(reference, f)["results"]
+    for s in CODECS:
+        if not s.paper_rd:  # a codec with zoo weights: CompressAI's own points, above
+            continue
+        d = compressai_json(reference, s.paper_rd)["results"]
         for i, (b, p) in enumerate(zip(d["bpp"], d["psnr-rgb"])):
-            rows.append({"codec": label, "quality": i + 1, "bpp": b, "psnr": p,
-                         "source": f"quoted from the paper ({compressai_json(reference, f)['name']})"})
+            rows.append({"codec": s.label, "quality": i + 1, "bpp": b, "psnr": p,
+                         "source": f"quoted from the paper ({compressai_json(reference, s.paper_rd)['name']})"})
     d = compressai_json(reference, ANCHOR)["results"]
     for i, (b, p) in enumerate(zip(d["bpp"], d["psnr-rgb"])):
         rows.append({"codec": X265_PUBLISHED, "quality": i, "bpp": b, "psnr": p,

@@ -32,7 +32,7 @@ def header_markdown(result) -> str:
              f"{i.torch_version}, CompressAI {i.compressai_version}; backend **{req.get('backend') or 'eager'}**"
              f"{deployed_words(env.get('deployment'))}; run `{i.run_id}`.",
              f"\nRepeats made: {int(runs.repeats)} ({int(runs.contended)} contended by other processes and "
-             f"measured again: {runs.contended_share:.1%}); stopped by: {runs.stops}."]
+             f"measured again: {runs.contended_share:.1%}); stopped by: {runs.stops}." + reference_words(runs)]
     lines.append(contended_note(r))
     if env.get("codec_family") == "generic":
         lines.append("\n```{note}\nThis codec does not follow CompressAI's module names, so its time is split by "
@@ -45,6 +45,22 @@ def header_markdown(result) -> str:
     for n in sorted({n for rec in r.items() for n in rec.get("notes", [])}):
         lines.append(f"\n- {n}")
     return "\n".join(lines)
+
+
+def reference_words(runs) -> str:
+    """The machine's speed during the run, in words: the fixed reference workload's median over its probes
+    (start, between items, end; :mod:`lcstudy.core.drift`) and how far it moved within the run, flagged past
+    the bound — so a reader can tell a slow run from a slow machine."""
+    from ..core import drift
+
+    sec, dr, n = (runs.get(k) for k in ("ref_seconds", "ref_drift", "ref_probes"))
+    if sec is None or pd.isna(sec):
+        return (" Reference workload: not measured in this run (run before it was added, or every probe "
+                "contended).")
+    why = drift.flag(dr, float("nan"))
+    return (f" Reference workload (the machine's speed, {int(n)} probe{'s' if n != 1 else ''}): {sec * 1e3:.1f} ms, "
+            f"slowest probe {dr:.2f}× the fastest" + (f" — **flagged**: {why}." if why else
+                                                      f" (within the {drift.DRIFT_BOUND:.2f}× bound)."))
 
 
 def deployed_words(dep: dict | None) -> str:

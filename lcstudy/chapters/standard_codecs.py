@@ -73,8 +73,8 @@ def learned_at_bpp(df: pd.DataFrame, rd: pd.DataFrame, bpp: float = 0.5) -> pd.D
         near = pts.iloc[(pts.bpp - bpp).abs().argsort()[:1]]
         q_rd = int(near.quality.iloc[0])
         spec = get_spec(codec)
-        cfg = spec.channels.get(q_rd, spec.channels[spec.qualities[0]])
-        same = [q for q in sorted(g.quality.unique()) if spec.channels.get(q) == cfg]
+        cfg = spec.args.get(q_rd, spec.args[spec.qualities[0]])
+        same = [q for q in sorted(g.quality.unique()) if spec.args.get(q) == cfg]
         if same:
             mq, how = same[0], f"published q{q_rd} at {near.bpp.iloc[0]:.3f} bpp; same channels as measured q{same[0]}"
         else:

@@ -84,8 +84,8 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "ref_ratio": ("reference ratio", "x", "the run's reference over its platform's median (>1: slower)"),
     "ref_flag": ("reference flag", "text", "why the run's reference is flagged (drifted within the run or off its "
                  "platform); empty when not"),
-    "run_half_s": ("± across runs (s)", "s", "half-width of the 95 % interval across runs: the interval over images "
-                   "and the platform's between-run component in quadrature"),
+    "run_half_s": ("± across runs (s)", "s", "half-width of the 95 % interval across runs: the images' own "
+                   "intervals across runs (repeats and the platform's between-run component), their median"),
     "run_half_pct": ("± across runs (%)", "pct", "that half-width over the median"),
     "ratio_uncertainty_pct": ("± ratio across runs (%)", "pct", "uncertainty of the ratio of two medians from "
                               "different runs: the quadratic mean of their across-runs half-widths"),
@@ -155,9 +155,8 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
 }
 _PROVENANCE = {
     "cpu_model": ("CPU", "text", "CPU model name"), "cpu_count": ("cores", "int", "logical CPUs of the machine"),
-    "cpu_flags": ("CPU flags", "text", "the CPU's vector and matrix instruction sets that deployment backends use"),
-    "gpu_name": ("GPU", "text", "GPU model name"), "torch_version": ("torch", "text", "torch version"),
     "cpu_flags": ("CPU flags", "text", "the CPU's vector features that decide the kernels (AVX2, AVX-512, VNNI, AMX)"),
+    "gpu_name": ("GPU", "text", "GPU model name"), "torch_version": ("torch", "text", "torch version"),
     "energy": ("energy", "text", "where the run's energy figures come from, or why it has none"),
     "cuda_version": ("CUDA", "text", "CUDA version of the torch build"),
     "compressai_version": ("CompressAI", "text", "CompressAI version"),
@@ -172,6 +171,37 @@ COLUMNS.update({  # deployment backends (lcstudy.core.backends; the Deployment c
     "backend": ("backend", "text", "how the transforms ran: eager (fp32 PyTorch, the reference) or a deployment backend"),
     "run_backend": ("run's backend", "text", "the backend the run deployed (eager: a run before or without one)"),
     "identical_bitstream": ("same bits as eager", "flag", "the bitstream is byte-identical to eager's"),
+    # decodability (:mod:`lcstudy.chapters.decodability`)
+    "encoder": ("encoder", "text", "the encoder's host · backend · device · threads"),
+    "decoder_at": ("decoder", "text", "the decoder's host · configuration (backend · device · threads; h_s+N ulp: "
+                   "a simulated platform, h_s's output nudged by N units in the last place)"),
+    "decoder": ("decoder", "text", "the decoder's configuration"),
+    "mitigated": ("corrupted by", "text", "the decoder configuration whose corrupted images the mitigation decodes "
+                  "again"),
+    "identical_images": ("identical", "frac", "share of images decoded bit-exactly as the encoder's own decode"),
+    "close_images": ("close", "frac", "share of images decoded with the encoder's symbols but other reconstruction "
+                     "bits (PSNR within 0.05 dB)"),
+    "corrupt_images": ("corrupt", "frac", "share of images whose entropy decoding desynchronised"),
+    "error_images": ("error", "frac", "share of images the decoder failed on"),
+    "degenerate": ("degenerate model", "flag", "✓: at least 95 % of the scale indexes at one table entry (random "
+                   "weights): no decoder can desynchronise, the row says nothing about a trained codec"),
+    "example": ("first difference", "text", "why the first image not identical was not"),
+    "top_share": ("top entry share", "frac", "median share of the scale indexes at the most used table entry"),
+    "indexes_used": ("table entries used", "int", "median number of scale-table entries used by an image"),
+    "margin_ulps": ("margin (ulps)", "sig3", "smallest distance of a predicted scale from a scale-table value, in "
+                    "float32 ulps: a decoder whose scales differ by more can desynchronise"),
+    "at_risk": ("scales at risk", "int", "predicted scales within 8 ulps of a table value"),
+    "decoders": ("decoders", "text", "the decoder configurations run on a machine, or the simulated platforms"),
+    "configurations": ("configurations", "int", "decoder configurations"),
+    "codecs_decoded": ("codecs", "int", "codecs decoded"),
+    "pairs": ("pairs", "int", "codec × encoder × decoder configurations"),
+    "lost_pairs": ("pairs that lost an image", "int", "pairs with at least one image corrupt or in error"),
+    "close_pairs": ("pairs with close images", "int", "pairs with at least one image close (same symbols, other "
+                    "reconstruction bits)"),
+    "max_corrupt_share": ("most corrupted", "frac", "the largest share of a codec's images corrupted"),
+    "restored_share": ("restored", "frac", "share of the corrupted images that decode (identical or close) with the "
+                       "mitigation"),
+    "mitigation_cost": ("decode time ×", "x", "decode time with h_s in float64 over float32's (median of 3 each)"),
     "identical_share": ("images with eager's bits", "frac", "share of images whose bitstream is eager's, byte for byte"),
     "prime_seconds": ("first coding (s)", "s", "untimed first coding of a new input shape: a one-off cost"),
     "setup_seconds": ("setup (s)", "s", "one-off: export, calibration and conversion of the transforms"),
@@ -371,23 +401,30 @@ def present(df: pd.DataFrame, columns: list[str] | None = None, caption: str | N
 def summarise(rows: pd.DataFrame, by: list[str], value: str = "seconds") -> pd.DataFrame:
     """Per ``by`` group: the median over images of ``value`` (each image once: its runs' median),
     the 95 % interval of that median over the images, its half-width in % and whether it meets the
-    precision target; for times, the half-width across runs too (``run_half``, ``run_half_pct``: that
-    interval's half-width and the platform's between-run component ``drift_sd`` in quadrature,
-    :func:`lcstudy.core.drift.between_half`)."""
-    per = rows.groupby(by + ["image"], as_index=False, dropna=False)[value].median()
-    g_sd = (rows.groupby(by, dropna=False, sort=False).drift_sd.median().fillna(0.0) if "drift_sd" in rows
-            and value == "seconds" else None)
+    precision target; for times, the half-width across runs too (``run_half``, ``run_half_pct``): where
+    this median would land if the same images were measured again. That is each image's own interval
+    across runs (``ci_run_low``/``ci_run_high``: its repeats' noise and the platform's between-run
+    component ``drift_sd``, :func:`lcstudy.core.drift.widen`), their median over the images — never the
+    interval over images, which measures how different the images are: two codecs compared on the same
+    images share that, and a rerun does not change it. Rows without those columns (results from before
+    the reference workload) fall back to the between-run component alone
+    (:func:`lcstudy.core.drift.between_half`)."""
+    times = value == "seconds"
+    spread = times and {"ci_run_low", "ci_run_high"} <= set(rows.columns)
     out = []
-    for key, g in per.groupby(by, dropna=False, sort=False):
-        v = g[value].dropna().to_numpy(dtype=float)
+    for key, rg in rows.groupby(by, dropna=False, sort=False):
+        per = rg.groupby("image", dropna=False, sort=False)
+        v = per[value].median().dropna().to_numpy(dtype=float)
         med = float(np.median(v)) if len(v) else float("nan")
         lo, hi = median_ci(v)
         half = (hi - lo) / 2 if not math.isnan(lo) else float("nan")
-        # across runs: the platform's between-run component in quadrature (it is common to every image of a
-        # run, so it does not average out over images); blank where neither part is known
-        sd = float(g_sd.loc[key]) if g_sd is not None else 0.0
-        run_half = math.hypot(0.0 if math.isnan(half) else half, between_half(med, sd)) if (
-            not math.isnan(half) or sd > 0) and not math.isnan(med) else float("nan")
+        # across runs: each image's own interval across runs (its median over the images); the between-run
+        # component is common to every image of a run, so it is never less than that; blank when unknown
+        sd = float(rg.drift_sd.median()) if times and "drift_sd" in rg and rg.drift_sd.notna().any() else 0.0
+        own = (float(((rg.ci_run_high - rg.ci_run_low) / 2).groupby(rg.image, dropna=False).median().median())
+               if spread else float("nan"))
+        run_half = (max(0.0 if math.isnan(own) else own, between_half(med, sd)) if (not math.isnan(own) or sd > 0)
+                    and not math.isnan(med) else float("nan"))
         rec = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         rec.update({"median": med, "half": half, "images": len(v), "run_half": run_half,
                     "run_half_pct": 100 * run_half / med if med and not math.isnan(run_half) else float("nan"),

@@ -1,8 +1,9 @@
 """The measurement core: what one coding of one image costs, and nothing about files or runs.
 
-``registry`` (the codecs and loading them, ``weights``), ``instrument`` (the stage split of a
-codec's own compress/decompress), ``clocks`` and ``stats`` (honest seconds and what to make of
-them), ``contention`` and ``memory`` (read around every timed call), ``complexity`` (MACs),
-``kernels`` (operator profile), ``machine`` (matmul peak), ``images``, ``metrics``,
-``environ`` (provenance, platform) and ``standard`` (the standard codecs' one coding).
+``registry`` (the codecs and loading them, ``weights``), ``instrument`` (the stage split of a codec's
+own compress/decompress), ``clocks`` and ``stats`` (honest seconds and what to make of them),
+``contention``, ``energy`` and ``memory`` (read around every timed call; ``nvml`` the GPU handle two of
+them read), ``complexity`` (MACs), ``kernels`` (operator profile), ``machine`` (matmul peak),
+``images``, ``metrics``, ``environ`` (provenance, platform) and ``standard`` (the standard codecs' one
+coding).
 """

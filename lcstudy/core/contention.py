@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import os
 
+from .nvml import nvml_handle
+
 #: Average number of cores the rest of the machine may use during a timed call before it is contended.
 OTHER_CORES = 0.25
 #: ...and at least this many CPU seconds in all (three 10 ms ticks of /proc/stat).
@@ -108,33 +110,12 @@ def is_contended(other_cpu_s: float, wall_s: float) -> bool:
 _GPU_BASELINE: dict[str, set[int]] = {}
 
 
-def nvml_handle(device):
-    """(pynvml, the NVML handle of the GPU that the torch ``device`` names), or (None, None) without NVML.
-
-    Found by the device's UUID: NVML's and CUDA's orders differ, and ``CUDA_VISIBLE_DEVICES`` renumbers."""
-    import torch
-
-    device = torch.device(device)
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        idx = device.index if device.index is not None else torch.cuda.current_device()
-        uuid = str(torch.cuda.get_device_properties(idx).uuid)
-        try:
-            return pynvml, pynvml.nvmlDeviceGetHandleByUUID(uuid if uuid.startswith("GPU-") else f"GPU-{uuid}")
-        except Exception:  # noqa: BLE001 - an NVML without UUID lookups: the index, as CUDA numbers it
-            return pynvml, pynvml.nvmlDeviceGetHandleByIndex(idx)
-    except Exception:  # noqa: BLE001 - no NVML, no driver: nothing to read
-        return None, None
-
-
 class GpuContention:
     """Other compute processes on our GPU (NVML); a no-op where NVML is missing.
 
-    The NVML device is found by the torch device's UUID (:func:`nvml_handle`). NVML reports host process ids, which inside a container are not
-    ours: so the processes on the GPU when the run first looks (after its model is on the GPU) are the
-    baseline — the run's own, and any that already shared the GPU, recorded in the run (``gpu_processes``)
+    The NVML device is found by the torch device's UUID (:func:`lcstudy.core.nvml.nvml_handle`). NVML reports
+    host process ids, which inside a container are not ours: so the processes on the GPU when the run first
+    looks (after its model is on the GPU) are the baseline — the run's own, and any that already shared the GPU, recorded in the run (``gpu_processes``)
     — and a process that appears beside them during a timed call contends.
     """
 

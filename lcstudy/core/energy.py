@@ -67,7 +67,7 @@ class NvmlMeter:
     source = "nvml"
 
     def __init__(self, device):
-        from .contention import nvml_handle
+        from .nvml import nvml_handle
 
         nvml, handle = nvml_handle(device)
         if handle is None:

@@ -31,23 +31,6 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-#: the instruction-set flags that decide what a deployment backend can use (bf16 and int8 have native
-#: instructions only with these; without them they run on AVX2 paths)
-ISA_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8")
-
-
-def cpu_flags() -> str:
-    """The CPU's :data:`ISA_FLAGS` that are present (``/proc/cpuinfo``), space-separated; "" where unknown."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                have = set(line.split(":", 1)[1].split())
-                return " ".join(f for f in ISA_FLAGS if f in have)
-    except OSError:
-        pass
-    return ""
-
-
 @functools.lru_cache(maxsize=None)
 def git_commit() -> str:
     root = Path(__file__).resolve().parent.parent
@@ -112,7 +95,7 @@ def environ(device="cpu", threads: int | None = None) -> dict:
         "host": host_name(),
         "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count() or 0,
-        "cpu_flags": cpu_flags(),
+        "cpu_flags": " ".join(cpu_flags()),
         "gpu_name": gpu_name(dev) if dev.type == "cuda" else "",
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda or "",
@@ -125,7 +108,6 @@ def environ(device="cpu", threads: int | None = None) -> dict:
         "time_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "slurm_job": os.environ.get("SLURM_JOB_ID", ""),
         "slurm_partition": os.environ.get("SLURM_JOB_PARTITION", ""),
-        "cpu_flags": " ".join(cpu_flags()),
         "energy": describe_energy(str(dev)),
     }
     env["platform"] = platform_label(env, dev.type)

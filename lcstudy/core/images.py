@@ -63,6 +63,70 @@ def list_images(images, limit=None) -> list[Path]:
     return files
 
 
+@dataclass(frozen=True)
+class ItemSize:
+    """One size an image is measured at in a run of several sizes: a centred ``crop`` (N×N) or a synthetic
+    ``resize`` to (width, height), exactly one of them. Its text — ``crop512``, ``1920x1080`` — is what
+    ``SIZES`` takes and what a run's request and item keys store; nothing else parses that text."""
+
+    crop: int | None = None
+    resize: tuple[int, int] | None = None
+
+    def __post_init__(self):
+        if (self.crop is None) == (self.resize is None):
+            raise ValueError("an ItemSize is a crop or a resize, exactly one")
+
+    @classmethod
+    def parse(cls, text) -> "ItemSize":
+        """``cropN`` (N ≥ 16) or ``WIDTHxHEIGHT`` (each ≥ 16); the error names both forms."""
+        t = str(text).strip()
+        m = re.fullmatch(r"(?i)crop\s*(\d+)", t)
+        if m:
+            if int(m.group(1)) < 16:
+                raise InputError(f"{text!r}: N of cropN must be an integer ≥ 16 (e.g. crop512)")
+            return cls(crop=int(m.group(1)))
+        try:
+            return cls(resize=parse_size(t))
+        except InputError:
+            raise InputError(f"{text!r} is neither cropN nor WIDTHxHEIGHT (N, WIDTH, HEIGHT ≥ 16; e.g. crop512, "
+                             "1920x1080)") from None
+
+    def __str__(self) -> str:
+        return f"crop{self.crop}" if self.crop is not None else f"{self.resize[0]}x{self.resize[1]}"
+
+    def load_args(self) -> dict:
+        """:func:`load_image`'s ``crop``/``resize`` arguments."""
+        return {"crop": self.crop, "resize": None if self.resize is None else f"{self.resize[0]}x{self.resize[1]}"}
+
+    @property
+    def megapixels(self) -> float:
+        return (self.crop ** 2 if self.crop is not None else self.resize[0] * self.resize[1]) / 1e6
+
+
+@dataclass(frozen=True)
+class ItemKey:
+    """What one item of a run is: an image, at one size in a run of several sizes. Its text — ``kodim01``, or
+    ``kodim01@1920x1080`` — keys the item's file and the run's list of items."""
+
+    image: str
+    size: ItemSize | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> "ItemKey":
+        """The text back: the part after the last ``@`` is a size only if it reads as one (an image's own name
+        may hold an ``@``)."""
+        name, at, tail = str(text).rpartition("@")
+        if at:
+            try:
+                return cls(name, ItemSize.parse(tail))
+            except InputError:
+                pass
+        return cls(str(text))
+
+    def __str__(self) -> str:
+        return f"{self.image}@{self.size}" if self.size is not None else self.image
+
+
 #: How synthetic sizes are made from the Kodak images (stated in every table that uses them)
 RESIZE_FILTER = "Lanczos (Pillow), scaled to cover the target, then centre-cropped"
 

@@ -51,13 +51,10 @@ from .clocks import StageClock
 
 ENCODE_STAGES = ("g_a", "h_a", "AEz", "ADz", "h_s", "AEy")
 DECODE_STAGES = ("ADz", "h_s", "ADy", "g_s")
-SUB_STAGES = ("context", "entropy_parameters", "rans", "other")
 #: Stage order in every table and figure.
 STAGE_ORDER = ("g_a", "h_a", "AEz", "ADz", "h_s", "AEy", "ADy", "g_s", "misc")
 #: Transform stages: the "network-only" time (l3ic's E/D, vs CE/DE with entropy coding).
 NETWORK_STAGES = {"encode": ("g_a", "h_a", "h_s"), "decode": ("h_s", "g_s")}
-#: Kinds of rows (see the module docstring).
-KINDS = ("partition", "sub", "aggregate")
 
 
 @dataclass(frozen=True)
@@ -434,10 +431,6 @@ def plain_encode_decode(codec, x) -> tuple[float, float, Any, Any]:
         enc, te = clock.elapsed(codec.model.compress, x)
         dec, td = clock.elapsed(codec.model.decompress, enc["strings"], enc["shape"])
     return te, td, enc, dec["x_hat"]
-
-
-class SplitError(Exception):
-    """The instrumented coding differs from the model's own: the stage split would be wrong."""
 
 
 def verify_split(codec, x) -> None:

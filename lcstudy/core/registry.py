@@ -26,27 +26,28 @@ import importlib
 import json
 import os
 import sys
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputError
+from ..errors import InputError, WeightsError
 
 #: Families of stage split (see :mod:`lcstudy.core.instrument`); ``"auto"``: detected from the model.
 FAMILIES = ("factorized", "hyperprior", "autoregressive", "latent_codec", "generic", "auto")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class CodecSpec:
-    """What one codec is. ``family`` selects how its encode/decode are split into stages."""
+    """What one codec is, every fact about it in one place (built by keyword). ``family`` selects how its
+    encode/decode are split into stages; ``args`` are its constructor arguments per quality (what
+    ``channels`` elsewhere describes in words, :meth:`describe_channels`)."""
 
     label: str  # short label, as in the ICASSP 2023 paper
     name: str  # CompressAI zoo/registry name (or the import path of a user codec)
     cls: str  # "module:Class" of the model
     family: str
     #: quality → constructor arguments: a tuple of positional ones, or a dict of keyword ones
-    channels: dict[int, Any]
+    args: dict[int, Any]
     pretrained: bool  # whether CompressAI's zoo publishes weights for it
     title: str
     citation: str
@@ -57,10 +58,18 @@ class CodecSpec:
     source: str = "built-in"
     #: folders to put on sys.path before importing ``cls`` (codecs files: relative to the file)
     python_path: tuple[str, ...] = ()
+    #: encode + decode seconds per megapixel of each channel configuration (in :meth:`config_index` order) at 2
+    #: threads on the reference 2-core VM (AMD EPYC, AVX-512), lowest quality of the configuration, seeded random
+    #: weights (measured Nov 2026): a run's first guess before anything is measured
+    #: (:func:`lcstudy.runs.profiles.reference_rate`); empty: as a hyperprior codec
+    ref_s_per_mpx: tuple[float, ...] = ()
+    #: the file of ``compressai-results`` (``make data``) holding the RD points CompressAI quotes from the codec's
+    #: paper, for a codec without zoo weights (the RD frontier and the paper comparison plot them)
+    paper_rd: str = ""
 
     @property
     def qualities(self) -> tuple[int, ...]:
-        return tuple(sorted(self.channels))
+        return tuple(sorted(self.args))
 
     @property
     def builtin(self) -> bool:
@@ -81,18 +90,23 @@ class CodecSpec:
             raise InputError(f"codec {self.label}: module {mod!r} has no attribute {attr!r}")
         return obj
 
-    def config_group(self, quality: int):
-        """The constructor arguments of ``quality``: complexity depends on quality only through them."""
-        return self.channels[quality]
+    def config_index(self, quality: int) -> int:
+        """Which channel configuration ``quality`` uses: 0 for the lowest qualities' constructor arguments, 1 for
+        the next (complexity and speed depend on quality only through them)."""
+        configs = []
+        for q in self.qualities:
+            if self.args[q] not in configs:
+                configs.append(self.args[q])
+        return configs.index(self.args[quality])
 
     def lowest_quality_per_config(self) -> tuple[int, ...]:
         seen: dict[str, int] = {}
         for q in self.qualities:
-            seen.setdefault(json.dumps(self.channels[q], sort_keys=True, default=str), q)
+            seen.setdefault(json.dumps(self.args[q], sort_keys=True, default=str), q)
         return tuple(sorted(seen.values()))
 
     def describe_channels(self, quality: int) -> str:
-        a = self.channels[quality]
+        a = self.args[quality]
         if isinstance(a, dict):
             return ", ".join(f"{k}={v}" for k, v in a.items()) or "class defaults"
         names = ("N", "M")
@@ -111,33 +125,40 @@ _CHENG = ("Cheng et al., Learned image compression with discretized Gaussian mix
 _MIXTURE = "CompressAI's cheng2020 uses a single Gaussian, not the paper's mixture (CompressAI issue #79)."
 
 CODECS: tuple[CodecSpec, ...] = (
-    CodecSpec("FP", "bmshj2018-factorized", f"{_G}:FactorizedPrior", "factorized",
-              _q({(1, 5): (128, 192), (6, 8): (192, 320)}), True,
-              "Factorized prior", "Ballé et al., Variational image compression with a scale hyperprior, ICLR 2018"),
-    CodecSpec("HP", "bmshj2018-hyperprior", f"{_G}:ScaleHyperprior", "hyperprior",
-              _q({(1, 5): (128, 192), (6, 8): (192, 320)}), True,
-              "Scale hyperprior", "Ballé et al., Variational image compression with a scale hyperprior, ICLR 2018"),
-    CodecSpec("MS-HP", "mbt2018-mean", f"{_G}:MeanScaleHyperprior", "hyperprior",
-              _q({(1, 4): (128, 192), (5, 8): (192, 320)}), True,
-              "Mean-scale hyperprior", "Minnen et al., Joint autoregressive and hierarchical priors, NeurIPS 2018"),
-    CodecSpec("ARC", "mbt2018", f"{_G}:JointAutoregressiveHierarchicalPriors", "autoregressive",
-              _q({(1, 4): (192, 192), (5, 8): (192, 320)}), True,
-              "Autoregressive context + hyperprior",
-              "Minnen et al., Joint autoregressive and hierarchical priors, NeurIPS 2018"),
-    CodecSpec("DGM", "cheng2020-anchor", f"{_W}:Cheng2020Anchor", "autoregressive",
-              _q({(1, 3): (128,), (4, 6): (192,)}), True, "Cheng 2020 anchor", _CHENG, notes=_MIXTURE),
-    CodecSpec("DGM-ATT", "cheng2020-attn", f"{_W}:Cheng2020Attention", "autoregressive",
-              _q({(1, 3): (128,), (4, 6): (192,)}), True, "Cheng 2020 with attention", _CHENG, notes=_MIXTURE),
-    CodecSpec("CKBD", "cheng2020-anchor-checkerboard", f"{_S}:Cheng2020AnchorCheckerboard", "latent_codec",
-              {1: ()}, False,
-              "Checkerboard context", "He et al., Checkerboard context model for efficient learned image "
-              "compression, CVPR 2021",
-              notes="No pretrained weights in CompressAI 1.2.8; quality 1 means the class defaults (N=192)."),
-    CodecSpec("ELIC", "elic2022-official", f"{_S}:Elic2022Official", "latent_codec",
-              {1: ()}, False,
-              "ELIC", "He et al., ELIC: efficient learned image compression with unevenly grouped "
+    CodecSpec(label="FP", name="bmshj2018-factorized", cls=f"{_G}:FactorizedPrior", family="factorized",
+              args=_q({(1, 5): (128, 192), (6, 8): (192, 320)}), pretrained=True, title="Factorized prior",
+              citation="Ballé et al., Variational image compression with a scale hyperprior, ICLR 2018",
+              ref_s_per_mpx=(2.5, 4.6)),
+    CodecSpec(label="HP", name="bmshj2018-hyperprior", cls=f"{_G}:ScaleHyperprior", family="hyperprior",
+              args=_q({(1, 5): (128, 192), (6, 8): (192, 320)}), pretrained=True, title="Scale hyperprior",
+              citation="Ballé et al., Variational image compression with a scale hyperprior, ICLR 2018",
+              ref_s_per_mpx=(2.9, 5.7)),
+    CodecSpec(label="MS-HP", name="mbt2018-mean", cls=f"{_G}:MeanScaleHyperprior", family="hyperprior",
+              args=_q({(1, 4): (128, 192), (5, 8): (192, 320)}), pretrained=True, title="Mean-scale hyperprior",
+              citation="Minnen et al., Joint autoregressive and hierarchical priors, NeurIPS 2018",
+              ref_s_per_mpx=(3.2, 5.4)),
+    CodecSpec(label="ARC", name="mbt2018", cls=f"{_G}:JointAutoregressiveHierarchicalPriors",
+              family="autoregressive", args=_q({(1, 4): (192, 192), (5, 8): (192, 320)}), pretrained=True,
+              title="Autoregressive context + hyperprior",
+              citation="Minnen et al., Joint autoregressive and hierarchical priors, NeurIPS 2018",
+              ref_s_per_mpx=(38.4, 56.0)),
+    CodecSpec(label="DGM", name="cheng2020-anchor", cls=f"{_W}:Cheng2020Anchor", family="autoregressive",
+              args=_q({(1, 3): (128,), (4, 6): (192,)}), pretrained=True, title="Cheng 2020 anchor",
+              citation=_CHENG, notes=_MIXTURE, ref_s_per_mpx=(35.4, 49.0)),
+    CodecSpec(label="DGM-ATT", name="cheng2020-attn", cls=f"{_W}:Cheng2020Attention", family="autoregressive",
+              args=_q({(1, 3): (128,), (4, 6): (192,)}), pretrained=True, title="Cheng 2020 with attention",
+              citation=_CHENG, notes=_MIXTURE, ref_s_per_mpx=(40.0, 49.6)),
+    CodecSpec(label="CKBD", name="cheng2020-anchor-checkerboard", cls=f"{_S}:Cheng2020AnchorCheckerboard",
+              family="latent_codec", args={1: ()}, pretrained=False, title="Checkerboard context",
+              citation="He et al., Checkerboard context model for efficient learned image compression, CVPR 2021",
+              notes="No pretrained weights in CompressAI 1.2.8; quality 1 means the class defaults (N=192).",
+              ref_s_per_mpx=(15.6,), paper_rd="paper-cheng2020-checkerboard-6M_mse.json"),
+    CodecSpec(label="ELIC", name="elic2022-official", cls=f"{_S}:Elic2022Official", family="latent_codec",
+              args={1: ()}, pretrained=False, title="ELIC",
+              citation="He et al., ELIC: efficient learned image compression with unevenly grouped "
               "space-channel contextual adaptive coding, CVPR 2022",
-              notes="No pretrained weights in CompressAI 1.2.8; quality 1 means the class defaults (N=192, M=320)."),
+              notes="No pretrained weights in CompressAI 1.2.8; quality 1 means the class defaults (N=192, M=320).",
+              ref_s_per_mpx=(13.2,), paper_rd="paper-elic2022_mse.json"),
 )
 
 BUILTIN_LABELS = tuple(s.label for s in CODECS)
@@ -187,10 +208,11 @@ def read_codecs_file(path) -> list[CodecSpec]:
         family = c.get("family", "auto")
         if family not in FAMILIES:
             raise InputError(f"{where}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
-        out.append(CodecSpec(str(c["label"]), str(c["class"]), str(c["class"]), family, quals,
-                             False, str(c.get("title", c["label"])), str(c.get("citation", "")),
-                             str(c.get("notes", "")), ckpts, f"codecs file {path}",
-                             tuple(str((path.parent / p).resolve()) for p in c.get("python_path", []))))
+        out.append(CodecSpec(label=str(c["label"]), name=str(c["class"]), cls=str(c["class"]), family=family,
+                             args=quals, pretrained=False, title=str(c.get("title", c["label"])),
+                             citation=str(c.get("citation", "")), notes=str(c.get("notes", "")), checkpoints=ckpts,
+                             source=f"codecs file {path}",
+                             python_path=tuple(str((path.parent / p).resolve()) for p in c.get("python_path", []))))
     return out
 
 
@@ -266,8 +288,9 @@ def get_spec(name: str, kwargs: dict | None = None) -> CodecSpec:
         if label.lower() in {b.lower() for b in BUILTIN_LABELS}:
             raise InputError(f"the class name {label!r} of {key} clashes with a built-in codec label; "
                              "register it under another label in a codecs file")
-        return CodecSpec(label, key, key, "auto", {1: dict(kwargs or {})}, False, label,
-                         "", "a codec given by import path", source="import path")
+        return CodecSpec(label=label, name=key, cls=key, family="auto", args={1: dict(kwargs or {})},
+                         pretrained=False, title=label, citation="", notes="a codec given by import path",
+                         source="import path")
     valid = ", ".join(f"{s.label} ({s.name})" if s.builtin else s.label for s in registered())
     raise InputError(f"unknown codec {name!r}; valid codecs: {valid}; or an import path package.module:Class")
 
@@ -278,7 +301,7 @@ def check_quality(spec: CodecSpec, quality) -> int:
             quality = int(quality)
         else:
             raise InputError(f"quality must be an integer, got {quality!r}")
-    if quality not in spec.channels:
+    if quality not in spec.args:
         qs = spec.qualities
         rng = f"{qs[0]}–{qs[-1]}" if len(qs) > 1 and list(qs) == list(range(qs[0], qs[-1] + 1)) \
             else (", ".join(map(str, qs)) if len(qs) > 1 else f"{qs[0]} only")
@@ -355,69 +378,6 @@ class Codec:
                 f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.2f} M params)")
 
 
-def construct(spec: CodecSpec, quality: int):
-    cls = spec.model_class()
-    args = spec.channels[quality]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script deprecation inside CompressAI
-        try:
-            return cls(**args) if isinstance(args, dict) else cls(*args)
-        except TypeError as e:
-            where = ("its [codec.qualities] table in the codecs file" if spec.source.startswith("codecs file")
-                     else "CODEC_ARGS as a JSON object (CODEC_ARGS='{\"N\": 64}')")
-            raise InputError(f"codec {spec.label}: {spec.cls}({_args_text(args)}) failed: {e}; give the "
-                             f"constructor arguments in {where}") from None
-
-
-def _args_text(args) -> str:
-    if isinstance(args, dict):
-        return ", ".join(f"{k}={v!r}" for k, v in args.items())
-    return ", ".join(map(repr, args))
-
-
-def check_model(spec: CodecSpec, model) -> None:
-    """A codec must be an ``nn.Module`` with ``compress`` and ``decompress``."""
-    import torch
-
-    if not isinstance(model, torch.nn.Module):
-        raise InputError(f"codec {spec.label}: {spec.cls} is not a torch.nn.Module (got {type(model).__name__})")
-    missing = [m for m in ("compress", "decompress") if not callable(getattr(model, m, None))]
-    if missing:
-        raise InputError(f"codec {spec.label}: {spec.cls} has no {' or '.join(missing)} method; the study times a "
-                         "codec's own compress()/decompress() (CompressAI's CompressionModel has both)")
-
-
-def build_model(spec: CodecSpec, quality: int, seed: int = 0):
-    """Build ``spec`` at ``quality`` with seeded random weights.
-
-    ``torch.manual_seed(seed)`` immediately before construction, then ``update(force=True)``
-    (CompressAI refuses to compress with uninitialised CDFs). The same seed gives the
-    same model whether built here or through CompressAI's zoo factory.
-    """
-    import torch
-
-    spec.model_class()  # import first: the import is not part of the seeded construction
-    torch.manual_seed(seed)
-    model = construct(spec, quality)
-    check_model(spec, model)
-    update_cdfs(spec, model, force=True)
-    return model
-
-
-def update_cdfs(spec: CodecSpec, model, force: bool) -> None:
-    upd = getattr(model, "update", None)
-    if not callable(upd):
-        return
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            upd(force=force)
-    except Exception as e:  # noqa: BLE001
-        raise InputError(f"codec {spec.label}: update() failed ({type(e).__name__}: {e}); without CDF tables "
-                         "the entropy coder cannot run. Fix the model's update() or save the checkpoint after "
-                         "compressai.utils.update_model") from None
-
-
 def load_codec(name: str, quality: int = 1, weights: str = "random", device="cpu", seed: int = 0,
                metric: str = "mse", kwargs: dict | None = None) -> Codec:
     """Load a codec, ready to encode (eval mode, CDFs updated, on ``device``).
@@ -444,14 +404,14 @@ def load_codec(name: str, quality: int = 1, weights: str = "random", device="cpu
         torch.empty(0, device=dev)
         torch.cuda.synchronize(dev)
     # downloads and hashing are not model loading either (the paper's "Model Loading" is the load itself)
-    ck = weights if W.is_checkpoint(weights) else (
-        W.fetch_registered(spec, quality) if weights in ("pretrained", "auto") and spec.checkpoints.get(quality)
-        else None)
-    if ck is None and weights in ("pretrained", "auto") and spec.pretrained:
+    choice = W.choose(spec, quality, weights)
+    notes += choice.notes
+    if choice.kind == "pretrained":
         try:
             W.download(W.weights_url(spec, quality, metric))
         except Exception:  # noqa: BLE001 - decided below: pretrained fails, auto falls back
             pass
+    ck = choice.path if choice.kind == "checkpoint" else None
     wh = file_sha256(ck) if ck is not None and Path(ck).exists() else ""
     t0 = time.perf_counter()
     if ck is not None:
@@ -459,34 +419,22 @@ def load_codec(name: str, quality: int = 1, weights: str = "random", device="cpu
         notes += info
         used, source = "checkpoint", str(ck)
         channels = f"read from the checkpoint ({W.channels_text(model)})"
-    elif weights in ("pretrained", "auto") and spec.pretrained:
+    elif choice.kind == "pretrained":
         try:
             model = W.load_pretrained(spec, quality, metric)
             used, source = "pretrained", W.weights_url(spec, quality, metric)
-        except Exception as e:
-            from ..errors import WeightsError
-
-            if weights == "pretrained" or not isinstance(e, WeightsError):
+        except WeightsError as e:
+            if not choice.fallback:
                 raise
             notes.append(f"{spec.label} q{quality}: pretrained weights unavailable ({e}); using random weights "
                          f"(seed {seed})")
-            model = build_model(spec, quality, seed)
+            model = W.build_model(spec, quality, seed)
             used, source = "random", f"seed {seed}"
         channels = spec.describe_channels(quality)
-    elif weights == "pretrained":
-        from ..errors import WeightsError
-
-        raise WeightsError(f"no pretrained weights for {spec.label} (CompressAI's zoo has none, and no checkpoint "
-                           "is registered); use WEIGHTS=random or WEIGHTS=<checkpoint file>")
-    elif weights in ("random", "auto"):
-        if weights == "auto":
-            notes.append(f"{spec.label}: no pretrained weights exist; using random weights (seed {seed})")
-        model = build_model(spec, quality, seed)
+    else:
+        model = W.build_model(spec, quality, seed)
         used, source = "random", f"seed {seed}"
         channels = spec.describe_channels(quality)
-    else:
-        raise InputError(f"weights must be random, pretrained, auto or the path of a checkpoint file, got "
-                         f"{weights!r}")
     model = model.eval().to(dev)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)

@@ -68,6 +68,14 @@ def get_codec(name: str) -> StandardCodec:
     raise InputError(f"unknown standard codec {name!r}; valid: {', '.join(NAMES)}")
 
 
+def sweep_points(codecs=(), sweep: str = "short") -> list[tuple[StandardCodec, int]]:
+    """The (codec, setting) pairs a standard-codec run measures, in order: the named ``codecs`` (every one when
+    none are named), each over its ``"full"`` sweep or its short one (lowest, middle, highest). The one place
+    a sweep is chosen: the run's items, its item count on resume and its cost all ask here."""
+    chosen = [get_codec(c) for c in codecs] if codecs else list(STANDARD)
+    return [(c, v) for c in chosen for v in (c.sweep if sweep == "full" else c.short_sweep())]
+
+
 def libraries() -> dict[str, str]:
     """Register the plugins; return the library versions (provenance)."""
     import PIL

@@ -11,6 +11,10 @@ a user's own checkpoints, and whether the network can be reached at all.
   "epoch": …, "optimizer": …}``, keys prefixed ``module.`` under DataParallel), with or
   without ``compressai.utils.update_model`` applied, or a plain state dict. Always loaded with
   ``torch.load(weights_only=True)``: the study never runs code from a checkpoint.
+* Seeded random weights (:func:`build_model`), and what every model is checked by (:func:`construct`,
+  :func:`check_model`, :func:`update_cdfs`), whichever weights it gets. They live here, not in
+  :mod:`lcstudy.core.registry`: the registry loads a codec through this module, and this module takes only
+  the :class:`~lcstudy.core.registry.CodecSpec` it is given, so the two never import each other.
 """
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError, WeightsError
@@ -138,8 +144,6 @@ def load_pretrained(spec, quality: int, metric: str = "mse"):
 
     path = download(weights_url(spec, quality, metric))
     sd = torch.load(path, map_location="cpu", weights_only=True)
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         model = spec.model_class().from_state_dict(remap(sd))
@@ -153,6 +157,48 @@ def fetch_registered(spec, quality: int) -> str:
     if "://" in ck:
         return str(download(ck))
     return ck
+
+
+@dataclass(frozen=True)
+class Choice:
+    """Which weights a codec gets — decided once, by :func:`choose`, for a run request
+    (:func:`lcstudy.runs.params.check_weights`) and for :func:`lcstudy.load_codec` alike."""
+
+    kind: str  # "pretrained" | "random" | "checkpoint"
+    path: str = ""  # the checkpoint file (kind "checkpoint")
+    notes: tuple[str, ...] = ()
+    #: asked as ``auto``: should the zoo's file fail to load after all, seeded random weights, with a note
+    fallback: bool = False
+
+
+def choose(spec, quality: int, weights) -> Choice:
+    """The one decision of which weights ``spec`` at ``quality`` gets, for ``weights`` = ``"random"``,
+    ``"pretrained"``, ``"auto"`` (or None) or a checkpoint's path. A registered checkpoint (a codecs file's)
+    is the codec's pretrained weights. ``auto``: pretrained where the zoo's file is cached or the zoo
+    answers (one probe per process, :func:`online`), else seeded random weights with a note that says why.
+    Asking pretrained weights of a codec that has none is refused here, before any work."""
+    w = "auto" if weights is None or weights == "" else weights
+    if is_checkpoint(w):
+        return Choice("checkpoint", str(w))
+    if w in ("auto", "pretrained") and spec.checkpoints.get(quality):
+        return Choice("checkpoint", fetch_registered(spec, quality))  # a URL: downloaded once into the hub cache
+    if w == "random":
+        return Choice("random")
+    if w == "pretrained":
+        if not spec.pretrained:
+            raise WeightsError(f"no pretrained weights for {spec.label} (CompressAI's zoo has none, and no "
+                               "checkpoint is registered); use WEIGHTS=random or WEIGHTS=<checkpoint file>")
+        return Choice("pretrained")
+    if w == "auto":
+        if not spec.pretrained:
+            return Choice("random", notes=(f"WEIGHTS=auto: {spec.label} has no pretrained weights; seeded random "
+                                           "weights",))
+        if available(spec, quality):
+            return Choice("pretrained", fallback=True)
+        return Choice("random", notes=(f"WEIGHTS=auto: CompressAI's zoo is not reachable and its file for "
+                                       f"{spec.label} q{quality} is not in the torch hub cache; seeded random weights "
+                                       "(`make weights` on a machine with network fills the cache)",))
+    raise InputError(f"weights must be random, pretrained, auto or the path of a checkpoint file, got {weights!r}")
 
 
 def check_file(path) -> Path:
@@ -241,14 +287,84 @@ def _first_mismatch(model, sd: dict) -> str | None:
     return None
 
 
+def construct(spec, quality: int):
+    cls = spec.model_class()
+    args = spec.args[quality]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.script deprecation inside CompressAI
+        try:
+            return cls(**args) if isinstance(args, dict) else cls(*args)
+        except TypeError as e:
+            where = ("its [codec.qualities] table in the codecs file" if spec.source.startswith("codecs file")
+                     else "CODEC_ARGS as a JSON object (CODEC_ARGS='{\"N\": 64}')")
+            raise InputError(f"codec {spec.label}: {spec.cls}({_args_text(args)}) failed: {e}; give the "
+                             f"constructor arguments in {where}") from None
+
+
+def _args_text(args) -> str:
+    if isinstance(args, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in args.items())
+    return ", ".join(map(repr, args))
+
+
+def check_class(spec, cls=None) -> None:
+    """The one check of what a codec must be — a ``torch.nn.Module`` subclass with ``compress`` and
+    ``decompress`` (the study times a codec's own) — made on its class before any work (a run request's
+    check) and on each model built or loaded (:func:`check_model`)."""
+    import inspect
+
+    import torch
+
+    cls = spec.model_class() if cls is None else cls
+    if not inspect.isclass(cls) or not issubclass(cls, torch.nn.Module):
+        raise InputError(f"codec {spec.label}: {spec.cls} is not a torch.nn.Module subclass (got "
+                         f"{getattr(cls, '__name__', type(cls).__name__)})")
+    missing = [m for m in ("compress", "decompress") if not callable(getattr(cls, m, None))]
+    if missing:
+        raise InputError(f"codec {spec.label}: {spec.cls} has no {' or '.join(missing)} method; the study times a "
+                         "codec's own compress()/decompress() (CompressAI's CompressionModel has both)")
+
+
+def check_model(spec, model) -> None:
+    """:func:`check_class` on a built model (a factory may hand back anything)."""
+    check_class(spec, type(model))
+
+
+def build_model(spec, quality: int, seed: int = 0):
+    """Build ``spec`` at ``quality`` with seeded random weights.
+
+    ``torch.manual_seed(seed)`` immediately before construction, then ``update(force=True)``
+    (CompressAI refuses to compress with uninitialised CDFs). The same seed gives the
+    same model whether built here or through CompressAI's zoo factory.
+    """
+    import torch
+
+    spec.model_class()  # import first: the import is not part of the seeded construction
+    torch.manual_seed(seed)
+    model = construct(spec, quality)
+    check_model(spec, model)
+    update_cdfs(spec, model, force=True)
+    return model
+
+
+def update_cdfs(spec, model, force: bool) -> None:
+    upd = getattr(model, "update", None)
+    if not callable(upd):
+        return
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            upd(force=force)
+    except Exception as e:  # noqa: BLE001
+        raise InputError(f"codec {spec.label}: update() failed ({type(e).__name__}: {e}); without CDF tables "
+                         "the entropy coder cannot run. Fix the model's update() or save the checkpoint after "
+                         "compressai.utils.update_model") from None
+
+
 def load_checkpoint(spec, quality: int, path):
     """Build ``spec``'s model from a checkpoint: ``from_state_dict`` (N and M inferred from the
     shapes, as CompressAI does) where the class has one, else the registered constructor
     arguments; ``update()`` when the CDF tables are missing. Returns (model, notes)."""
-    import warnings
-
-    from .registry import check_model, construct, update_cdfs
-
     sd, notes = read_checkpoint(path)
     cls = spec.model_class()
     cdfs_missing = _cdfs_missing(sd)

@@ -9,6 +9,7 @@
 ``weights --profile P``                 fetch every pretrained checkpoint the profile needs
 ``clean-stale --results-dir R``         move run folders of other result schemas out of the way
 ``ipynb NAME DEST``                     a notebook as .ipynb, for plain papermill
+``params [learned|standard]``          a run kind's notebook parameters, one per line (the one list)
 """
 from __future__ import annotations
 
@@ -140,6 +141,17 @@ def cmd_missing(a) -> int:
     return EXIT_CONTENDED if partial and a.status else 0
 
 
+def cmd_decodability(a) -> int:
+    from ..runs.decodability import execute
+
+    from ..errors import InputError
+
+    if a.limit != "all" and not (a.limit.isdigit() and int(a.limit) > 0):
+        raise InputError(f"DECODE_LIMIT={a.limit!r}: give a number of images per run (≥ 1) or all")
+    return execute(a.results_dir, a.backends.split() if a.backends is not None else None,
+                   limit=None if a.limit == "all" else int(a.limit), qualities=a.qualities)
+
+
 def cmd_chapters(a) -> int:
     from .book import execute_chapters
 
@@ -190,6 +202,17 @@ def cmd_ipynb(a) -> int:
     return 0
 
 
+def cmd_params(a) -> int:
+    """The one list of a run kind's notebook parameters (:data:`lcstudy.runs.params.RUN_NOTEBOOKS`): the
+    Makefile's ``NB_PARAMS``, the notebooks and the README are tested against it."""
+    from ..runs.params import RUN_NOTEBOOKS
+
+    if a.kind not in RUN_NOTEBOOKS:
+        raise InputError(f"params {a.kind!r}: not a run kind; valid: {', '.join(RUN_NOTEBOOKS)}")
+    print("\n".join(RUN_NOTEBOOKS[a.kind][1]))
+    return 0
+
+
 def main(argv=None) -> int:
     import warnings
 
@@ -223,6 +246,12 @@ def main(argv=None) -> int:
     c = planned("cost")
     c.add_argument("--nodes", default="1")
     planned("weights")
+    dc = sub.add_parser("decodability", help="decode every stored bitstream under each decoder configuration here")
+    dc.add_argument("--results-dir", default="results")
+    dc.add_argument("--limit", default="2", help="images per run whose streams are decoded (all: every one)")
+    dc.add_argument("--qualities", default="lowest", help="lowest (each codec's lowest quality) or all")
+    dc.add_argument("--backends", default=None, help="the backends to decode with (default: those the folder "
+                    "holds runs of; '' for none)")
     ch = sub.add_parser("chapters")
     ch.add_argument("--results-dir", default="results")
     ch.add_argument("--reference", default="data/reference")
@@ -237,6 +266,8 @@ def main(argv=None) -> int:
     nb = sub.add_parser("ipynb")
     nb.add_argument("name")
     nb.add_argument("dest")
+    pa = sub.add_parser("params", help="a run notebook's parameters, one per line")
+    pa.add_argument("kind", nargs="?", default="learned", help="learned (default) or standard")
     a = ap.parse_args(argv)
     from .signals import install
 
@@ -244,7 +275,7 @@ def main(argv=None) -> int:
     try:
         fn = {"run": cmd_run, "runs": cmd_runs, "missing": cmd_missing, "chapters": cmd_chapters,
               "book": cmd_book, "cost": cmd_cost, "weights": cmd_weights, "clean-stale": cmd_clean_stale,
-              "ipynb": cmd_ipynb, "task": cmd_task}[a.cmd]
+              "ipynb": cmd_ipynb, "task": cmd_task, "params": cmd_params, "decodability": cmd_decodability}[a.cmd]
         return _contended_ok(fn(a), a)
     except LcstudyError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import heapq
 import math
 
-from ..runs.profiles import DEFAULT_S_PER_MPX, REF_S_PER_MPX, config_index as _config_index  # noqa: E402
+from ..runs.profiles import reference_rate  # noqa: E402
 #: the transforms' share of a coding (what a backend changes; the rest is entropy coding and, for the
 #: autoregressive codecs, their sequential context loop, which stays eager)
 NETWORK_SHARE = {"autoregressive": 0.1}
@@ -68,10 +68,9 @@ def predict_one(req, rates: dict, measured_walls: dict) -> float:
         return measured_walls[req.request_id]
     rule = req.rule
     if req.kind == "standard":
-        from ..core.standard import STANDARD, get_codec
+        from ..core.standard import sweep_points
 
-        codecs = [get_codec(c) for c in req.codecs] if req.codecs else list(STANDARD)
-        points = sum(len(c.sweep if req.sweep == "full" else c.short_sweep()) for c in codecs)
+        points = len(sweep_points(req.codecs, req.sweep))
         mpx = sum(_mpx(req, r) for r in req.images)
         t_item = STANDARD_S_PER_MPX * mpx / max(len(req.images), 1)
         n = _repeats(rule, t_item)
@@ -82,12 +81,8 @@ def predict_one(req, rates: dict, measured_walls: dict) -> float:
     threads = req.threads or 2
     key = (spec.label, req.quality, req.device, threads)
     rate = rates.get(key)
-    if rate is None:
-        rate = REF_S_PER_MPX.get((spec.label, _config_index(spec, req.quality)), DEFAULT_S_PER_MPX)
-        if req.device.startswith("cuda"):
-            rate /= 10.0  # no measurement yet: a GPU is assumed an order of magnitude faster
-        elif threads == 1:
-            rate *= 1.4
+    if rate is None:  # no measurement yet: the reference rate and its guesses for a GPU and for one thread
+        rate = reference_rate(spec, req.quality, req.device, threads)
     total = RUN_OVERHEAD_S
     shapes = set()
     from ..core.backends import BACKENDS, TRANSFORM_STAGES
@@ -122,11 +117,11 @@ def _mpx(req, image_ref, size: str | None = None) -> float:
     from ..runs.params import item_args
 
     made = item_args(req, size)
-    if made["resize"]:
-        w, h = (int(v) for v in made["resize"].split("x"))
-        return w * h / 1e6
-    if made["crop"]:
-        return made["crop"] ** 2 / 1e6
+    if made["resize"] or made["crop"]:
+        from ..core.images import ItemSize, parse_size
+
+        size = ItemSize(resize=parse_size(made["resize"])) if made["resize"] else ItemSize(crop=made["crop"])
+        return size.megapixels
     from PIL import Image
 
     with Image.open(image_ref.path) as im:

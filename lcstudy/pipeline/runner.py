@@ -111,7 +111,6 @@ def _record_notebook_seconds(path: Path, seconds: float) -> None:
 def _items(req) -> list:
     if req.kind == "learned":
         return list(req.images)
-    from ..core.standard import STANDARD, get_codec
+    from ..core.standard import sweep_points
 
-    codecs = [get_codec(c) for c in req.codecs] if req.codecs else list(STANDARD)
-    return [None for c in codecs for _ in (c.sweep if req.sweep == "full" else c.short_sweep()) for _ in req.images]
+    return [None for _ in sweep_points(req.codecs, req.sweep) for _ in req.images]

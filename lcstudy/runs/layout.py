@@ -11,6 +11,8 @@ device, so that results made on several machines merge by copying folders::
         complexity.csv      MACs and parameters per stage (learned codecs)
         notebook.ipynb      the executed run notebook (written by the pipeline, last)
     <results>/_cache/macs/<key>.csv   MAC counts, shared by every run of a configuration and size
+    <results>/_decodability/<decoder host>/<encoder host>/<encoder run id>/<item>/<decoder>.json
+                            one cross-decode of a stored bitstream (:mod:`lcstudy.runs.decodability`)
 
 ``run_id`` hashes the request (everything that changes the numbers: codec, quality, weights and
 their file hash, image contents, crop, resize, repeats rule, threads, …) with the platform
@@ -140,6 +142,30 @@ def read_items(path: Path) -> list[dict]:
     out = []
     for f in sorted((Path(path) / ITEMS).glob("*.json")):
         rec = json.loads(f.read_text())
+        if rec.get("schema_version") == SCHEMA_VERSION:
+            out.append(rec)
+    return out
+
+
+#: the cross-decodes of the stored bitstreams (:mod:`lcstudy.runs.decodability`), apart from the runs
+DECODES = "_decodability"
+
+
+def decode_file(results, host: str, run: Run, item: str, decoder: str) -> Path:
+    """Where one decode of a stored bitstream (``run``'s ``item``) by ``decoder`` on ``host`` is kept (a run
+    copied from another machine keeps its id: its host tells the two apart)."""
+    return (Path(results) / DECODES / safe_name(host) / safe_name(run.host) / run.run_id / safe_name(item)
+            / f"{safe_name(decoder)}.json")
+
+
+def read_decodes(results) -> list[dict]:
+    """Every cross-decode under ``results`` of this schema (decoders of every host copied into it)."""
+    out = []
+    for f in sorted((Path(results) / DECODES).glob("*/*/*/*/*.json")):
+        try:
+            rec = json.loads(f.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # cannot happen with atomic writes; the phase writes it again
         if rec.get("schema_version") == SCHEMA_VERSION:
             out.append(rec)
     return out

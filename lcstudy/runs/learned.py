@@ -87,10 +87,24 @@ class LearnedSubject:
         q = metrics.quality(im.x, _images.unpad(first.x_hat, unpad))
         from .params import item_args
 
-        made = item_args(self.req, it.key.split("@", 1)[1] if self.req.sizes else None)
+        made = item_args(self.req, _images.ItemKey.parse(it.key).size if self.req.sizes else None)
         return {"image": im.name, **made, "sha256": im.sha256, "path": str(im.path), "height": im.height,
                 "width": im.width, "notes": im.notes, "nbytes": first.nbytes,
-                "bpp": metrics.bpp(first.nbytes, im.height, im.width), "psnr": q["psnr"], "ms_ssim": q["ms_ssim"]}
+                "bpp": metrics.bpp(first.nbytes, im.height, im.width), "psnr": q["psnr"], "ms_ssim": q["ms_ssim"],
+                "bitstream": self._keep(first)}
+
+    def _keep(self, coding) -> dict:
+        """The item's bitstream with the encoder's fingerprint of it (:func:`lcstudy.runs.decodability.keep`:
+        one untimed decode, after the item's repeats): what the decodability phase decodes elsewhere."""
+        from ..core.decoding import weights_digest
+        from .decodability import keep
+
+        if not hasattr(self, "_weights"):
+            self._weights = weights_digest(self.codec.model)
+        return keep(self._encoder_model(), coding.strings, coding.shape, self._weights)
+
+    def _encoder_model(self):
+        return self.codec.model
 
     def phases(self):
         out = []
@@ -224,6 +238,9 @@ class BackendSubject(LearnedSubject):
                 "identical_reconstruction": bool(torch.equal(dep.x_hat, eager.x_hat)),
                 "prime_seconds": self._primed.get(it.group), "first_call_seconds": self.dep.first_call_seconds()}
 
+    def _encoder_model(self):
+        return self.dep.codec.model  # the deployed encoder made the stored bitstream
+
     def _kernels(self, save) -> None:
         eager, self.codec = self.codec, self.dep.codec  # the operators of the deployed codec
         try:
@@ -299,8 +316,9 @@ def load_images(req: RunRequest) -> list[tuple[str, object]]:
     ``sizes``, each image at each size in order, keyed ``<name>@<size>`` (``kodim01@1920x1080``)."""
     from .params import item_args
 
-    return [(f"{r.name}@{s}" if s else r.name, _images.load_image(r.path, **item_args(req, s)))
-            for r in req.images for s in (req.sizes or (None,))]
+    sizes = [_images.ItemSize.parse(s) for s in req.sizes] if req.sizes else [None]
+    return [(str(_images.ItemKey(r.name, s)), _images.load_image(r.path, **item_args(req, s)))
+            for r in req.images for s in sizes]
 
 
 def run(log=print, progress: bool = True, **params) -> RunResult:
@@ -405,12 +423,15 @@ def profile(codec, images, repeats: int | None = None, warmup: int = 1, crop: in
                 for note in im.notes:
                     log(f"note: {note}")
             by_path = codec.spec.source == "import path"
-            req = RunRequest("learned", "api", f"{codec.label}-q{codec.quality}", f"{codec.label}-q{codec.quality}",
-                             str(codec.device), threads, tuple(ImageRef(i.name, str(i.path), i.sha256) for i in imgs),
-                             crop, resize, r, str(tmp.name if tmp else results_dir),
-                             codec.spec.cls if by_path else codec.spec.label, codec.quality, codec.weights,
-                             codec.weights_source if codec.weights == "checkpoint" else "", codec.weights_hash,
-                             codec.seed or 0, kernels, macs, codec.spec.channels[codec.quality] if by_path else None)
+            group = f"{codec.label}-q{codec.quality}"
+            req = RunRequest(kind="learned", profile="api", label=group, group=group, device=str(codec.device),
+                             threads=threads, images=tuple(ImageRef(i.name, str(i.path), i.sha256) for i in imgs),
+                             crop=crop, resize=resize, rule=r, results_dir=str(tmp.name if tmp else results_dir),
+                             codec=codec.spec.cls if by_path else codec.spec.label, quality=codec.quality,
+                             weights=codec.weights, weights_hash=codec.weights_hash, seed=codec.seed or 0,
+                             weights_path=codec.weights_source if codec.weights == "checkpoint" else "",
+                             kernels=kernels, macs=macs,
+                             codec_args=codec.spec.args[codec.quality] if by_path else None)
             if not codec.spec.builtin:
                 from ..core.instrument import verify_split
 

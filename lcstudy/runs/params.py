@@ -23,18 +23,23 @@ from pathlib import Path
 
 from ..core import images as _images
 from ..core import registry
+from ..core import weights as W
 from ..core.stats import StopRule
-from ..errors import InputError
+from ..errors import InputError, WeightsError
 from .profiles import Profile, get_profile
 
 ROOT = Path(__file__).resolve().parent.parent.parent
-#: Parameters of each run notebook, in the order ``make help`` lists them.
+#: The parameters of each run kind's notebook, in the order ``make help`` lists them — written here and nowhere
+#: else: ``python -m lcstudy.pipeline params learned|standard`` prints them, and tests/test_request.py fails when
+#: the Makefile's ``NB_PARAMS``, a notebook's parameters cell or its call, or the README's list differ.
 LEARNED_PARAMS = ("codec", "quality", "device", "threads", "images", "limit", "crop", "resize", "sizes", "repeats",
                   "min_repeats", "max_repeats", "budget", "target", "warmup", "weights", "seed", "kernels", "macs",
                   "codec_args", "backend", "results_dir", "profile")
 STANDARD_PARAMS = ("images", "limit", "crop", "repeats", "min_repeats", "max_repeats", "budget", "target", "warmup",
                    "threads", "sweep", "codecs", "results_dir", "profile")
-NOTEBOOK_PARAMS = {"profile_codec": LEARNED_PARAMS, "profile_standard": STANDARD_PARAMS}
+#: run kind (``RunRequest.kind``) → (its notebook, that notebook's parameters)
+RUN_NOTEBOOKS = {"learned": ("profile_codec", LEARNED_PARAMS), "standard": ("profile_standard", STANDARD_PARAMS)}
+NOTEBOOK_PARAMS = dict(RUN_NOTEBOOKS.values())
 DEFAULT_IMAGES = "data/kodak"
 
 
@@ -45,9 +50,10 @@ class ImageRef:
     sha256: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class RunRequest:
-    """A checked, resolved run: what will be measured and how."""
+    """A checked, resolved run: what will be measured and how. Keyword-only: with twenty-odd fields, a
+    positional construction silently shifts every value after an inserted field."""
 
     kind: str  # "learned" | "standard"
     profile: str
@@ -96,7 +102,7 @@ class RunRequest:
             d["sizes"] = list(self.sizes)
         if self.kind == "learned":
             spec = registry.get_spec(self.codec, self.codec_args)
-            d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.channels[self.quality],
+            d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.args[self.quality],
                      weights=self.weights, weights_hash=self.weights_hash,
                      seed=self.seed if self.weights in ("random", "auto") else None)
             if self.backend != "eager":  # only then: every run made before the backend axis keeps its id
@@ -250,33 +256,16 @@ def _rule(params: dict, base: StopRule) -> StopRule:
 
 
 def check_weights(spec, quality: int, weights) -> tuple[str, str, str, list[str]]:
-    """(weights kind, checkpoint path, checkpoint hash, notes). ``auto`` is resolved here, once:
-    pretrained where the zoo's file is cached or the zoo answers (one probe per process)."""
+    """(weights kind, checkpoint path, checkpoint hash, notes): :func:`lcstudy.core.weights.choose`'s decision
+    (``auto`` resolved here, once: one network probe per process), with a checkpoint's file checked."""
     w = parse_value(weights)
-    if w in (None, "auto") or (w == "pretrained" and spec.checkpoints.get(quality)):
-        if spec.checkpoints.get(quality):
-            from ..core.weights import fetch_registered
-
-            return _checkpoint(fetch_registered(spec, quality))  # a URL: downloaded once into the hub cache
-        if spec.pretrained:
-            from ..core import weights as W
-
-            if W.available(spec, quality):
-                return "pretrained", "", "", []
-            return "random", "", "", [f"WEIGHTS=auto: CompressAI's zoo is not reachable and its file for "
-                                      f"{spec.label} q{quality} is not in the torch hub cache; seeded random weights "
-                                      "(`make weights` on a machine with network fills the cache)"]
-        return "random", "", "", [f"WEIGHTS=auto: {spec.label} has no pretrained weights; seeded random weights"]
-    if w == "random":
-        return "random", "", "", []
-    if w == "pretrained":
-        if not spec.pretrained and not spec.checkpoints.get(quality):
-            raise InputError(f"WEIGHTS=pretrained: CompressAI publishes no weights for {spec.label} and no checkpoint "
-                             "is registered for it; use WEIGHTS=random or WEIGHTS=<checkpoint file>")
-        return "pretrained", "", "", []
-    if isinstance(w, str):
-        return _checkpoint(w)
-    raise InputError(f"WEIGHTS={weights!r}: must be random, pretrained, auto or the path of a checkpoint file")
+    try:
+        c = W.choose(spec, quality, w)
+    except (InputError, WeightsError) as e:
+        raise InputError(f"WEIGHTS={weights}: {e}") from None
+    if c.kind == "checkpoint":
+        return _checkpoint(c.path)
+    return c.kind, "", "", list(c.notes)
 
 
 def _checkpoint(path) -> tuple[str, str, str, list[str]]:
@@ -295,18 +284,11 @@ def check_sizes(sizes) -> tuple[str, ...]:
     items = [s.strip() for s in sizes.split(",")] if isinstance(sizes, str) else [str(s).strip() for s in sizes]
     out = []
     for s in items:
-        if not s:
-            continue
-        if s.lower().startswith("crop"):
-            n = _int("sizes", s[4:], 16, fix="each size is cropN (N ≥ 16) or WIDTHxHEIGHT, e.g. crop512,1920x1080")
-            out.append(f"crop{n}")
-        else:
+        if s:
             try:
-                w, h = _images.parse_size(s)
-            except InputError:
-                raise InputError(f"SIZES={sizes!r}: {s!r} is neither cropN nor WIDTHxHEIGHT; e.g. "
-                                 "SIZES=crop512,1920x1080") from None
-            out.append(f"{w}x{h}")
+                out.append(str(_images.ItemSize.parse(s)))
+            except InputError as e:
+                raise InputError(f"SIZES={sizes!r}: {e}") from None
     if not out:
         raise InputError(f"SIZES={sizes!r}: give at least one size, e.g. SIZES=crop512,1920x1080")
     dup = sorted({s for s in out if out.count(s) > 1})
@@ -315,12 +297,12 @@ def check_sizes(sizes) -> tuple[str, ...]:
     return tuple(out)
 
 
-def size_args(size: str) -> dict:
-    """``load_image`` arguments of one normalised size."""
-    return {"crop": int(size[4:]), "resize": None} if size.startswith("crop") else {"crop": None, "resize": size}
+def size_args(size) -> dict:
+    """``load_image`` arguments of one size (an :class:`~lcstudy.core.images.ItemSize` or its text)."""
+    return (size if isinstance(size, _images.ItemSize) else _images.ItemSize.parse(size)).load_args()
 
 
-def item_args(req, size: str | None) -> dict:
+def item_args(req, size) -> dict:
     """``load_image`` arguments of one item: its ``size`` in a run of several sizes, else the run's crop/resize."""
     return size_args(size) if size else {"crop": req.crop, "resize": req.resize}
 
@@ -424,8 +406,9 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
                       if str(c).strip())
         imgs = check_images(params.get("images"), limit)
         check_fits(imgs, crop)
-        return RunRequest("standard", profile.name, "standard-codecs", "standard-codecs", "cpu", threads, imgs,
-                          crop, None, rule, str(results_dir), sweep=sweep, codecs=names)
+        return RunRequest(kind="standard", profile=profile.name, label="standard-codecs", group="standard-codecs",
+                          device="cpu", threads=threads, images=imgs, crop=crop, resize=None, rule=rule,
+                          results_dir=str(results_dir), sweep=sweep, codecs=names)
     if params.get("codec") is None:
         raise InputError("give the codec: CODEC=ARC (a label, a CompressAI name, or package.module:Class)")
     codec_args = params.get("codec_args")
@@ -442,7 +425,7 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
         raise InputError(f"CODEC_ARGS applies to a codec given by import path; {spec.label}'s arguments come from "
                          "its registry entry (use QUALITY)")
     if not spec.builtin:
-        _check_class(spec)
+        W.check_class(spec)
     quality = registry.check_quality(spec, params.get("quality") if params.get("quality") is not None
                                      else spec.qualities[0])
     device = registry.check_device(params.get("device") or "cpu")
@@ -462,24 +445,11 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
     if not (kcrop and spec.family == "autoregressive" and resize is None and not sizes
             and (crop is None or crop > kcrop)):
         kcrop = None
-    return RunRequest("learned", profile.name, label, group, device, threads, imgs, crop, resize, rule,
-                      str(results_dir), spec.label if spec.source != "import path" else spec.cls, quality, weights,
-                      wpath, whash, seed, kernels, macs, codec_args, kcrop, sizes, backend, notes=tuple(notes))
-
-
-def _check_class(spec) -> None:
-    """A user codec's class: importable, an nn.Module subclass with compress and decompress."""
-    import inspect
-
-    cls = spec.model_class()
-    import torch
-
-    if not inspect.isclass(cls) or not issubclass(cls, torch.nn.Module):
-        raise InputError(f"codec {spec.label}: {spec.cls} is not a torch.nn.Module subclass")
-    missing = [m for m in ("compress", "decompress") if not callable(getattr(cls, m, None))]
-    if missing:
-        raise InputError(f"codec {spec.label}: {spec.cls} has no {' or '.join(missing)} method; the study times a "
-                         "codec's own compress()/decompress() (CompressAI's CompressionModel has both)")
+    return RunRequest(kind="learned", profile=profile.name, label=label, group=group, device=device, threads=threads,
+                      images=imgs, crop=crop, resize=resize, rule=rule, results_dir=str(results_dir),
+                      codec=spec.label if spec.source != "import path" else spec.cls, quality=quality,
+                      weights=weights, weights_path=wpath, weights_hash=whash, seed=seed, kernels=kernels, macs=macs,
+                      codec_args=codec_args, kernels_crop=kcrop, sizes=sizes, backend=backend, notes=tuple(notes))
 
 
 def request_dict(req: RunRequest) -> dict:

@@ -87,40 +87,44 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
 )}
 
 
-#: encode + decode seconds per megapixel at 2 threads on the reference 2-core VM (AMD EPYC, AVX-512),
-#: lowest quality of each channel configuration, seeded random weights (measured Nov 2026)
-REF_S_PER_MPX = {("FP", 0): 2.5, ("FP", 1): 4.6, ("HP", 0): 2.9, ("HP", 1): 5.7, ("MS-HP", 0): 3.2,
-                 ("MS-HP", 1): 5.4, ("ARC", 0): 38.4, ("ARC", 1): 56.0, ("DGM", 0): 35.4, ("DGM", 1): 49.0,
-                 ("DGM-ATT", 0): 40.0, ("DGM-ATT", 1): 49.6, ("CKBD", 0): 15.6, ("ELIC", 0): 13.2}
 #: an unknown codec: as a hyperprior codec
 DEFAULT_S_PER_MPX = 5.0
-
-
-def config_index(spec, quality: int) -> int:
-    configs = []
-    for q in spec.qualities:
-        c = spec.channels[q]
-        if c not in configs:
-            configs.append(c)
-    return configs.index(spec.channels[quality])
+#: A CUDA device's first guess: the reference CPU rate divided by this. An assumption, not a measurement (it
+#: came with the cost model, commit 7e949ad, as "a GPU is assumed an order of magnitude faster"); no GPU rate
+#: is in a codec's ``ref_s_per_mpx``. Used only until the platform has measured rates (:mod:`lcstudy.pipeline.cost`)
+#: and for the warm-up rule's prediction of a run's first coding (:func:`reference_seconds`).
+GPU_SPEEDUP_GUESS = 10.0
+#: THREADS=1's first guess: the reference rate (two threads) times this — one thread slower than two, but not
+#: twice as slow, since not every stage runs in parallel. Its origin is undocumented (it came, uncommented, with
+#: the cost model, commit 7e949ad); used as :data:`GPU_SPEEDUP_GUESS` is, and replaced the same way.
+ONE_THREAD_SLOWDOWN_GUESS = 1.4
 
 
 def reference_seconds(codec: str, quality: int, pixels: int, device: str = "cpu", threads: int | None = 2) -> float:
     """A first guess of one encode+decode's seconds (the reference VM's rate), before anything is measured:
     what the warm-up rule and the cost model start from."""
     from ..core.registry import get_spec
-    from ..errors import InputError
 
     try:
         spec = get_spec(codec)
-        rate = REF_S_PER_MPX.get((spec.label, config_index(spec, quality)), DEFAULT_S_PER_MPX)
-    except (InputError, KeyError, ValueError):
+    except InputError:
+        spec = None
+    return reference_rate(spec, quality, device, threads) * pixels / 1e6
+
+
+def reference_rate(spec, quality: int, device: str = "cpu", threads: int | None = 2) -> float:
+    """Seconds per megapixel of one encode+decode before anything is measured: the reference VM's rate of
+    ``spec`` (:attr:`~lcstudy.core.registry.CodecSpec.ref_s_per_mpx`; None or a codec not measured there: as a
+    hyperprior codec), scaled by the two guesses for a GPU and for one thread."""
+    try:
+        rate = spec.ref_s_per_mpx[spec.config_index(quality)]
+    except (AttributeError, IndexError, KeyError, ValueError):  # no spec, not measured, or a quality it lacks
         rate = DEFAULT_S_PER_MPX
     if str(device).startswith("cuda"):
-        rate /= 10.0
+        rate /= GPU_SPEEDUP_GUESS
     elif threads == 1:
-        rate *= 1.4
-    return rate * pixels / 1e6
+        rate *= ONE_THREAD_SLOWDOWN_GUESS
+    return rate
 
 
 def get_profile(name) -> Profile:

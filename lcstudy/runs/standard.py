@@ -19,16 +19,15 @@ class StandardSubject:
         self.req = req
         self.imgs = imgs
         self.threads = threads
-        self.codecs = [S.get_codec(c) for c in req.codecs] if req.codecs else list(S.STANDARD)
+        self.points = S.sweep_points(req.codecs, req.sweep)
         self._pil: dict[str, object] = {}
 
     def items(self) -> list[Item]:
         out = []
-        for c in self.codecs:
-            for value in (c.sweep if self.req.sweep == "full" else c.short_sweep()):
-                for im in self.imgs:
-                    out.append(Item(f"{c.fmt}-{c.knob}{value}-{im.name}", (c.name, value, im.height, im.width),
-                                    im.height * im.width, (c, value, im)))
+        for c, value in self.points:
+            for im in self.imgs:
+                out.append(Item(f"{c.fmt}-{c.knob}{value}-{im.name}", (c.name, value, im.height, im.width),
+                                im.height * im.width, (c, value, im)))
         return out
 
     def _pil_of(self, im):

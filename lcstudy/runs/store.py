@@ -43,10 +43,6 @@ def atomic_write_csv(path: Path, df) -> None:
     atomic_write_text(path, df.to_csv(index=False))
 
 
-def safe_name(s: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(s))
-
-
 def atomic_write_excel(path: Path, sheets: dict) -> None:
     """An xlsx workbook (one sheet per DataFrame, no index) written to a temporary name and renamed."""
     import pandas as pd

@@ -53,7 +53,9 @@ from ..core import drift
 from ..core.stats import Measurement
 from . import layout
 
-TABLES = ("timings", "samples", "memory", "kernels", "complexity", "standard", "runs")
+#: the tables of one run; ``decodability`` (the cross-decodes of every run's bitstreams) is the results folder's
+RUN_TABLES = ("timings", "samples", "memory", "kernels", "complexity", "standard", "runs")
+TABLES = RUN_TABLES + ("decodability",)
 _ENV = ("cpu_model", "cpu_count", "gpu_name", "torch_version", "cuda_version", "compressai_version",
         "python_version", "lcstudy_version", "git_commit", "time_utc", "cpu_flags", "energy")
 
@@ -146,7 +148,7 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
 
 def run_tables(run: layout.Run) -> dict[str, pd.DataFrame]:
     """Every table of one run."""
-    return {t: _table([run], t) for t in TABLES}
+    return {t: _table([run], t) for t in RUN_TABLES}
 
 
 def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -> pd.DataFrame:
@@ -303,6 +305,10 @@ def load_results(results_dir, table: str = "timings", checks_before: str | None 
         from ..errors import InputError
 
         raise InputError(f"unknown table {table!r}; valid: {', '.join(TABLES)}")
+    if table == "decodability":  # the cross-decodes live apart from the runs (:mod:`lcstudy.runs.decodability`)
+        from .decodability import table as decodes
+
+        return decodes(results_dir)
     return _table(layout.runs(results_dir), table, layout.checks(results_dir, checks_before))
 
 

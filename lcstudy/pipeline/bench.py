@@ -1,11 +1,11 @@
 """Benchmarks that print a table (targets live here, not in timed unit tests).
 
-``python -m lcstudy.core.bench overhead``: per codec, the median ratio of the instrumented
+``python -m lcstudy.pipeline.bench overhead``: per codec, the median ratio of the instrumented
 encode+decode time to the plain ``compress()``+``decompress()`` time on one Kodak image,
 interleaved (plain, instrumented, plain, …) so that drift on a noisy machine hits both.
 Target: ≤ 1.01.
 
-``python -m lcstudy.core.bench startup``: the fixed cost of a run notebook outside its measurement, in its
+``python -m lcstudy.pipeline.bench startup``: the fixed cost of a run notebook outside its measurement, in its
 parts, each in fresh processes (a notebook's kernel is one), interleaved so drift hits every part alike:
 the interpreter, the kernel's start (jupyter_client, as papermill starts it), the study's imports with
 CompressAI imported whole and without its point-cloud stack (:mod:`lcstudy.core.lean_import`), loading a
@@ -23,10 +23,10 @@ import torch
 
 
 def overhead(images: Path, image: str, repeats: int, codecs: list[str], crop: int | None, device: str = "cpu") -> int:
-    from .clocks import StageClock
-    from .images import load_image, pad
-    from .instrument import encode_decode, plain_encode_decode
-    from .registry import CODECS, get_spec, load_codec
+    from ..core.clocks import StageClock
+    from ..core.images import load_image, pad
+    from ..core.instrument import encode_decode, plain_encode_decode
+    from ..core.registry import CODECS, get_spec, load_codec
 
     path = Path(images) / f"{image}.png"
     im = load_image(path, crop=crop)
@@ -154,7 +154,7 @@ def _startup_table(parts: dict, repeats: int) -> None:
 
 def main(argv=None) -> int:
     warnings.simplefilter("ignore")
-    ap = argparse.ArgumentParser(prog="python -m lcstudy.core.bench")
+    ap = argparse.ArgumentParser(prog="python -m lcstudy.pipeline.bench")
     sub = ap.add_subparsers(dest="cmd", required=True)
     o = sub.add_parser("overhead", help="instrumented / plain time per codec")
     o.add_argument("--images", default="data/kodak")

@@ -1,0 +1,223 @@
+"""The run request and the package's shape (issue 25): the notebook parameters written once and checked
+everywhere they are repeated, requests built by keyword only, and the import floors of ``lcstudy/``."""
+import re
+import subprocess
+
+import pytest
+
+from lcstudy.pipeline.__main__ import main
+from lcstudy.runs.params import RUN_NOTEBOOKS
+
+from .conftest import ROOT
+
+#: set by the Makefile's own RESULTS_DIR and PROFILE (shared with every target), so not in NB_PARAMS
+MAKE_WIDE = ("results_dir", "profile")
+
+
+def _cli_params(kind: str, capsys) -> list[str]:
+    assert main(["params", kind]) == 0
+    return capsys.readouterr().out.split()
+
+
+@pytest.mark.parametrize("kind", list(RUN_NOTEBOOKS))
+def test_params_cli_prints_the_one_list(kind, capsys):
+    assert _cli_params(kind, capsys) == list(RUN_NOTEBOOKS[kind][1])
+
+
+def test_params_cli_refuses_an_unknown_kind(capsys):
+    assert main(["params", "lerned"]) == 2
+    assert capsys.readouterr().err.strip() == "error: params 'lerned': not a run kind; valid: learned, standard"
+
+
+def test_makefile_nb_params_are_the_list(capsys):
+    """Asked of make itself (the variable as make expands it), not read with a regex."""
+    out = subprocess.run(["make", "-s", "--no-print-directory", "--eval", "print-%: ; @echo $($*)",
+                          "print-NB_PARAMS"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    assert out.split() == [p.upper() for p in _cli_params("learned", capsys) if p not in MAKE_WIDE]
+
+
+def _notebook(kind: str) -> str:
+    return (ROOT / "notebooks" / f"{RUN_NOTEBOOKS[kind][0]}.md").read_text()
+
+
+@pytest.mark.parametrize("kind", list(RUN_NOTEBOOKS))
+def test_notebook_parameters_cell_is_the_list(kind, capsys):
+    cell = re.search(r":tags: \[parameters[^\n]*\n\n(.*?)```", _notebook(kind), re.S).group(1)
+    names = [ln.split("=")[0].strip() for ln in cell.strip().splitlines() if ln.strip()]
+    assert names == _cli_params(kind, capsys)
+
+
+@pytest.mark.parametrize("kind", list(RUN_NOTEBOOKS))
+def test_notebook_call_passes_the_list(kind, capsys):
+    """The notebook's ``<kind>.run(...)`` passes each parameter as itself, and nothing else."""
+    call = re.search(rf"\b{kind}\.run\((.*?)\)\n", _notebook(kind), re.S).group(1)
+    passed = re.findall(r"(\w+)=(\w+)", call)
+    assert [k for k, v in passed if k != v] == []
+    assert sorted(k for k, _ in passed) == sorted(_cli_params(kind, capsys))
+
+
+def test_readme_lists_the_parameters(capsys):
+    readme = (ROOT / "README.md").read_text()
+    m = re.search(r"^Parameters: `([A-Z_\s]+)` \(and `RESULTS_DIR`, `PROFILE`\)", readme, re.M)
+    assert m, "README: the 'Parameters: `CODEC …` (and `RESULTS_DIR`, `PROFILE`)' sentence is gone"
+    assert m.group(1).split() == [p.upper() for p in _cli_params("learned", capsys) if p not in MAKE_WIDE]
+
+
+def test_a_request_is_built_by_keyword_only(tmp_path):
+    """A positional construction is refused: inserting a field cannot silently shift the values after it."""
+    import dataclasses
+
+    from lcstudy.runs.params import RunRequest, resolve
+
+    from .conftest import KODAK
+
+    req = resolve({"codec": "HP", "images": str(KODAK), "limit": 1, "results_dir": str(tmp_path)})
+    values = [getattr(req, f.name) for f in dataclasses.fields(RunRequest)]
+    with pytest.raises(TypeError):
+        RunRequest(*values)
+    assert RunRequest(**{f.name: getattr(req, f.name) for f in dataclasses.fields(RunRequest)}) == req
+
+
+def _readme_floors() -> tuple[str, ...]:
+    """The floors of ``lcstudy/``, lowest first, as the README's Layout states them."""
+    m = re.search(r"floors, lowest first: ([^.]*)\.", (ROOT / "README.md").read_text())
+    assert m, "README: the Layout's 'floors, lowest first: `core` → …' sentence is gone"
+    return tuple(re.findall(r"`(\w+)`", m.group(1)))
+
+
+FLOORS = _readme_floors()
+
+
+def test_the_readme_floors_are_the_subpackages():
+    subpackages = {p.parent.name for p in (ROOT / "lcstudy").glob("*/__init__.py")}
+    assert sorted(FLOORS) == sorted(subpackages) and len(set(FLOORS)) == len(FLOORS)
+
+
+def _module_of(path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module → the ``lcstudy`` modules it imports, anywhere in its body (function-local imports included),
+    relative imports resolved; ``from pkg import name`` counts as ``pkg.name`` where that is a module."""
+    import ast
+
+    files = {_module_of(p): p for p in (ROOT / "lcstudy").rglob("*.py")}
+    graph = {}
+    for mod, path in files.items():
+        pkg = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = pkg.split(".")[: len(pkg.split(".")) - (node.level - 1)]
+                    base = ".".join(anchor + ([base] if base else []))
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            else:
+                continue
+            for t in targets:
+                while t and t not in files:  # lcstudy.core.stats.StopRule → lcstudy.core.stats
+                    t = t.rpartition(".")[0]
+                if t.startswith("lcstudy") and t != mod:
+                    deps.add(t)
+        graph[mod] = deps
+    return graph
+
+
+def _floor(mod: str) -> int:
+    parts = mod.split(".")
+    return FLOORS.index(parts[1]) if len(parts) > 1 and parts[1] in FLOORS else -1
+
+
+def test_imports_go_down_the_floors():
+    """No module imports from a higher floor (a package's ``__init__`` counts as its floor; ``lcstudy`` and
+    its top-level modules are below ``core``, except ``lcstudy/__init__``, the public API over every floor)."""
+    up = sorted(f"{m} → {d}" for m, ds in _import_graph().items() if m != "lcstudy" for d in ds
+                if d != "lcstudy" and _floor(d) > _floor(m))
+    assert up == []
+
+
+def test_no_import_cycle():
+    """Between modules, function-local imports included (they hide a cycle from Python, not from a reader)."""
+    graph = _import_graph()
+    cycles, state = [], {}
+
+    def visit(m, stack):
+        state[m] = "open"
+        for d in sorted(graph.get(m, ())):
+            if state.get(d) == "open":
+                cycles.append(" → ".join(stack[stack.index(d):] + [d]))
+            elif d not in state:
+                visit(d, stack + [d])
+        state[m] = "done"
+
+    for m in sorted(graph):
+        if m not in state:
+            visit(m, [m])
+    assert cycles == []
+
+
+def test_first_guess_rates_use_the_named_factors(monkeypatch, tmp_path):
+    """A GPU's and one thread's first-guess rates come from the two named factors, in the warm-up rule's
+    guess and in the cost model's alike (one function, not the numbers written twice)."""
+    import dataclasses
+
+    from lcstudy.core.registry import get_spec
+    from lcstudy.pipeline.cost import predict_one
+    from lcstudy.runs import profiles as P
+    from lcstudy.runs.params import resolve
+
+    from .conftest import KODAK
+
+    hp = get_spec("HP")
+    base = P.reference_rate(hp, 1, "cpu", 2)
+    assert base == hp.ref_s_per_mpx[0]
+    assert P.reference_rate(hp, 1, "cuda", 2) == base / P.GPU_SPEEDUP_GUESS
+    assert P.reference_rate(hp, 1, "cpu", 1) == base * P.ONE_THREAD_SLOWDOWN_GUESS
+    assert P.reference_seconds("HP", 1, 2_000_000, "cuda") == pytest.approx(2 * base / P.GPU_SPEEDUP_GUESS)
+    req = dataclasses.replace(resolve({"codec": "HP", "images": str(KODAK), "limit": 1, "results_dir": str(tmp_path),
+                                       "kernels": False, "macs": False}), device="cuda")
+    before = predict_one(req, {}, {})
+    monkeypatch.setattr(P, "GPU_SPEEDUP_GUESS", P.GPU_SPEEDUP_GUESS * 2)
+    assert predict_one(req, {}, {}) < before
+
+
+def test_a_codecs_facts_are_in_its_spec():
+    """Every built-in codec carries its reference rate per channel configuration, and each without zoo weights
+    the file of the RD points its paper quotes (which ``make data`` brings): nothing kept in a side table."""
+    from lcstudy.core.registry import CODECS
+
+    from .conftest import REFERENCE
+
+    for s in CODECS:
+        assert len(s.ref_s_per_mpx) == len(s.lowest_quality_per_config()), s.label
+        assert [s.config_index(q) for q in s.lowest_quality_per_config()] == list(range(len(s.ref_s_per_mpx)))
+        assert bool(s.paper_rd) == (not s.pretrained), s.label
+        assert not s.paper_rd or (REFERENCE / "compressai-results" / s.paper_rd).is_file(), s.paper_rd
+
+
+def test_nothing_defined_twice():
+    """No module binds a top-level function or class name twice, and no dict literal repeats a key: the
+    first of each is dead, and a merge leaves such pairs silently (the later one wins)."""
+    import ast
+
+    twice = []
+    for path in sorted((ROOT / "lcstudy").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        seen = set()
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if node.name in seen:
+                    twice.append(f"{path.relative_to(ROOT)}:{node.lineno} def {node.name}")
+                seen.add(node.name)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Dict):
+                keys = [k.value for k in node.keys if isinstance(k, ast.Constant)]
+                twice += [f"{path.relative_to(ROOT)}:{node.lineno} key {k!r}" for k in sorted(set(keys), key=str)
+                          if keys.count(k) > 1]
+    assert not twice, "; ".join(twice)
