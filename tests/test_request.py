@@ -221,3 +221,48 @@ def test_nothing_defined_twice():
                 twice += [f"{path.relative_to(ROOT)}:{node.lineno} key {k!r}" for k in sorted(set(keys), key=str)
                           if keys.count(k) > 1]
     assert not twice, "; ".join(twice)
+
+
+#: request ids of two fixed requests as the code before the enums computed them (commit 05399c6, 4 Dec): a closed set
+#: made an enum must not change a run's identity, or every stored run would be measured again
+GOLDEN_IDS = {"learned": "851c21384362", "standard": "8ab58288c323"}
+
+
+def _fixed_requests(tmp_path):
+    from lcstudy.runs.params import resolve
+
+    from .conftest import KODAK
+
+    base = {"images": str(KODAK), "limit": 2, "results_dir": str(tmp_path), "profile": "quick"}
+    return {"learned": resolve({**base, "codec": "HP", "quality": 2, "weights": "random", "seed": 3}),
+            "standard": resolve({**base, "sweep": "short"}, notebook="profile_standard")}
+
+
+def test_closed_sets_are_enums_and_keep_the_run_ids(tmp_path):
+    """Run kind, weights mode and plan role are enums: a wrong value fails where the value is made, a plain
+    string read back from run.json becomes the member, and the ids are those computed before the enums."""
+    import dataclasses
+    import json
+
+    from lcstudy.core.weights import Weights
+    from lcstudy.pipeline.plan import PlannedRun, Role
+    from lcstudy.pipeline.reproducibility import request_from_dict
+    from lcstudy.runs.layout import RunKind
+    from lcstudy.runs.params import request_dict
+
+    reqs = _fixed_requests(tmp_path)
+    assert reqs["learned"].kind is RunKind.LEARNED and reqs["standard"].kind is RunKind.STANDARD
+    assert reqs["learned"].weights is Weights.RANDOM
+    for kind, req in reqs.items():
+        stored = json.loads(json.dumps(request_dict(req)))  # what run.json holds: plain strings
+        assert stored["kind"] == kind and type(stored["kind"]) is str
+        back = request_from_dict(stored)
+        assert back == req and back.kind is RunKind(kind) and back.request_id == req.request_id
+        assert req.request_id == GOLDEN_IDS[kind]
+    with pytest.raises(ValueError, match="lerned"):
+        dataclasses.replace(reqs["learned"], kind="lerned")
+    with pytest.raises(ValueError, match="pretrianed"):
+        dataclasses.replace(reqs["learned"], weights="pretrianed")
+    assert PlannedRun("profile_codec", (), "main").role is Role.MAIN
+    with pytest.raises(ValueError, match="mian"):
+        PlannedRun("profile_codec", (), "mian")

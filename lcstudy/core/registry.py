@@ -351,7 +351,7 @@ class Codec:
     quality: int
     model: Any  # torch.nn.Module
     device: Any  # torch.device
-    weights: str  # "pretrained" | "random" | "checkpoint"
+    weights: str  # a :class:`lcstudy.core.weights.Weights`: PRETRAINED, RANDOM or CHECKPOINT
     seed: int | None
     load_seconds: float
     weights_source: str  # URL, "seed N" or the checkpoint's path
@@ -406,34 +406,34 @@ def load_codec(name: str, quality: int = 1, weights: str = "random", device="cpu
     # downloads and hashing are not model loading either (the paper's "Model Loading" is the load itself)
     choice = W.choose(spec, quality, weights)
     notes += choice.notes
-    if choice.kind == "pretrained":
+    if choice.kind == W.Weights.PRETRAINED:
         try:
             W.download(W.weights_url(spec, quality, metric))
         except Exception:  # noqa: BLE001 - decided below: pretrained fails, auto falls back
             pass
-    ck = choice.path if choice.kind == "checkpoint" else None
+    ck = choice.path if choice.kind == W.Weights.CHECKPOINT else None
     wh = file_sha256(ck) if ck is not None and Path(ck).exists() else ""
     t0 = time.perf_counter()
     if ck is not None:
         model, info = W.load_checkpoint(spec, quality, ck)
         notes += info
-        used, source = "checkpoint", str(ck)
+        used, source = W.Weights.CHECKPOINT, str(ck)
         channels = f"read from the checkpoint ({W.channels_text(model)})"
-    elif choice.kind == "pretrained":
+    elif choice.kind == W.Weights.PRETRAINED:
         try:
             model = W.load_pretrained(spec, quality, metric)
-            used, source = "pretrained", W.weights_url(spec, quality, metric)
+            used, source = W.Weights.PRETRAINED, W.weights_url(spec, quality, metric)
         except WeightsError as e:
             if not choice.fallback:
                 raise
             notes.append(f"{spec.label} q{quality}: pretrained weights unavailable ({e}); using random weights "
                          f"(seed {seed})")
             model = W.build_model(spec, quality, seed)
-            used, source = "random", f"seed {seed}"
+            used, source = W.Weights.RANDOM, f"seed {seed}"
         channels = spec.describe_channels(quality)
     else:
         model = W.build_model(spec, quality, seed)
-        used, source = "random", f"seed {seed}"
+        used, source = W.Weights.RANDOM, f"seed {seed}"
         channels = spec.describe_channels(quality)
     model = model.eval().to(dev)
     if dev.type == "cuda":
@@ -445,5 +445,5 @@ def load_codec(name: str, quality: int = 1, weights: str = "random", device="cpu
     if spec.family == "auto":
         notes.append(f"{spec.label}: stage split detected from the model: {family}"
                      + (" (coarse: each top-level module timed as a whole)" if family == "generic" else ""))
-    return Codec(spec, quality, model, dev, used, seed if used == "random" else None, load_s, source, notes,
+    return Codec(spec, quality, model, dev, used, seed if used == W.Weights.RANDOM else None, load_s, source, notes,
                  family, channels, wh)

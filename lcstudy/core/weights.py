@@ -27,6 +27,7 @@ import urllib.parse
 import urllib.request
 import warnings
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from ..errors import InputError, WeightsError
@@ -159,12 +160,22 @@ def fetch_registered(spec, quality: int) -> str:
     return ck
 
 
+class Weights(StrEnum):
+    """The weights a request may ask (``WEIGHTS=``); :func:`choose` turns ``auto`` into one of the other three.
+    A ``StrEnum``: it compares equal to, and serialises as, its plain string, so run ids are unchanged."""
+
+    RANDOM = "random"  #: seeded random weights (``SEED``): network time and MACs are a trained model's, entropy coding is not
+    PRETRAINED = "pretrained"  #: CompressAI's zoo file (from the torch hub cache, or downloaded by ``make weights``)
+    CHECKPOINT = "checkpoint"  #: a file torch.save wrote (``WEIGHTS=<path>``, or a codecs file's registered checkpoint)
+    AUTO = "auto"  #: pretrained where the zoo's file is at hand, else random with a note saying why
+
+
 @dataclass(frozen=True)
 class Choice:
     """Which weights a codec gets — decided once, by :func:`choose`, for a run request
     (:func:`lcstudy.runs.params.check_weights`) and for :func:`lcstudy.load_codec` alike."""
 
-    kind: str  # "pretrained" | "random" | "checkpoint"
+    kind: Weights  # PRETRAINED, RANDOM or CHECKPOINT, never AUTO
     path: str = ""  # the checkpoint file (kind "checkpoint")
     notes: tuple[str, ...] = ()
     #: asked as ``auto``: should the zoo's file fail to load after all, seeded random weights, with a note
@@ -179,23 +190,23 @@ def choose(spec, quality: int, weights) -> Choice:
     Asking pretrained weights of a codec that has none is refused here, before any work."""
     w = "auto" if weights is None or weights == "" else weights
     if is_checkpoint(w):
-        return Choice("checkpoint", str(w))
+        return Choice(Weights.CHECKPOINT, str(w))
     if w in ("auto", "pretrained") and spec.checkpoints.get(quality):
-        return Choice("checkpoint", fetch_registered(spec, quality))  # a URL: downloaded once into the hub cache
+        return Choice(Weights.CHECKPOINT, fetch_registered(spec, quality))  # a URL: downloaded once into the hub cache
     if w == "random":
-        return Choice("random")
+        return Choice(Weights.RANDOM)
     if w == "pretrained":
         if not spec.pretrained:
             raise WeightsError(f"no pretrained weights for {spec.label} (CompressAI's zoo has none, and no "
                                "checkpoint is registered); use WEIGHTS=random or WEIGHTS=<checkpoint file>")
-        return Choice("pretrained")
+        return Choice(Weights.PRETRAINED)
     if w == "auto":
         if not spec.pretrained:
-            return Choice("random", notes=(f"WEIGHTS=auto: {spec.label} has no pretrained weights; seeded random "
+            return Choice(Weights.RANDOM, notes=(f"WEIGHTS=auto: {spec.label} has no pretrained weights; seeded random "
                                            "weights",))
         if available(spec, quality):
-            return Choice("pretrained", fallback=True)
-        return Choice("random", notes=(f"WEIGHTS=auto: CompressAI's zoo is not reachable and its file for "
+            return Choice(Weights.PRETRAINED, fallback=True)
+        return Choice(Weights.RANDOM, notes=(f"WEIGHTS=auto: CompressAI's zoo is not reachable and its file for "
                                        f"{spec.label} q{quality} is not in the torch hub cache; seeded random weights "
                                        "(`make weights` on a machine with network fills the cache)",))
     raise InputError(f"weights must be random, pretrained, auto or the path of a checkpoint file, got {weights!r}")

@@ -7,16 +7,30 @@ twice executes nothing the second time, and a resubmission redoes only what is m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 from ..core.registry import registered
 from ..runs.profiles import Profile
+
+
+class Role(StrEnum):
+    """Why a run is in the plan: which chapters it feeds."""
+
+    MAIN = "main"  #: each codec at each quality of the profile: the assessment and every comparison
+    THREADS = "threads"  #: the thread pass (a few images at another thread count): the assessment's thread table
+    DEPLOYMENT = "deployment"  #: a backend beside eager at each codec's lowest quality: the Deployment chapter
+    STANDARD = "standard"  #: the standard codecs' sweep: the Standard codecs and RD-frontier chapters
+    SCALING = "scaling"  #: kodim01 at the profile's sizes: the Resolution scaling chapter
 
 
 @dataclass(frozen=True)
 class PlannedRun:
     notebook: str  # "profile_codec" | "profile_standard"
     params: tuple[tuple[str, object], ...]  # notebook parameters (beyond profile and results_dir)
-    role: str  # "main" | "threads" | "scaling" | "standard" | "deployment": which chapters it feeds
+    role: Role
+
+    def __post_init__(self):
+        object.__setattr__(self, "role", Role(self.role))
 
     @property
     def param_dict(self) -> dict:
@@ -49,7 +63,7 @@ def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) 
     from ..core.registry import get_spec
 
     specs = [get_spec(c) for c in codecs] if codecs else list(registered())
-    runs = [PlannedRun("profile_codec", (("codec", s.label), ("quality", q), ("device", d)), "main")
+    runs = [PlannedRun("profile_codec", (("codec", s.label), ("quality", q), ("device", d)), Role.MAIN)
             for d in devices for s in specs for q in profile.qualities_of(s)]
     if profile.thread_pass and "cpu" in devices:
         t, n = profile.thread_pass
@@ -57,20 +71,20 @@ def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) 
         # on threads)
         runs += [PlannedRun("profile_codec", (("codec", s.label), ("quality", s.qualities[0]), ("device", "cpu"),
                                               ("threads", t), ("limit", n), ("kernels", False), ("macs", False)),
-                            "threads") for s in specs]
+                            Role.THREADS) for s in specs]
     from ..core.backends import BACKENDS
 
     # deployment: each backend beside eager at each codec's lowest quality (MACs are the main run's)
     runs += [PlannedRun("profile_codec", (("codec", s.label), ("quality", s.qualities[0]), ("device", d),
                                           ("backend", b), ("macs", False))
                         + ((("limit", profile.backend_limit),) if profile.backend_limit else ())
-                        + ((("crop", profile.backend_crop),) if profile.backend_crop else ()), "deployment")
+                        + ((("crop", profile.backend_crop),) if profile.backend_crop else ()), Role.DEPLOYMENT)
              for d in devices for b in profile.backends if d.split(":")[0] in BACKENDS[b].devices for s in specs]
     if "cpu" in devices:
-        runs.append(PlannedRun("profile_standard", (("sweep", profile.standard_sweep),), "standard"))
+        runs.append(PlannedRun("profile_standard", (("sweep", profile.standard_sweep),), Role.STANDARD))
         if profile.scaling:
             runs += [PlannedRun("profile_codec", (("codec", s.label), ("quality", s.qualities[0]), ("device", "cpu"))
-                                + scaling_params(profile.scaling), "scaling") for s in specs]
+                                + scaling_params(profile.scaling), Role.SCALING) for s in specs]
     return runs
 
 

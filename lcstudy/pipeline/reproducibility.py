@@ -61,7 +61,7 @@ def select(results_dir, codecs: list[str] | None, sample: int | None) -> list:
     ``sample`` of them, evenly spread over the runs in label order."""
     from ..runs import layout
 
-    runs = [r for r in layout.runs(results_dir, kind="learned") if r.complete]
+    runs = [r for r in layout.runs(results_dir, kind=layout.RunKind.LEARNED) if r.complete]
     if codecs:
         want = {c.upper() for c in codecs}
         # a codec as the profiles name it ("HP"), or a user's class by its path or its name ("pkg.mod:Name", "Name")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from ..core.environ import SCHEMA_VERSION
@@ -46,6 +47,16 @@ CACHE = "_cache"
 #: `make reproducibility`'s checks: one folder per check (``<UTC time>``), each laid out like a results folder;
 #: :func:`runs` does not reach them (they are not the study's runs), :func:`checks` does
 CHECKS = ".reproducibility"
+
+
+class RunKind(StrEnum):
+    """What a run measures — a closed set, so one value, checked where a request is built or a folder read.
+
+    A ``StrEnum``: it compares equal to, and serialises (JSON, CSV) as, its plain string, so the run
+    ids and files written before it are unchanged."""
+
+    LEARNED = "learned"  #: one learned codec at one quality (the ``profile_codec`` notebook)
+    STANDARD = "standard"  #: the standard (Pillow) codecs' sweep (the ``profile_standard`` notebook)
 
 
 def safe_name(s: str) -> str:
@@ -73,8 +84,8 @@ class Run:
         return self.meta["run_id"]
 
     @property
-    def kind(self) -> str:
-        return self.meta.get("kind", "learned")
+    def kind(self) -> RunKind:
+        return RunKind(self.meta.get("kind", RunKind.LEARNED))
 
     @property
     def complete(self) -> bool:
@@ -175,7 +186,7 @@ def table_file(path: Path, name: str) -> Path:
     return Path(path) / f"{name}.csv"
 
 
-def runs(results, kind: str | None = None, warn: bool = True) -> list[Run]:
+def runs(results, kind: RunKind | str | None = None, warn: bool = True) -> list[Run]:
     """Every run folder under ``results`` of this schema (all hosts and devices), in a stable
     order; folders of other schemas are skipped with one warning (see the module docstring)."""
     base = Path(results)
@@ -190,7 +201,7 @@ def runs(results, kind: str | None = None, warn: bool = True) -> list[Run]:
         if meta.get("schema_version") != SCHEMA_VERSION:
             stale.append(path)
             continue
-        if kind is None or meta.get("kind", "learned") == kind:
+        if kind is None or meta.get("kind", RunKind.LEARNED) == RunKind(kind):
             found.append(Run(path, meta))
     if stale and warn:
         warnings.warn(f"{len(stale)} run folder(s) under {base} were written with another result schema and are "

@@ -26,6 +26,7 @@ from ..core import registry
 from ..core import weights as W
 from ..core.stats import StopRule
 from ..errors import InputError, WeightsError
+from .layout import RunKind
 from .profiles import Profile, get_profile
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -55,7 +56,7 @@ class RunRequest:
     """A checked, resolved run: what will be measured and how. Keyword-only: with twenty-odd fields, a
     positional construction silently shifts every value after an inserted field."""
 
-    kind: str  # "learned" | "standard"
+    kind: RunKind
     profile: str
     label: str  # the run's name in the book ("ARC-q1", "ARC-q1-threads1-limit4", "standard-codecs")
     group: str  # results sub-folder ("ARC-q1", "standard-codecs")
@@ -69,7 +70,7 @@ class RunRequest:
     # learned codecs
     codec: str = ""
     quality: int = 0
-    weights: str = "random"  # "random" | "pretrained" | "checkpoint" | "auto" (resolved at load)
+    weights: W.Weights = W.Weights.RANDOM  # AUTO only in a request made by :func:`lcstudy.load_codec` (resolved at load)
     weights_path: str = ""
     weights_hash: str = ""
     seed: int = 0
@@ -87,10 +88,15 @@ class RunRequest:
     codecs: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
+    def __post_init__(self):
+        # closed sets: a plain string (a request read back from run.json) becomes its member, a wrong one fails here
+        object.__setattr__(self, "kind", RunKind(self.kind))
+        object.__setattr__(self, "weights", W.Weights(self.weights))
+
     @property
     def phases(self) -> tuple[str, ...]:
         """Side measurements after the items (they do not change the timings)."""
-        if self.kind != "learned":
+        if self.kind != RunKind.LEARNED:
             return ()
         return tuple(p for p, on in (("kernels", self.kernels), ("macs", self.macs)) if on)
 
@@ -100,11 +106,11 @@ class RunRequest:
              "rule": self.rule.as_dict()}
         if self.sizes:
             d["sizes"] = list(self.sizes)
-        if self.kind == "learned":
+        if self.kind == RunKind.LEARNED:
             spec = registry.get_spec(self.codec, self.codec_args)
             d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.args[self.quality],
                      weights=self.weights, weights_hash=self.weights_hash,
-                     seed=self.seed if self.weights in ("random", "auto") else None)
+                     seed=self.seed if self.weights in (W.Weights.RANDOM, W.Weights.AUTO) else None)
             if self.backend != "eager":  # only then: every run made before the backend axis keeps its id
                 d["backend"] = self.backend
         else:
@@ -128,7 +134,7 @@ def platform_fingerprint(req: RunRequest, threads: int | None = None) -> dict:
     from ..core.environ import fingerprint
 
     fp = fingerprint(req.device, threads if threads is not None else default_threads(req))
-    if req.kind == "standard":
+    if req.kind == RunKind.STANDARD:
         from ..core.standard import libraries
 
         fp["libraries"] = libraries()
@@ -263,7 +269,7 @@ def check_weights(spec, quality: int, weights) -> tuple[str, str, str, list[str]
         c = W.choose(spec, quality, w)
     except (InputError, WeightsError) as e:
         raise InputError(f"WEIGHTS={weights}: {e}") from None
-    if c.kind == "checkpoint":
+    if c.kind == W.Weights.CHECKPOINT:
         return _checkpoint(c.path)
     return c.kind, "", "", list(c.notes)
 
@@ -275,7 +281,7 @@ def _checkpoint(path) -> tuple[str, str, str, list[str]]:
         p = check_file(project_path(path))
     except InputError as e:
         raise InputError(f"WEIGHTS={path}: {e}") from None
-    return "checkpoint", str(p), registry.file_sha256(p), []
+    return W.Weights.CHECKPOINT, str(p), registry.file_sha256(p), []
 
 
 def check_sizes(sizes) -> tuple[str, ...]:
@@ -406,7 +412,7 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
                       if str(c).strip())
         imgs = check_images(params.get("images"), limit)
         check_fits(imgs, crop)
-        return RunRequest(kind="standard", profile=profile.name, label="standard-codecs", group="standard-codecs",
+        return RunRequest(kind=RunKind.STANDARD, profile=profile.name, label="standard-codecs", group="standard-codecs",
                           device="cpu", threads=threads, images=imgs, crop=crop, resize=None, rule=rule,
                           results_dir=str(results_dir), sweep=sweep, codecs=names)
     if params.get("codec") is None:
@@ -445,7 +451,7 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
     if not (kcrop and spec.family == "autoregressive" and resize is None and not sizes
             and (crop is None or crop > kcrop)):
         kcrop = None
-    return RunRequest(kind="learned", profile=profile.name, label=label, group=group, device=device, threads=threads,
+    return RunRequest(kind=RunKind.LEARNED, profile=profile.name, label=label, group=group, device=device, threads=threads,
                       images=imgs, crop=crop, resize=resize, rule=rule, results_dir=str(results_dir),
                       codec=spec.label if spec.source != "import path" else spec.cls, quality=quality,
                       weights=weights, weights_path=wpath, weights_hash=whash, seed=seed, kernels=kernels, macs=macs,

@@ -107,7 +107,9 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
             "phases_done": meta.get("phases_done", []), "phase_seconds": meta.get("phase_seconds", {}),
             "executions": meta.get("executions", []) + [execution], "complete": False,
             "peak": meta.get("peak", {}),
-            "reference": meta.get("reference") or {"workload": drift.WORKLOAD, "probes": []}}
+            # a resumed run keeps its probes, unless they timed another workload (not comparable: start afresh)
+            "reference": meta["reference"] if drift.probes_of(meta.get("reference")) else
+            {"workload": drift.WORKLOAD, "probes": []}}
     layout.write_meta(path, meta)
 
     t_run = time.perf_counter()

@@ -66,7 +66,7 @@ def base_columns(run: layout.Run) -> dict:
     peak = m.get("peak", {})
     return {"host": run.host, "platform": env.get("platform", ""), "device": run.device.split(":")[0],
             "device_name": run.device,
-            "codec": req.get("codec") if run.kind == "learned" else "standard", "quality": req.get("quality"),
+            "codec": req.get("codec") if run.kind == layout.RunKind.LEARNED else "standard", "quality": req.get("quality"),
             "label": m.get("label"), "run_id": m["run_id"], "request_id": m.get("request_id"),
             "weights": req.get("weights"), "weights_label": env.get("weights_label", ""),
             "seed": req.get("seed"), "threads": env.get("threads"), "crop": req.get("crop"),
@@ -160,26 +160,26 @@ def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -
             continue
         if table in ("kernels", "complexity"):
             f = layout.table_file(run.path, table)
-            if f.exists() and run.kind == "learned":
+            if f.exists() and run.kind == layout.RunKind.LEARNED:
                 t = pd.read_csv(f, keep_default_na=False, na_values=[""])
                 for k, v in reversed(list(base.items())):
                     if k not in t.columns:
                         t.insert(0, k, v)
                 frames.append(t)
             continue
-        if (table == "standard") != (run.kind == "standard"):
+        if (table == "standard") != (run.kind == layout.RunKind.STANDARD):
             if table != "samples":
                 continue
         recs = run.items()
         if table in ("timings", "standard"):
-            rows = [r for rec in recs for r in _item_rows(rec, base, run.kind == "standard")]
+            rows = [r for rec in recs for r in _item_rows(rec, base, run.kind == layout.RunKind.STANDARD)]
             frames.append(pd.DataFrame(rows))
         elif table == "samples":
             for rec in recs:
                 s = _samples_frame(rec, base["run_backend"])
                 s.insert(0, "image", rec["image"])
                 s.insert(1, "node", rec.get("node"))
-                if run.kind == "standard":
+                if run.kind == layout.RunKind.STANDARD:
                     s.insert(0, "value", rec["value"])
                     s.insert(0, "item_codec", rec["codec"])
                 for k, v in reversed(list(_item_base(rec, base).items())):
@@ -219,7 +219,7 @@ def reference_by_platform(runs: list[layout.Run], checked: list[layout.Run] = ()
     for i, run in enumerate(list(runs) + list(checked)):
         b = base_columns(run)
         key = (b["platform"], b["device"])
-        probes.setdefault(key, []).append((run.meta.get("reference") or {}).get("probes", []))
+        probes.setdefault(key, []).append(drift.probes_of(run.meta.get("reference")))
         n_own[key] = n_own.get(key, 0) + (i < len(runs))
     out = {}
     for key, sets in probes.items():
@@ -290,7 +290,7 @@ def _run_row(run: layout.Run, base: dict) -> dict:
                                        .items()),
            "notebook": str(run.notebook) if run.notebook.exists() else "",
            "rule": str(m.get("request", {}).get("rule", {})),
-           **drift.run_summary((m.get("reference") or {}).get("probes", []))}
+           **drift.run_summary(drift.probes_of(m.get("reference")))}
     for k, v in m.get("phase_seconds", {}).items():
         row[f"phase_seconds_{k}"] = v
     return row
