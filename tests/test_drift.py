@@ -296,3 +296,13 @@ def test_reference_workload_makes_no_page_faults():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LCSTUDY_TEST_", "MALLOC_"))}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert int(out.stdout.strip().splitlines()[-1]) < 200
+
+
+def test_references_of_another_workload_are_not_compared():
+    """A run whose probes timed an earlier workload has no reference against this one's (its seconds are of
+    another work): none of its probes reach the summaries, a current run's do."""
+    p = [{"at": "start", "seconds": 0.007, "contended": False}, {"at": "end", "seconds": 0.0034, "contended": False}]
+    old = {"workload": "conv2d 1x64x128x128 * 64x64x3x3 (pad 1) + mm 384x384 @ 384x384, float32, seed 0", "probes": p}
+    assert drift.probes_of(old) == [] and drift.probes_of(None) == []
+    assert math.isnan(drift.run_summary(drift.probes_of(old))["ref_seconds"])
+    assert drift.probes_of({"workload": drift.WORKLOAD, "probes": p}) == p

@@ -21,7 +21,7 @@ work a codec's transforms are made of), at the run's threads and device, synchro
   with its (:func:`probes_of`).
 
 * **When**: at the run's start, between items (at most every :data:`PROBE_EVERY_S`) and at its end
-  (:func:`probe`; about 0.1 s each on the 2-core VM, :data:`PROBE_CALLS` timed calls after one untimed).
+  (:func:`probe`; about 35 ms each on the 2-core VM, :data:`PROBE_CALLS` timed calls after one untimed).
   Each probe is bracketed by the contention monitor like a timed coding; a contended probe is kept,
   flagged and left out.
 * **What a run says** (:func:`run_summary`): its reference speed (the median of its probes'
