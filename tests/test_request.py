@@ -266,3 +266,25 @@ def test_closed_sets_are_enums_and_keep_the_run_ids(tmp_path):
     assert PlannedRun("profile_codec", (), "main").role is Role.MAIN
     with pytest.raises(ValueError, match="mian"):
         PlannedRun("profile_codec", (), "mian")
+
+
+def test_family_and_stage_kind_are_enums():
+    """A codec's family and a stage row's kind are closed sets: a spec with a family that does not exist fails
+    where it is built (not later, as a stage table without ``AEy``), the built-in codecs and the detector give
+    members, and each stage key has the kind the tables sum by."""
+    import dataclasses
+
+    from lcstudy.core.instrument import Family, StageKind, stage_kind
+    from lcstudy.core.registry import CODECS
+    from lcstudy.errors import InputError
+
+    assert all(type(s.family) is Family for s in CODECS)
+    hp = next(s for s in CODECS if s.label == "HP")
+    assert dataclasses.replace(hp, family="auto").family is Family.AUTO
+    with pytest.raises(InputError, match="hyperprio'"):
+        dataclasses.replace(hp, family="hyperprio")
+    kinds = {s: stage_kind(s) for s in ("total", "network", "g_a", "misc", "AEy/rans", "AEy/other")}
+    assert kinds == {"total": (StageKind.AGGREGATE, True), "network": (StageKind.AGGREGATE, False),
+                     "g_a": (StageKind.PARTITION, True), "misc": (StageKind.PARTITION, False),
+                     "AEy/rans": (StageKind.SUB, True), "AEy/other": (StageKind.SUB, False)}
+    assert all(type(k) is StageKind for k, _ in kinds.values())

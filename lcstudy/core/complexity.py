@@ -206,7 +206,9 @@ def count(codec, rec, watch, height: int, width: int, ar: str = "parallel"):
     tot_unc = {d: ", ".join(sorted({u for (dd, _), us in uncounted.items() if dd == d for u in us}))
                for d in ("encode", "decode")}
     df.loc[df.stage == "total", "uncounted"] = df.loc[df.stage == "total", "direction"].map(tot_unc)
-    df["kind"] = ["aggregate" if s == "total" else ("sub" if "/" in s else "partition") for s in df.stage]
+    from .instrument import stage_kind
+
+    df["kind"] = [stage_kind(s)[0] for s in df.stage]
     df["kmac_per_px"] = df["macs"] / pixels / 1e3
     df["gmac"] = df["macs"] / 1e9
     df["mac_vs_torch"] = df["macs"] / (df["flops_torch"] / 2).where(df["flops_torch"] > 0)

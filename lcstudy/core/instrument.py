@@ -45,6 +45,7 @@ import copy
 import fnmatch
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, Callable, Iterator
 
 from .clocks import StageClock
@@ -110,7 +111,28 @@ PROBES: dict[str, tuple[Probe, ...]] = {
 }
 
 
-def detect_family(model) -> str:
+class Family(StrEnum):
+    """Which stage split a model gets (:data:`PROBES`, :func:`top_stages`): a closed set, so a codecs file's
+    typo fails when it is read, not as a stage table that silently has no ``AEy``. ``AUTO`` is a request, not a
+    split: :func:`detect_family` replaces it when the model is loaded."""
+
+    FACTORIZED = "factorized"
+    HYPERPRIOR = "hyperprior"
+    AUTOREGRESSIVE = "autoregressive"
+    LATENT_CODEC = "latent_codec"
+    GENERIC = "generic"
+    AUTO = "auto"
+
+
+class StageKind(StrEnum):
+    """What a stage row adds up to (the module docstring): the rows of one kind are what may be summed."""
+
+    PARTITION = "partition"  # top-level stages and misc: they add up to the total
+    SUB = "sub"  # sub-stages of AEy/ADy: they add up to their parent
+    AGGREGATE = "aggregate"  # total, network: sums of the others
+
+
+def detect_family(model) -> Family:
     """Which stage split applies to a model, by CompressAI's conventions (names of sub-modules)."""
     names = {n for n, _ in model.named_children()}
     has = lambda *a: all(x in names for x in a)  # noqa: E731
@@ -118,17 +140,17 @@ def detect_family(model) -> str:
         lc = model.latent_codec
         try:
             if "hyper" in lc and "y" in lc:
-                return "latent_codec"
+                return Family.LATENT_CODEC
         except TypeError:
             pass
     if has("g_a", "g_s", "h_a", "h_s", "entropy_bottleneck", "gaussian_conditional", "context_prediction",
            "entropy_parameters") and callable(getattr(model, "_compress_ar", None)):
-        return "autoregressive"
+        return Family.AUTOREGRESSIVE
     if has("g_a", "g_s", "h_a", "h_s", "entropy_bottleneck", "gaussian_conditional"):
-        return "hyperprior"
+        return Family.HYPERPRIOR
     if has("g_a", "g_s", "entropy_bottleneck") and not has("h_a"):
-        return "factorized"
-    return "generic"
+        return Family.FACTORIZED
+    return Family.GENERIC
 
 
 def probes_for(family: str, model) -> tuple[Probe, ...]:
@@ -342,19 +364,19 @@ class Coding:
         for direction, st in (("encode", self.encode), ("decode", self.decode)):
             for stage, sec in st.items():
                 out.append((direction, stage, *stage_kind(stage), sec))
-            out.append((direction, "network", "aggregate", False, self.network[direction]))
+            out.append((direction, "network", StageKind.AGGREGATE, False, self.network[direction]))
         return out
 
 
-def stage_kind(stage: str) -> tuple[str, bool]:
+def stage_kind(stage: str) -> tuple[StageKind, bool]:
     """(kind, measured) of a stage key."""
     if stage == "total":
-        return "aggregate", True
+        return StageKind.AGGREGATE, True
     if stage == "network":
-        return "aggregate", False
+        return StageKind.AGGREGATE, False
     if "/" in stage:
-        return "sub", not stage.endswith("/other")
-    return "partition", stage != "misc"
+        return StageKind.SUB, not stage.endswith("/other")
+    return StageKind.PARTITION, stage != "misc"
 
 
 def flatten(strings) -> list[bytes]:

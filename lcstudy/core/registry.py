@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, WeightsError
+from .instrument import Family
 
-#: Families of stage split (see :mod:`lcstudy.core.instrument`); ``"auto"``: detected from the model.
-FAMILIES = ("factorized", "hyperprior", "autoregressive", "latent_codec", "generic", "auto")
+#: Families of stage split (:class:`~lcstudy.core.instrument.Family`); ``"auto"``: detected from the model.
+FAMILIES = tuple(f.value for f in Family)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,7 +46,7 @@ class CodecSpec:
     label: str  # short label, as in the ICASSP 2023 paper
     name: str  # CompressAI zoo/registry name (or the import path of a user codec)
     cls: str  # "module:Class" of the model
-    family: str
+    family: Family  # a string is accepted and checked (:meth:`__post_init__`)
     #: quality → constructor arguments: a tuple of positional ones, or a dict of keyword ones
     args: dict[int, Any]
     pretrained: bool  # whether CompressAI's zoo publishes weights for it
@@ -66,6 +67,13 @@ class CodecSpec:
     #: the file of ``compressai-results`` (``make data``) holding the RD points CompressAI quotes from the codec's
     #: paper, for a codec without zoo weights (the RD frontier and the paper comparison plot them)
     paper_rd: str = ""
+
+    def __post_init__(self):
+        try:
+            object.__setattr__(self, "family", Family(self.family))
+        except ValueError:
+            raise InputError(f"codec {self.label}: family must be one of {', '.join(FAMILIES)}, got "
+                             f"{self.family!r}") from None
 
     @property
     def qualities(self) -> tuple[int, ...]:
@@ -125,35 +133,35 @@ _CHENG = ("Cheng et al., Learned image compression with discretized Gaussian mix
 _MIXTURE = "CompressAI's cheng2020 uses a single Gaussian, not the paper's mixture (CompressAI issue #79)."
 
 CODECS: tuple[CodecSpec, ...] = (
-    CodecSpec(label="FP", name="bmshj2018-factorized", cls=f"{_G}:FactorizedPrior", family="factorized",
+    CodecSpec(label="FP", name="bmshj2018-factorized", cls=f"{_G}:FactorizedPrior", family=Family.FACTORIZED,
               args=_q({(1, 5): (128, 192), (6, 8): (192, 320)}), pretrained=True, title="Factorized prior",
               citation="Ballé et al., Variational image compression with a scale hyperprior, ICLR 2018",
               ref_s_per_mpx=(2.5, 4.6)),
-    CodecSpec(label="HP", name="bmshj2018-hyperprior", cls=f"{_G}:ScaleHyperprior", family="hyperprior",
+    CodecSpec(label="HP", name="bmshj2018-hyperprior", cls=f"{_G}:ScaleHyperprior", family=Family.HYPERPRIOR,
               args=_q({(1, 5): (128, 192), (6, 8): (192, 320)}), pretrained=True, title="Scale hyperprior",
               citation="Ballé et al., Variational image compression with a scale hyperprior, ICLR 2018",
               ref_s_per_mpx=(2.9, 5.7)),
-    CodecSpec(label="MS-HP", name="mbt2018-mean", cls=f"{_G}:MeanScaleHyperprior", family="hyperprior",
+    CodecSpec(label="MS-HP", name="mbt2018-mean", cls=f"{_G}:MeanScaleHyperprior", family=Family.HYPERPRIOR,
               args=_q({(1, 4): (128, 192), (5, 8): (192, 320)}), pretrained=True, title="Mean-scale hyperprior",
               citation="Minnen et al., Joint autoregressive and hierarchical priors, NeurIPS 2018",
               ref_s_per_mpx=(3.2, 5.4)),
     CodecSpec(label="ARC", name="mbt2018", cls=f"{_G}:JointAutoregressiveHierarchicalPriors",
-              family="autoregressive", args=_q({(1, 4): (192, 192), (5, 8): (192, 320)}), pretrained=True,
+              family=Family.AUTOREGRESSIVE, args=_q({(1, 4): (192, 192), (5, 8): (192, 320)}), pretrained=True,
               title="Autoregressive context + hyperprior",
               citation="Minnen et al., Joint autoregressive and hierarchical priors, NeurIPS 2018",
               ref_s_per_mpx=(38.4, 56.0)),
-    CodecSpec(label="DGM", name="cheng2020-anchor", cls=f"{_W}:Cheng2020Anchor", family="autoregressive",
+    CodecSpec(label="DGM", name="cheng2020-anchor", cls=f"{_W}:Cheng2020Anchor", family=Family.AUTOREGRESSIVE,
               args=_q({(1, 3): (128,), (4, 6): (192,)}), pretrained=True, title="Cheng 2020 anchor",
               citation=_CHENG, notes=_MIXTURE, ref_s_per_mpx=(35.4, 49.0)),
-    CodecSpec(label="DGM-ATT", name="cheng2020-attn", cls=f"{_W}:Cheng2020Attention", family="autoregressive",
+    CodecSpec(label="DGM-ATT", name="cheng2020-attn", cls=f"{_W}:Cheng2020Attention", family=Family.AUTOREGRESSIVE,
               args=_q({(1, 3): (128,), (4, 6): (192,)}), pretrained=True, title="Cheng 2020 with attention",
               citation=_CHENG, notes=_MIXTURE, ref_s_per_mpx=(40.0, 49.6)),
     CodecSpec(label="CKBD", name="cheng2020-anchor-checkerboard", cls=f"{_S}:Cheng2020AnchorCheckerboard",
-              family="latent_codec", args={1: ()}, pretrained=False, title="Checkerboard context",
+              family=Family.LATENT_CODEC, args={1: ()}, pretrained=False, title="Checkerboard context",
               citation="He et al., Checkerboard context model for efficient learned image compression, CVPR 2021",
               notes="No pretrained weights in CompressAI 1.2.8; quality 1 means the class defaults (N=192).",
               ref_s_per_mpx=(15.6,), paper_rd="paper-cheng2020-checkerboard-6M_mse.json"),
-    CodecSpec(label="ELIC", name="elic2022-official", cls=f"{_S}:Elic2022Official", family="latent_codec",
+    CodecSpec(label="ELIC", name="elic2022-official", cls=f"{_S}:Elic2022Official", family=Family.LATENT_CODEC,
               args={1: ()}, pretrained=False, title="ELIC",
               citation="He et al., ELIC: efficient learned image compression with unevenly grouped "
               "space-channel contextual adaptive coding, CVPR 2022",
@@ -288,7 +296,7 @@ def get_spec(name: str, kwargs: dict | None = None) -> CodecSpec:
         if label.lower() in {b.lower() for b in BUILTIN_LABELS}:
             raise InputError(f"the class name {label!r} of {key} clashes with a built-in codec label; "
                              "register it under another label in a codecs file")
-        return CodecSpec(label=label, name=key, cls=key, family="auto", args={1: dict(kwargs or {})},
+        return CodecSpec(label=label, name=key, cls=key, family=Family.AUTO, args={1: dict(kwargs or {})},
                          pretrained=False, title=label, citation="", notes="a codec given by import path",
                          source="import path")
     valid = ", ".join(f"{s.label} ({s.name})" if s.builtin else s.label for s in registered())
@@ -356,7 +364,7 @@ class Codec:
     load_seconds: float
     weights_source: str  # URL, "seed N" or the checkpoint's path
     notes: list[str] = field(default_factory=list)
-    family: str = ""  # the stage split in use (detected for "auto")
+    family: Family | str = ""  # the stage split in use (detected for "auto")
     channels: str = ""  # the constructor arguments in words ("N=128, M=192", "read from the checkpoint …")
     weights_hash: str = ""  # short sha256 of the checkpoint file, when one was read
 
@@ -441,9 +449,9 @@ def load_codec(name: str, quality: int = 1, weights: str = "random", device="cpu
     load_s = time.perf_counter() - t0
     from .instrument import detect_family
 
-    family = spec.family if spec.family != "auto" else detect_family(model)
-    if spec.family == "auto":
+    family = spec.family if spec.family != Family.AUTO else detect_family(model)
+    if spec.family == Family.AUTO:
         notes.append(f"{spec.label}: stage split detected from the model: {family}"
-                     + (" (coarse: each top-level module timed as a whole)" if family == "generic" else ""))
+                     + (" (coarse: each top-level module timed as a whole)" if family == Family.GENERIC else ""))
     return Codec(spec, quality, model, dev, used, seed if used == W.Weights.RANDOM else None, load_s, source, notes,
                  family, channels, wh)

@@ -8,6 +8,7 @@ from ..core import metrics
 from ..core import standard as S
 from ..core.clocks import threads as _threads
 from ..core.contention import Monitor
+from ..core.instrument import StageKind
 from .params import RunRequest, platform_fingerprint, resolve, run_id
 from .protocol import Item, execute
 
@@ -60,7 +61,8 @@ class StandardSubject:
         monitor.begin("decode")
         out, td = S.decode(data)
         monitor.end("decode")
-        rows = [("encode", "total", "aggregate", True, te), ("decode", "total", "aggregate", True, td)]
+        rows = [("encode", "total", StageKind.AGGREGATE, True, te),
+                ("decode", "total", StageKind.AGGREGATE, True, td)]
         return rows, (data, out)
 
     def same_output(self, first, other) -> bool:

@@ -1,0 +1,125 @@
+"""The book's tables, re-rendered from stored raw results, are what they were (issue 25's guard).
+
+Every table a reader can download — each chapter's tables and findings, each run's tables — is rebuilt
+from ``tests/fixture_quick`` (the result files of a quick book) and compared with
+``tests/golden_tables.json``: its columns, its number of rows and a digest of its values. A refactor of
+the request, the registry or the names must leave all of them as they were; a failure names each table
+that moved and how (columns gained or lost, rows, values).
+
+A change that *means* to change a table (a new column, a fixed number) refreshes the golden file on
+purpose, and says so in its commit: ``python -m tests.test_rerender`` (:func:`refresh`).
+
+Values are compared as their CSV text with floats written to 12 significant digits: the same raw
+samples must give the same numbers, not merely close ones; 12 digits leave out only the last bits that
+a change of summation order (another pandas) could move.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+FIXTURE = Path(__file__).resolve().parent / "fixture_quick"
+GOLDEN = Path(__file__).resolve().parent / "golden_tables.json"
+
+
+def _describe(df) -> dict:
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        return {"type": type(df).__name__}
+    text = df.to_csv(index=False, float_format="%.12g", lineterminator="\n")
+    return {"columns": [str(c) for c in df.columns], "rows": len(df),
+            "sha256": hashlib.sha256(text.encode()).hexdigest()[:16]}
+
+
+def render(results: Path, reference) -> dict[str, dict]:
+    """{"<chapter>/<table>" or "run <label>/<table>": its description} over the results in ``results``."""
+    import importlib
+
+    from lcstudy.chapters import CHAPTERS
+    from lcstudy.chapters.study import load
+    from lcstudy.runs import layout
+    from lcstudy.runs.tables import run_tables
+
+    out: dict[str, dict] = {}
+    load.cache_clear()
+    try:
+        for c in CHAPTERS:
+            page = importlib.import_module(f"lcstudy.chapters.{c.name}").build(results, reference, None)
+            for key, df in sorted(page.data.items()):
+                if df is not None:
+                    out[f"{c.name}/{key}"] = _describe(df)
+            out[f"{c.name}/findings"] = _describe(page.findings.table())
+        for run in layout.runs(results, warn=False):
+            for key, df in sorted(run_tables(run).items()):
+                out[f"run {run.label} {run.run_id}/{key}"] = _describe(df)
+    finally:
+        load.cache_clear()
+    return out
+
+
+@pytest.fixture(scope="module")
+def rendered(reference, tmp_path_factory):
+    if not any(FIXTURE.glob("*/*/*/*/run.json")):
+        pytest.fail(f"no results fixture at {FIXTURE}: see tests/test_figures.py")
+    results = tmp_path_factory.mktemp("rerender") / "results-quick"
+    shutil.copytree(FIXTURE, results)
+    return render(results, reference)
+
+
+def _differences(now: dict, then: dict) -> list[str]:
+    out = [f"{k}: new table" for k in sorted(set(now) - set(then))]
+    out += [f"{k}: gone" for k in sorted(set(then) - set(now))]
+    for k in sorted(set(now) & set(then)):
+        a, b = then[k], now[k]
+        if a == b:
+            continue
+        if a.get("columns") != b.get("columns"):
+            ca, cb = a.get("columns") or [], b.get("columns") or []
+            out.append(f"{k}: columns lost {[c for c in ca if c not in cb]}, gained {[c for c in cb if c not in ca]}"
+                       + (", reordered" if set(ca) == set(cb) else ""))
+        elif a.get("rows") != b.get("rows"):
+            out.append(f"{k}: {a.get('rows')} rows then, {b.get('rows')} now")
+        else:
+            out.append(f"{k}: same columns and rows, other values")
+    return out
+
+
+def test_every_chapter_and_run_table_is_rendered(rendered):
+    """The re-render reaches every chapter that has data in the fixture and every run (a fixture gone stale
+    would render nothing and compare nothing)."""
+    chapters = {k.split("/")[0] for k in rendered if not k.startswith("run ")}
+    for name in ("assessment", "flops_runtime", "rd_frontier", "standard_codecs", "paper_comparison"):
+        assert any(k.startswith(f"{name}/") and k != f"{name}/findings" for k in rendered), (name, sorted(chapters))
+    assert sum(k.startswith("run ") for k in rendered) >= 8 * 2
+
+
+def test_tables_rerendered_from_stored_results_are_unchanged(rendered):
+    if not GOLDEN.exists():
+        pytest.fail(f"{GOLDEN} missing: `python -m tests.test_rerender` writes it (see this module's docstring)")
+    then = json.loads(GOLDEN.read_text())
+    diff = _differences(rendered, then)
+    assert not diff, ("tables re-rendered from tests/fixture_quick differ from tests/golden_tables.json; if the "
+                      "change is meant, refresh with `python -m tests.test_rerender` and say so in the commit:\n  "
+                      + "\n  ".join(diff))
+
+
+def refresh() -> None:
+    import tempfile
+
+    from tests.conftest import REFERENCE
+
+    with tempfile.TemporaryDirectory() as d:
+        results = Path(d) / "results-quick"
+        shutil.copytree(FIXTURE, results)
+        now = render(results, REFERENCE)
+    GOLDEN.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
+    print(f"wrote {GOLDEN}: {len(now)} tables")
+
+
+if __name__ == "__main__":
+    refresh()
