@@ -30,7 +30,7 @@ _API = {"load_codec": ("core.registry", "load_codec"), "CODECS": ("core.registry
         "CodecSpec": ("core.registry", "CodecSpec"), "Codec": ("core.registry", "Codec"),
         "get_spec": ("core.registry", "get_spec"), "codec_names": ("core.registry", "codec_names"),
         "count_complexity": ("core.complexity", "count_complexity"), "profile": ("runs.learned", "profile"),
-        "load_results": ("runs.tables", "load_results"), "write_reports": ("chapters.workbooks", "write_reports"),
+        "load_results": ("runs.tidy", "load_results"), "write_reports": ("chapters.workbooks", "write_reports"),
         "read_paper_xlsx": ("chapters.workbooks", "read_paper_xlsx"),
         "read_paper_reference": ("chapters.workbooks", "read_paper_reference"), "StopRule": ("core.stats", "StopRule")}
 __all__ = sorted(_API) + ["__version__"]

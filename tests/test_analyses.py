@@ -7,7 +7,7 @@ from scipy.stats import kendalltau, pearsonr, spearmanr
 from lcstudy.chapters import assessment, flops_runtime, paper_comparison, rd_frontier, scaling, standard_codecs
 from lcstudy.chapters.findings import Findings, fact
 from lcstudy.chapters.ranking import inversions, kendall
-from lcstudy.chapters.tables import fmt, present, snake_headers, summarise
+from lcstudy.chapters.columns import fmt, present, snake_headers, summarise
 
 PLAT = "CPU X, 2 cores, 2 thr"
 

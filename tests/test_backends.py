@@ -18,7 +18,7 @@ from lcstudy.core.backends import BACKENDS, Backend
 from lcstudy.errors import InputError
 from lcstudy.runs import layout
 from lcstudy.runs.params import resolve
-from lcstudy.runs.tables import load_results
+from lcstudy.runs.tidy import load_results
 
 from .conftest import KODAK, MIRROR, ROOT
 

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from lcstudy.chapters import CHAPTERS
-from lcstudy.chapters.tables import snake_headers
+from lcstudy.chapters.columns import snake_headers
 
 from .conftest import KODAK, MIRROR, ROOT, has_cuda, write_tiny_codecs_file
 
@@ -110,7 +110,7 @@ def test_every_stated_number_is_a_cell_of_a_downloaded_table(built):
     tmp, _, _ = built
     html = tmp / "book" / "_build" / "html"
     downloads = {p.name: p for p in (html / "_downloads").rglob("*.csv")}
-    from lcstudy.chapters.tables import fmt
+    from lcstudy.chapters.columns import fmt
 
     checked = 0
     for c in CHAPTERS:
@@ -156,7 +156,7 @@ def test_cost(built):
                   r"\(([0-9.]+)%\)", out.stdout)
     assert m and m.group(1) == m.group(2) == "28" and float(m.group(4)) < float(
         re.search(r"codec work \(([0-9.]+)%\)", out.stdout).group(1)), out.stdout[-2000:]
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     runs = load_results(tmp / "results", "runs")
     assert (runs.notebook_seconds > runs.wall_seconds + 1.0).all(), runs[["label", "notebook_seconds", "wall_seconds"]]

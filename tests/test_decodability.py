@@ -101,7 +101,7 @@ def test_an_altered_bitstream_is_corrupt_or_error_never_identical(trained, monke
 
 def test_the_phase_decodes_two_hosts_streams_resumably_and_survives_a_broken_one(trained, tmp_path, monkeypatch):
     from lcstudy.runs import decodability, layout, learned
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     monkeypatch.setenv("LCSTUDY_CODECS", str(write_tiny_codecs_file(tmp_path / "codecs.toml", trained)))
     monkeypatch.setenv("LCSTUDY_NOWAIT", "1")

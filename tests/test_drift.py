@@ -62,7 +62,7 @@ def test_a_drift_between_runs_is_flagged_and_covered_by_the_intervals_across_run
     """Three runs of one request on a machine whose speed moves by a known 1.3× before the third: the third's
     reference is flagged off its platform, its medians lie outside the other runs' within-run intervals and
     inside their intervals across runs."""
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     monkeypatch.setattr(drift, "PROBE_EVERY_S", 0.0)  # a probe between every two items, however short
     results = tmp_path / "r"
@@ -88,7 +88,7 @@ def test_a_drift_between_runs_is_flagged_and_covered_by_the_intervals_across_run
 
 
 def test_a_steady_machine_keeps_the_within_run_intervals(machine, imgs, tmp_path):
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     results = tmp_path / "r"
     machine(1.0)
@@ -158,7 +158,7 @@ def test_make_reproducibility_reruns_apart_and_reports_coverage(machine, imgs, t
     intervals across runs and none within the within-run ones; the study's tables are untouched and the
     methodology's paragraph reads the check."""
     from lcstudy.pipeline import reproducibility
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     results = tmp_path / "r"
     for seed, speed in ((0, 1.0), (1, 1.2)):

@@ -31,7 +31,7 @@ def draw_all(results: Path, reference, chapters: bool = True, runs: bool = True)
     from lcstudy.chapters import CHAPTERS, run_page, standard_run
     from lcstudy.chapters.study import load
     from lcstudy.runs.learned import RunResult
-    from lcstudy.runs.tables import run_tables
+    from lcstudy.runs.tidy import run_tables
 
     found = {}
     where = {"page": ""}
@@ -218,7 +218,7 @@ def test_the_data_page_describes_the_findings_columns_as_findings(tmp_path):
     import pandas as pd
 
     from lcstudy.chapters import CHAPTERS
-    from lcstudy.chapters.tables import COLUMNS
+    from lcstudy.chapters.columns import COLUMNS
     from lcstudy.pipeline.book import downloads_page
 
     pd.DataFrame(columns=["finding", "sentence", "number", "value", "table", "row", "column"]).to_csv(
@@ -242,7 +242,7 @@ def test_the_data_page_describes_the_findings_columns_as_findings(tmp_path):
 
 
 def test_tables_round_to_three_digits_or_to_what_the_interval_says():
-    from lcstudy.chapters.tables import fmt
+    from lcstudy.chapters.columns import fmt
 
     assert fmt("ci", (12.3456, 4.5)) == "12.3 ± 4.5"
     assert fmt("ci", (12.3456, 0.0123)) == "12.346 ± 0.012"  # a narrow interval says more digits

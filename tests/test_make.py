@@ -36,7 +36,7 @@ def make(env, *args, timeout=900, **kw):
 
 
 def _results(path, table="timings"):
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     return load_results(path, table)
 

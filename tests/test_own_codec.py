@@ -116,7 +116,7 @@ def test_a_checkpoint_of_a_builtin_architecture_through_make_run(tmp_path):
                           "codec=HP", f"weights={ck}", f"images={KODAK / 'kodim01.png'}", "crop=64", "repeats=1",
                           "kernels=false", "macs=false"], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     t = load_results(tmp_path / "r")
     assert set(t.weights) == {"checkpoint"} and t.label.iloc[0] == "HP-q1-crop64-repeats1-ckpt-checkpoint"

@@ -15,7 +15,7 @@ import lcstudy
 from lcstudy.core.stats import fixed
 from lcstudy.errors import InputError
 from lcstudy.runs import layout, lock
-from lcstudy.runs.tables import load_results
+from lcstudy.runs.tidy import load_results
 
 FAKE = "tests.fakecodec:FakeHyperprior"
 
@@ -282,7 +282,7 @@ def test_one_run_of_several_sizes(tmp_path, kodak):
         d = r.tables[table]
         assert set(zip(d["item"], d["resize"].fillna("-"))) == {("kodim01@crop64", "-"), ("kodim01@160x96", "160x96")}
     # the main measurements: where every row is cropped (quick), its common crop; never a synthetic size
-    from lcstudy.runs.tables import main_rows
+    from lcstudy.runs.tidy import main_rows
 
     assert set(main_rows(t).item) == {"kodim01@crop64"}
     # the run page lists the items in the order measured (by file name 160x96 would come first)

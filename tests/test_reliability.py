@@ -216,7 +216,7 @@ def test_chapters_compare_the_planned_runs_and_list_the_others(contended, imgs, 
     names the other; the runs index lists it under Other runs."""
     from lcstudy.chapters import assessment, study
     from lcstudy.runs import layout
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     contended("no-such-item")  # every item quiet, whatever loads this machine
     codec = lcstudy.load_codec("FP", 1, weights="random")  # a codec the chapters know

@@ -50,7 +50,7 @@ def test_notebook_parameters_cell_is_the_list(kind, capsys):
 @pytest.mark.parametrize("kind", list(RUN_NOTEBOOKS))
 def test_notebook_call_passes_the_list(kind, capsys):
     """The notebook's ``<kind>.run(...)`` passes each parameter as itself, and nothing else."""
-    call = re.search(rf"\b{kind}\.run\((.*?)\)\n", _notebook(kind), re.S).group(1)
+    call = re.search(rf"\b{kind}(?:_subject)?\.run\((.*?)\)\n", _notebook(kind), re.S).group(1)
     passed = re.findall(r"(\w+)=(\w+)", call)
     assert [k for k, v in passed if k != v] == []
     assert sorted(k for k, _ in passed) == sorted(_cli_params(kind, capsys))
@@ -288,3 +288,28 @@ def test_family_and_stage_kind_are_enums():
                      "g_a": (StageKind.PARTITION, True), "misc": (StageKind.PARTITION, False),
                      "AEy/rans": (StageKind.SUB, True), "AEy/other": (StageKind.SUB, False)}
     assert all(type(k) is StageKind for k, _ in kinds.values())
+
+
+def test_done_is_decided_once_and_counts_the_phases(tmp_path, monkeypatch):
+    """"Is this run done?" has one answer (:func:`layout.find_complete`), which the plan and the runner both
+    ask: a complete run that lacks a phase the request now wants (its MAC count, say) is not done, on this
+    platform or any other."""
+    from lcstudy.pipeline import plan, runner
+    from lcstudy.runs import layout
+
+    path = layout.run_dir(tmp_path, "host", "cpu", "HP-q1", "abc123")
+    path.mkdir(parents=True)
+    layout.write_meta(path, {"schema_version": layout.SCHEMA_VERSION, "request_id": "r1", "run_id": "abc123",
+                             "complete": True, "phases_done": ["timing"], "request": {"device": "cpu"}})
+    (path / layout.NOTEBOOK).write_text("{}")
+    assert layout.find_complete(tmp_path, "r1", "cpu", "abc123", ("timing",)).path == path
+    assert layout.find_complete(tmp_path, "r1", "cpu", None, ("timing",)).path == path
+    assert layout.find_complete(tmp_path, "r1", "cpu", "abc123", ("timing", "macs")) is None
+    assert layout.find_complete(tmp_path, "r1", "cpu", None, ("timing", "macs")) is None
+    # neither caller decides by itself: both pass the request's phases to the one function
+    import inspect
+
+    for mod in (plan, runner):
+        src = inspect.getsource(mod)
+        assert "phases_done" not in src, f"{mod.__name__} decides 'done' by itself"
+        assert "find_complete(" in src and "req.phases)" in src, mod.__name__

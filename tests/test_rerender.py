@@ -43,7 +43,7 @@ def render(results: Path, reference) -> dict[str, dict]:
     from lcstudy.chapters import CHAPTERS
     from lcstudy.chapters.study import load
     from lcstudy.runs import layout
-    from lcstudy.runs.tables import run_tables
+    from lcstudy.runs.tidy import run_tables
 
     out: dict[str, dict] = {}
     load.cache_clear()

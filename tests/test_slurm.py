@@ -68,7 +68,7 @@ def test_quick_book_on_slurm(cluster, tmp_path):
     assert len(tasks) == 25  # 8 codecs, each also beside quick's 2 backends, + the standard codecs: the CPU array
     for job in {a["job"] for a in arrays}:
         assert set(_sacct(env, job).values()) == {"COMPLETED"}
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     runs = load_results(tmp_path / "results", "runs")
     assert len(runs) == 25 and runs.complete.all() and runs.slurm_jobs.astype(bool).all()
@@ -132,7 +132,7 @@ def test_a_failed_run_is_reported_with_its_log_and_the_others_go_on(cluster, tmp
     assert err and "FAILED" in err[0] and ".slurm/logs/" in err[0], out.stderr[-2000:]
     log = Path(err[0].rsplit("log ", 1)[1])
     assert "cannot be built" in log.read_text()
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs.tidy import load_results
 
     runs = load_results(res, "runs")
     assert sorted(runs.codec) == ["HP", "standard"] and runs.complete.all()  # the standard codecs are planned too

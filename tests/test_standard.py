@@ -3,7 +3,7 @@ import pytest
 
 from lcstudy.core import images as I
 from lcstudy.core import metrics
-from lcstudy.core import standard as S
+from lcstudy.core import pillow_codecs as S
 from lcstudy.errors import InputError
 
 # PSNR (dB) a codec must reach on kodim01 (256² crop) at the middle of its sweep: the codec really coded it
@@ -32,8 +32,8 @@ def test_round_trip(name, kodak):
 
 
 def test_standard_run_resumes_and_loads(kodak, tmp_path):
-    from lcstudy.runs import standard
-    from lcstudy.runs.tables import load_results
+    from lcstudy.runs import standard_subject as standard
+    from lcstudy.runs.tidy import load_results
 
     kw = dict(images=str(kodak / "kodim01.png"), crop=192, codecs="JPEG,HEVC (x265)", sweep="short", repeats=2,
               results_dir=str(tmp_path), profile="quick", progress=False)

@@ -96,7 +96,7 @@ def test_auto_offline_falls_back_within_seconds_probing_once(hub, monkeypatch, t
 
 
 def test_make_weights_fills_the_hub_cache(hub, monkeypatch):
-    from lcstudy.pipeline.weights import fetch_all
+    from lcstudy.pipeline.checkpoints import fetch_all
     from lcstudy.runs.profiles import get_profile
 
     served = hub / "served"

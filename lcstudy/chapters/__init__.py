@@ -8,7 +8,7 @@ contents, the introduction's headline findings and the downloads page are derive
 the end-to-end test checks each. Adding a chapter is one module and one notebook, plus a line here.
 
 Shared by the chapters: ``style`` (codec order and colours, platform names, the weights banner,
-figure conventions), ``tables`` (column words and units, rounding, :func:`present`), ``findings``
+figure conventions), ``columns`` (column words and units, rounding, :func:`present`), ``findings``
 (sentences whose numbers are cells of the downloads), ``study`` (the tables, loaded once),
 ``published`` and ``workbooks`` (the paper's and CompressAI's data; the paper's xlsx layout).
 ``run_page`` and ``standard_run`` are the pages of the run notebooks.

@@ -8,7 +8,7 @@ from . import style
 from .page import Page
 from .study import load, lowest_quality, others_note
 from .findings import drift_clause
-from .tables import present, summarise
+from .columns import present, summarise
 
 TITLE = "Assessment"
 
@@ -316,7 +316,7 @@ def findings(page: Page, t: dict, study) -> None:
 
 
 def build(results_dir, reference=None, downloads_dir=None) -> Page:
-    from ..runs.tables import TABLES
+    from ..runs.tidy import TABLES
     from .workbooks import write_reports
 
     st = load(results_dir)

@@ -14,7 +14,7 @@ import pandas as pd
 
 from . import style
 from .page import Page
-from .tables import present
+from .columns import present
 
 OUTCOMES = ("identical", "close", "corrupt", "error")
 
@@ -165,7 +165,7 @@ def fig_matrix(mx: pd.DataFrame):
 
 
 def build(results_dir, reference=None, downloads_dir=None) -> Page:
-    from ..runs.tables import load_results
+    from ..runs.tidy import load_results
 
     page = Page("decodability")
     t = load_results(results_dir, "decodability")

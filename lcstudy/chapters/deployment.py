@@ -15,7 +15,7 @@ import pandas as pd
 from . import style
 from .page import Page
 from .study import load
-from .tables import present
+from .columns import present
 
 TITLE = "Deployment"
 KEYS = ["platform", "codec", "quality", "backend", "direction", "stage"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from .tables import fmt
+from .columns import fmt
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ def _word(text) -> str:
 
 def fact(tables: dict[str, pd.DataFrame], table: str, where: dict, column: str, kind: str = "sig3") -> Fact:
     """The cell ``column`` of the one row of ``tables[table]`` matching ``where``, formatted by ``kind``
-    (see :func:`lcstudy.chapters.tables.fmt`)."""
+    (see :func:`lcstudy.chapters.columns.fmt`)."""
     t = tables[table]
     m = pd.Series(True, index=t.index)
     for k, v in where.items():

@@ -10,7 +10,7 @@ from . import style
 from .page import Page
 from .ranking import inversions
 from .study import load, lowest_quality
-from .tables import present
+from .columns import present
 
 TITLE = "FLOPs versus runtime"
 

@@ -9,7 +9,7 @@ from . import style
 from .page import Page
 from .ranking import inversions, kendall
 from .study import load
-from .tables import present
+from .columns import present
 
 TITLE = "Against the published data"
 
@@ -165,7 +165,7 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                           values="ours_over_paper").reset_index()
         sc = [c for c in t.columns if c not in ("codec", "quality", "platform", "direction")]
         stages = [s for s in style.ordered_stages(sc) if s != "total"] + (["total"] if "total" in sc else [])
-        from .tables import COLUMNS
+        from .columns import COLUMNS
 
         for s in stages:
             COLUMNS.setdefault(s, (f"{s} ours/paper", "x", f"our {s} time over the paper's"))
@@ -177,7 +177,7 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     else:
         page.text("modules", "_No full-size runs to compare module by module (the quick profile crops its images)._")
     w = r.pivot_table(index=["direction", "codec"], columns="source", values="seconds").reset_index()
-    from .tables import COLUMNS
+    from .columns import COLUMNS
 
     for s in w.columns[2:]:
         COLUMNS.setdefault(s, (f"{s} (s)", "s", f"total time per image, {s}"))

@@ -73,7 +73,7 @@ def rd_points(reference, df: pd.DataFrame | None = None) -> pd.DataFrame:
         rows.append({"codec": X265_PUBLISHED, "quality": i, "bpp": b, "psnr": p,
                      "source": "CompressAI published (BPG 0.9.8, x265, 4:4:4)"})
     if df is not None and not df.empty:
-        from ..runs.tables import main_rows
+        from ..runs.tidy import main_rows
 
         m = main_rows(df, all_threads=False)
         pre = m[(m.weights == "pretrained") & (m.stage == "total") & (m.direction == "encode") & m.crop.isna()]

@@ -12,7 +12,7 @@ from .page import Page
 from .published import rd_points, standard_rd_points
 from .study import load
 from .style import X265_OURS, X265_PUBLISHED
-from .tables import present
+from .columns import present
 
 TITLE = "The RD-complexity frontier"
 
@@ -69,7 +69,7 @@ def rd_complexity(reference, df: pd.DataFrame, cx: pd.DataFrame, std: pd.DataFra
         columns=["codec", "kmac_per_px", "width", "height"])
     kmac = c.groupby("codec").kmac_per_px.agg(["min", "max"]).rename(
         columns={"min": "dec_kmac_px_min", "max": "dec_kmac_px_max"})
-    from ..runs.tables import main_rows
+    from ..runs.tidy import main_rows
 
     m = main_rows(df, all_threads=False)
     # the main size (the same images as the standard codecs), each codec at its lowest quality measured, on the

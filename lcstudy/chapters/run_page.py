@@ -5,7 +5,7 @@ import pandas as pd
 
 from . import style
 from .page import Page
-from .tables import ci_cell, present, summarise
+from .columns import ci_cell, present, summarise
 
 
 def header_markdown(result) -> str:

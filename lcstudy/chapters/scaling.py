@@ -10,7 +10,7 @@ from ..core.stats import median_ci
 from . import style
 from .page import Page
 from .study import load
-from .tables import present
+from .columns import present
 
 TITLE = "Resolution scaling"
 

@@ -10,7 +10,7 @@ from . import style
 from .page import Page
 from .published import rd_points
 from .study import load
-from .tables import present
+from .columns import present
 
 TITLE = "Learned versus standard codecs"
 
@@ -61,7 +61,7 @@ def learned_at_bpp(df: pd.DataFrame, rd: pd.DataFrame, bpp: float = 0.5) -> pd.D
     (``how`` says so).
     """
     from ..core.registry import get_spec
-    from ..runs.tables import main_rows
+    from ..runs.tidy import main_rows
 
     m = main_rows(df, all_threads=False)
     t = m[(m.stage == "total")].assign(s_per_mpx=lambda x: x.seconds / (x.height * x.width / 1e6))

@@ -1,11 +1,11 @@
 """The page of the standard codecs' run (the ``profile_standard`` notebook)."""
 from __future__ import annotations
 
-from ..core.standard import libraries, options_table
+from ..core.pillow_codecs import libraries, options_table
 from . import style
 from .page import Page
 from .run_page import contended_note, measured
-from .tables import present
+from .columns import present
 
 
 def sweep_table(std):

@@ -9,7 +9,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..runs.layout import planned_ids
-from ..runs.tables import load_results, main_rows
+from ..runs.tidy import load_results, main_rows
 
 
 @dataclass

@@ -4,6 +4,6 @@
 own compress/decompress), ``clocks`` and ``stats`` (honest seconds and what to make of them),
 ``contention``, ``energy`` and ``memory`` (read around every timed call; ``nvml`` the GPU handle two of
 them read), ``complexity`` (MACs), ``kernels`` (operator profile), ``machine`` (matmul peak),
-``images``, ``metrics``, ``environ`` (provenance, platform) and ``standard`` (the standard codecs' one
-coding).
+``images``, ``metrics``, ``environ`` (provenance, platform) and ``pillow_codecs`` (the standard codecs' one
+coding, through Pillow and its plugins).
 """

@@ -174,7 +174,7 @@ def cmd_cost(a) -> int:
 
 
 def cmd_weights(a) -> int:
-    from .weights import fetch_all
+    from .checkpoints import fetch_all
 
     return fetch_all(_profile(a), a.codecs.split() if a.codecs else None)
 

@@ -140,11 +140,11 @@ def write_book(results_dir) -> None:
     """The generated pages: table of contents, runs index and run pages, downloads page, machines and
     headline findings for the introduction."""
     from ..chapters import CHAPTERS
-    from ..chapters.tables import COLUMNS
+    from ..chapters.columns import COLUMNS
     from ..core.drift import DRIFT_BOUND, PLATFORM_TOLERANCE
     from ..runs import layout
     from ..runs.store import atomic_write_text
-    from ..runs.tables import load_results
+    from ..runs.tidy import load_results
     from .cost import fmt_seconds
 
     book = book_dir()

@@ -1,7 +1,7 @@
 """What a study costs: measured per run, predicted where not yet measured, and on N nodes.
 
 Every run records its wall time per execution, each item's wall time, its timed codings and its
-phases (:mod:`lcstudy.runs.tables`, table ``runs``). The **prediction** of a run not yet made:
+phases (:mod:`lcstudy.runs.tidy`, table ``runs``). The **prediction** of a run not yet made:
 
 1. a complete run of the same request on any platform: its measured wall time;
 2. else the coding time per megapixel of this codec and channel configuration on this device and
@@ -68,7 +68,7 @@ def predict_one(req, rates: dict, measured_walls: dict) -> float:
         return measured_walls[req.request_id]
     rule = req.rule
     if req.kind == "standard":
-        from ..core.standard import sweep_points
+        from ..core.pillow_codecs import sweep_points
 
         points = len(sweep_points(req.codecs, req.sweep))
         mpx = sum(_mpx(req, r) for r in req.images)
@@ -138,7 +138,7 @@ def predict(resolved: list, results_dir) -> None:
     """Fill ``predicted_s`` of every resolved planned run."""
     from pathlib import Path
 
-    from ..runs.tables import load_results
+    from ..runs.tidy import load_results
 
     rates, walls = {}, {}
     if Path(results_dir).exists():
@@ -169,7 +169,7 @@ def report(resolved: list, results_dir, nodes: list[int], chapters_s: float | No
     """The text ``make cost`` prints."""
     import pandas as pd
 
-    from ..runs.tables import load_results
+    from ..runs.tidy import load_results
 
     lines = []
     runs = pd.DataFrame()

@@ -123,16 +123,13 @@ def resolve_plan(planned: list[PlannedRun], profile: Profile, results_dir: str, 
         params = {**{k: v for k, v in overrides.items() if k in _allowed(p.notebook)}, **p.param_dict,
                   "profile": profile.name, "results_dir": results_dir}
         req = resolve(params, p.notebook, local=not any_platform)
-        done = None
-        if any_platform:
-            done = layout.find_complete(results_dir, req.request_id, req.device)
-        else:
+        rid = None  # any platform
+        if not any_platform:
             key = (req.kind, req.device, req.threads)
             if key not in fps:
                 fps[key] = platform_fingerprint(req)
-            done = layout.find_complete(results_dir, req.request_id, req.device, run_id(req, fps[key]))
-        if done is not None and not set(req.phases) <= set(done.meta.get("phases_done", [])):
-            done = None
+            rid = run_id(req, fps[key])
+        done = layout.find_complete(results_dir, req.request_id, req.device, rid, req.phases)
         out.append(Resolved(p, req, params, done))
     return out
 

@@ -142,7 +142,7 @@ def rerun(results_dir, codecs=None, limit=None, sample=None, split: int = 2, log
 
 def compare(results_dir, out: Path) -> tuple[pd.DataFrame, dict]:
     """(per-row table, summary) of the reruns in ``out`` against the study's stated intervals."""
-    from ..runs.tables import load_results
+    from ..runs.tidy import load_results
 
     sel = json.loads((out / "selected.json").read_text())
     old = load_results(results_dir, "timings", checks_before=out.name)  # as stated before this check

@@ -44,8 +44,8 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     for note in req.notes:
         print(f"note: {note}", flush=True)
     rid = run_id(req, platform_fingerprint(req))
-    done = layout.find_complete(req.results_dir, req.request_id, req.device, rid)
-    if done is not None and set(req.phases) <= set(done.meta.get("phases_done", [])) and not force:
+    done = layout.find_complete(req.results_dir, req.request_id, req.device, rid, req.phases)
+    if done is not None and not force:
         print(f"{req.label}: already measured ({done.path}); nothing to do", flush=True)
         return 0
     # the kernel gets the checked values as they were given; paths made absolute, so the notebook
@@ -111,6 +111,6 @@ def _record_notebook_seconds(path: Path, seconds: float) -> None:
 def _items(req) -> list:
     if req.kind == "learned":
         return list(req.images)
-    from ..core.standard import sweep_points
+    from ..core.pillow_codecs import sweep_points
 
     return [None for _ in sweep_points(req.codecs, req.sweep) for _ in req.images]

@@ -363,7 +363,7 @@ def _mitigate(codec, model, cfg, members, results_dir, host, threads, unpad_of, 
 
 def table(results_dir):
     """Every decode written under ``results_dir`` as one tidy table (the ``decodability`` table of
-    :func:`lcstudy.runs.tables.load_results`)."""
+    :func:`lcstudy.runs.tidy.load_results`)."""
     import pandas as pd
 
     rows = layout.read_decodes(results_dir)

@@ -228,15 +228,17 @@ def stale_runs(results) -> list[Path]:
             if p.parts[-5] != CACHE and read_meta(p.parent).get("schema_version") != SCHEMA_VERSION]
 
 
-def find_complete(results, request_id: str, device: str, run_id: str | None = None) -> Run | None:
-    """A complete run (results and notebook written) of ``request_id`` on ``device`` — of this exact
-    ``run_id`` (this platform) when given, else on any platform (the cluster's submit host does not
-    know on which node a run will land)."""
+def find_complete(results, request_id: str, device: str, run_id: str | None = None,
+                  phases: tuple[str, ...] = ()) -> Run | None:
+    """A complete run (results and notebook written, every one of ``phases`` done) of ``request_id`` on
+    ``device`` — of this exact ``run_id`` (this platform) when given, else on any platform (the cluster's
+    submit host does not know on which node a run will land). The one answer to "is this run done?": the
+    plan and the runner both ask it."""
     if not Path(results).exists():
         return None
     for r in runs(results, warn=False):
         if r.meta.get("request_id") == request_id and r.device == device and r.complete and r.notebook.exists() \
-                and (run_id is None or r.run_id == run_id):
+                and (run_id is None or r.run_id == run_id) and set(phases) <= set(r.meta.get("phases_done", [])):
             return r
     return None
 

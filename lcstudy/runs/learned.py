@@ -341,7 +341,7 @@ def run_request(req: RunRequest, log=print, progress: bool = True) -> RunResult:
     from ..core.instrument import verify_split
     from ..core.registry import load_codec
     from .lock import timing_lock
-    from .tables import run_tables
+    from .tidy import run_tables
 
     wait = not os.environ.get("LCSTUDY_NOWAIT")
     with timing_lock(f"{req.label} on {req.device}", wait=wait, log=log), _threads(req.threads) as n:
@@ -402,7 +402,7 @@ def profile(codec, images, repeats: int | None = None, warmup: int = 1, crop: in
     from .lock import timing_lock
     from .params import ImageRef, check_images
     from .profiles import get_profile
-    from .tables import run_tables
+    from .tidy import run_tables
 
     from ..errors import InputError
 

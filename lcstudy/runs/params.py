@@ -135,7 +135,7 @@ def platform_fingerprint(req: RunRequest, threads: int | None = None) -> dict:
 
     fp = fingerprint(req.device, threads if threads is not None else default_threads(req))
     if req.kind == RunKind.STANDARD:
-        from ..core.standard import libraries
+        from ..core.pillow_codecs import libraries
 
         fp["libraries"] = libraries()
     return fp
@@ -405,7 +405,7 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
         sweep = params.get("sweep") or profile.standard_sweep
         if sweep not in ("full", "short"):
             raise InputError(f"SWEEP={sweep!r}: must be full or short")
-        from ..core.standard import get_codec
+        from ..core.pillow_codecs import get_codec
 
         codecs = params.get("codecs")
         names = tuple(get_codec(c).name for c in (codecs.split(",") if isinstance(codecs, str) else codecs or ())

@@ -1,11 +1,11 @@
 """The standard codecs in the run protocol: one item per codec × quality × image; one coding is
-an in-memory Pillow encode and decode (:mod:`lcstudy.core.standard`). :func:`run` is what the
+an in-memory Pillow encode and decode (:mod:`lcstudy.core.pillow_codecs`). :func:`run` is what the
 ``profile_standard`` notebook calls."""
 from __future__ import annotations
 
 from ..core import images as _images
 from ..core import metrics
-from ..core import standard as S
+from ..core import pillow_codecs as S
 from ..core.clocks import threads as _threads
 from ..core.contention import Monitor
 from ..core.instrument import StageKind
@@ -89,7 +89,7 @@ def run(log=print, progress: bool = True, **params):
 
     from ..core.environ import environ
     from .lock import timing_lock
-    from .tables import run_tables
+    from .tidy import run_tables
 
     req = resolve(params, "profile_standard")
     wait = not os.environ.get("LCSTUDY_NOWAIT")

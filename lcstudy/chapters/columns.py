@@ -309,7 +309,7 @@ COLUMNS.update({
 
 def header(col: str) -> str:
     if col not in COLUMNS:
-        raise KeyError(f"column {col!r} has no entry in lcstudy.chapters.tables.COLUMNS: document it there")
+        raise KeyError(f"column {col!r} has no entry in lcstudy.chapters.columns.COLUMNS: document it there")
     return COLUMNS[col][0]
 
 
