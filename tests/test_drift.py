@@ -55,6 +55,10 @@ def test_known_answers_of_the_spread_and_the_widening():
         "reference 0.80×") and drift.flag(1.05, 1.05) == ""
     assert drift.within_uncertainty(1.10, 0.12) and not drift.within_uncertainty(1.15, 0.12)
     assert drift.ratio_uncertainty(0.1, 0.1) == pytest.approx(0.1)
+    # measured on the codecs: every row rerun 1.2× slower (a shift of the whole rerun is drift too), or mixed
+    assert drift.rerun_spread([1.2] * 5) == pytest.approx(math.log(1.2) / math.sqrt(2))
+    assert drift.rerun_spread([1.0, 1.0]) == 0.0 and math.isnan(drift.rerun_spread([math.nan, 0.0]))
+    assert drift.rerun_spread([1.1, 1 / 1.1]) == pytest.approx(math.log(1.1) / math.sqrt(2))
 
 
 def test_a_drift_between_runs_is_flagged_and_covered_by_the_intervals_across_runs(machine, imgs, tmp_path,
@@ -181,7 +185,10 @@ def test_make_reproducibility_reruns_apart_and_reports_coverage(machine, imgs, t
     assert len(list((results / ".reproducibility").glob("*/check.json"))) == 1
     after = load_results(results, "timings")
     assert len(after) == len(before) and set(after.run_id) == set(before.run_id)  # reruns written apart
-    # the check's probes (the machine at 1.1) count in later loads' spread, not in the intervals it tested
+    # the check's reruns count in later loads' between-run component, not in the intervals it tested: measured
+    # on the codec rows they reran (here every stage 1.1/1.0 and 1.1/1.2), no longer on the probes
+    assert set(before.drift_source) == {"reference"} and set(after.drift_source) == {"reruns"}
+    assert after.drift_sd.iloc[0] == pytest.approx(drift.rerun_spread([1.1, 1.1 / 1.2]), rel=0.25)
     assert after.drift_sd.iloc[0] < before.drift_sd.iloc[0]
     stated = load_results(results, "timings", checks_before=s["checked_utc"])
     assert stated.ci_run_high.tolist() == before.ci_run_high.tolist()

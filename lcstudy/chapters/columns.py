@@ -75,8 +75,11 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "ci_run_low": ("across runs low (s)", "s", "lower end of the 95 % interval across runs: the within-run interval "
                    "(the repeats' range below 6 repeats) widened by the platform's between-run component"),
     "ci_run_high": ("across runs high (s)", "s", "upper end of the 95 % interval across runs"),
-    "drift_sd": ("between-run sd", "frac", "standard deviation of the log of the platform's reference workload "
-                 "over all its probes: the between-run component of the intervals across runs"),
+    "drift_sd": ("between-run sd", "frac", "the between-run component of the intervals across runs (log scale): "
+                 "measured on the rows a reproducibility check reran where there is one, else the standard "
+                 "deviation of the log of the platform's reference workload over all its probes (drift_source)"),
+    "drift_source": ("between-run sd from", "text", "where drift_sd comes from: 'reruns' (the codec rows of the results "
+                     "folder's reproducibility checks) or 'reference' (the reference workload's probes)"),
     "ref_seconds": ("reference (s)", "s", "the reference workload's median over the run's probes"),
     "ref_drift": ("reference drift", "x", "slowest probe of the reference workload over its fastest, within the run"),
     "ref_probes": ("reference probes", "int", "uncontended probes of the reference workload in the run"),

@@ -34,6 +34,13 @@ work a codec's transforms are made of), at the run's threads and device, synchro
   earlier ``make reproducibility`` checks, each against the platform's centre):
   how much the machine's speed varies between moments, within and between runs. Not robust on
   purpose: one slow run is exactly what the interval has to cover.
+* **Measured on the codecs, where a check has rerun them** (:func:`rerun_spread`): once the results
+  folder holds a ``make reproducibility`` check with at least :data:`MIN_RERUN_ROWS` rerun rows of a
+  platform, its between-run component is taken from those rows instead of from the probes. Why: on the
+  2-core VM the probe at 2 threads is bimodal (3.3 or 5.7–8 ms per pass: spells of 0.1–0.5 s in which the
+  second vCPU is not the process's), a single probe lands in one state, and the pooled sd of the probes
+  (0.25) was twice what the codecs' reruns moved (0.13): intervals of ±70 % where ±33 % covered 92 % of
+  the rows (measured 4 Dec). Codec repeats of 0.3–1 s average over those spells; the probe cannot.
 * **Intervals that cover it** (:func:`widen`): each side of a median's interval is widened in
   quadrature by ``z · √2 · sd · median`` — the 95 % half-width of the difference between two
   runs' speed factors (this run's, and a rerun's). So the widened interval answers the reader's
@@ -57,6 +64,9 @@ PROBE_EVERY_S = 10.0
 DRIFT_BOUND = 1.10
 #: a run whose reference is more than this fraction off its platform's median sits outside its spread
 PLATFORM_TOLERANCE = 0.10
+#: fewest rerun rows of a platform (in the results folder's reproducibility checks) from which its between-run
+#: component is measured on the codecs (:func:`rerun_spread`) rather than on the reference probes
+MIN_RERUN_ROWS = 10
 #: two-sided 95 % normal quantile (the between-run component is a sum of many small slow-downs)
 Z95 = 1.959963984540054
 #: what the workload is, recorded with every run (change it and the references are no longer comparable)
@@ -168,6 +178,15 @@ def platform_spread(probe_sets: list[list[dict]]) -> float:
     of one platform's runs (each run's probes a list); 0 with fewer than two probes."""
     logs = [math.log(s) for probes in probe_sets for s in _good(probes)]
     return statistics.stdev(logs) if len(logs) >= 2 else 0.0
+
+
+def rerun_spread(ratios) -> float:
+    """The between-run component measured on the codecs themselves: from the ratios rerun / original of
+    every row a reproducibility check reran, ``sqrt(mean(log(ratio)²) / 2)``. Each side of a ratio carries
+    one run's speed factor, hence the 2; the mean square (not the variance) keeps a shift of the whole
+    rerun, which is drift too. Blank (nan) without a usable ratio."""
+    logs = [math.log(r) for r in ratios if r is not None and r > 0 and not math.isnan(r) and not math.isinf(r)]
+    return math.sqrt(sum(x * x for x in logs) / len(logs) / 2.0) if logs else math.nan
 
 
 def between_half(median: float, sd: float) -> float:

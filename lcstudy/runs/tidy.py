@@ -18,7 +18,8 @@ timings        run × image × direction × stage: ``node`` (who measured the im
                ``iqr_seconds`` (blank with one sample), ``ci_low``/``ci_high`` (95 % interval of
                the median, blank below 6 samples: the noise within the run), ``ci_run_low``/``ci_run_high``
                (the 95 % interval across runs: within-run widened by the platform's between-run component
-               ``drift_sd``, :mod:`lcstudy.core.drift`), ``n_samples``, ``n_contended``, ``noisy``,
+               ``drift_sd``, :mod:`lcstudy.core.drift`; ``drift_source``: measured on the rows a
+               reproducibility check reran, ``reruns``, or on the reference probes, ``reference``), ``n_samples``, ``n_contended``, ``noisy``,
                ``stop`` (why the repeats stopped), ``bpp``, ``psnr``, ``ms_ssim``, ``nbytes``,
                ``energy_j``/``energy_j_per_mp`` (``total`` rows: median joules of the uncontended calls,
                where the platform exposes a counter — :mod:`lcstudy.core.energy`; blank elsewhere)
@@ -36,7 +37,7 @@ runs           run: ``kind``, ``items``, ``complete``, ``notebook_seconds``, ``w
                ``contended_share``, ``nodes``, ``phase_seconds_*``, ``notebook``,
                ``ref_seconds`` (the reference workload's median), ``ref_drift`` (its slowest probe over
                its fastest), ``ref_probes``, ``ref_platform_seconds``, ``ref_ratio`` (to the platform's
-               median), ``ref_flag`` (why the reference is flagged; empty when not), ``drift_sd``
+               median), ``ref_flag`` (why the reference is flagged; empty when not), ``drift_sd``, ``drift_source``
 ============= =====================================================================================
 
 "The stages add up to the total" is one filter: ``kind == "partition"`` rows of a direction
@@ -210,10 +211,43 @@ def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -
     return out
 
 
-def reference_by_platform(runs: list[layout.Run], checked: list[layout.Run] = ()) -> dict:
-    """(platform, device) → (the platform's median reference seconds over its runs, the between-moment
-    spread of its probes and those of the reproducibility checks ``checked``,
-    :func:`lcstudy.core.drift.platform_spread`)."""
+#: what identifies a row across a run and its rerun in a reproducibility check
+RERUN_KEYS = ["label", "codec", "quality", "weights", "seed", "device", "threads", "run_backend", "backend", "crop",
+              "resize", "image", "direction", "stage"]
+
+
+def _timing_rows(runs: list[layout.Run]) -> pd.DataFrame:
+    """The measured, uncontended stage rows of the learned runs, before anything across runs."""
+    rows = [r for run in runs if run.kind == layout.RunKind.LEARNED for rec in run.items()
+            for r in _item_rows(rec, base_columns(run), False)]
+    d = pd.DataFrame(rows)
+    return d[d.measured.astype(bool) & d.seconds.notna()] if not d.empty else d
+
+
+def rerun_by_platform(runs: list[layout.Run], checked: list[layout.Run], rows: pd.DataFrame | None = None) -> dict:
+    """(platform, device) → (between-run component measured on the rows the checks ``checked`` reran,
+    :func:`lcstudy.core.drift.rerun_spread`; how many rows). ``rows``: the study's timing rows, if at hand."""
+    if not checked:
+        return {}
+    new = _timing_rows(list(checked))
+    old = _timing_rows(runs) if rows is None else rows[rows.measured.astype(bool) & rows.seconds.notna()]
+    if new.empty or old.empty:
+        return {}
+    keys = [k for k in RERUN_KEYS if k in old.columns and k in new.columns]
+    m = old.merge(new[keys + ["seconds"]].rename(columns={"seconds": "rerun_seconds"}), on=keys, how="inner")
+    out = {}
+    for key, g in m.groupby(["platform", "device"]):
+        out[key] = (drift.rerun_spread((g.rerun_seconds / g.seconds).tolist()), len(g))
+    return out
+
+
+def reference_by_platform(runs: list[layout.Run], checked: list[layout.Run] = (), rows: pd.DataFrame | None = None
+                          ) -> dict:
+    """(platform, device) → (the platform's median reference seconds over its runs, its between-run
+    component, where that comes from). The component is measured on the codecs' own rows where the
+    reproducibility checks ``checked`` reran at least :data:`~lcstudy.core.drift.MIN_RERUN_ROWS` of them
+    (``"reruns"``, :func:`rerun_by_platform`), else it is the between-moment spread of the platform's probes
+    and the checks' (``"reference"``, :func:`lcstudy.core.drift.platform_spread`)."""
     probes: dict = {}
     n_own: dict = {}
     for i, run in enumerate(list(runs) + list(checked)):
@@ -225,7 +259,10 @@ def reference_by_platform(runs: list[layout.Run], checked: list[layout.Run] = ()
     for key, sets in probes.items():
         refs = [drift.run_summary(p)["ref_seconds"] for p in sets[:n_own[key]]]  # the study's runs: in order first
         refs = [r for r in refs if not math.isnan(r)]
-        out[key] = (float(np.median(refs)) if refs else math.nan, drift.platform_spread(sets))
+        out[key] = (float(np.median(refs)) if refs else math.nan, drift.platform_spread(sets), "reference")
+    for key, (sd, n) in rerun_by_platform(runs, checked, rows).items():
+        if key in out and n >= drift.MIN_RERUN_ROWS and not math.isnan(sd):
+            out[key] = (out[key][0], sd, "reruns")
     return out
 
 
@@ -234,11 +271,12 @@ def _across_runs(df: pd.DataFrame, runs: list[layout.Run], table: str, checked=(
     median and its flag; in ``timings``/``standard``, each median's interval across runs
     (``ci_run_low``/``ci_run_high``: the within-run one widened by the platform's between-run component,
     :func:`lcstudy.core.drift.widen`) and that component (``drift_sd``)."""
-    plat = reference_by_platform(runs, checked)
+    plat = reference_by_platform(runs, checked, df if table == "timings" else None)
     keys = list(zip(df["platform"], df["device"]))
-    med = [plat.get(k, (math.nan, 0.0))[0] for k in keys]
-    sd = [plat.get(k, (math.nan, 0.0))[1] for k in keys]
-    df = df.assign(drift_sd=sd)
+    none = (math.nan, 0.0, "")
+    med = [plat.get(k, none)[0] for k in keys]
+    sd = [plat.get(k, none)[1] for k in keys]
+    df = df.assign(drift_sd=sd, drift_source=[plat.get(k, none)[2] for k in keys])
     if table == "runs":
         df["ref_platform_seconds"] = med
         df["ref_ratio"] = df.ref_seconds / df.ref_platform_seconds
