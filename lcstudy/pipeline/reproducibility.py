@@ -35,12 +35,12 @@ import pandas as pd
 
 from ..errors import InputError
 from ..runs.layout import CHECKS
+from ..runs.tidy import RERUN_KEYS
 
 FOLDER = CHECKS
 LAST = "last.json"
-#: what identifies a row across the original and its rerun
-KEYS = ["label", "codec", "quality", "weights", "seed", "device", "threads", "run_backend", "backend", "crop", "resize",
-        "image", "direction", "stage"]
+#: what identifies a row across the original and its rerun (the tables' own matching of reruns uses it too)
+KEYS = RERUN_KEYS
 
 
 def request_from_dict(d: dict):
@@ -185,7 +185,9 @@ def compare(results_dir, out: Path) -> tuple[pd.DataFrame, dict]:
                "median_half_pct_before": float(m.half_pct.median()) if m.half_pct.notna().any() else None,
                "median_half_pct_after": float(m.run_half_pct.median()),
                "ratio_p10": float(m.ratio.quantile(0.1)), "ratio_p90": float(m.ratio.quantile(0.9)),
-               "drift_sd": float(m.drift_sd.median()), "reference": refs}
+               "drift_sd": float(m.drift_sd.median()),
+               "drift_source": ", ".join(sorted(set(m.drift_source.dropna()))) if "drift_source" in m else "",
+               "reference": refs}
     return m, summary
 
 
@@ -208,7 +210,8 @@ def report(m: pd.DataFrame, s: dict) -> str:
     before = "—" if s["median_half_pct_before"] is None else f"±{s['median_half_pct_before']:.1f} %"
     lines.append(f"median stated half-width: before (within the run) {before}, after (across runs) "
                  f"±{s['median_half_pct_after']:.1f} %; rerun / original per row: {s['ratio_p10']:.2f}–"
-                 f"{s['ratio_p90']:.2f} (10th–90th percentile); the platform's between-run sd {s['drift_sd']:.3f}")
+                 f"{s['ratio_p90']:.2f} (10th–90th percentile); the platform's between-run sd {s['drift_sd']:.3f}"
+                 + (f" (from the {s['drift_source']})" if s.get("drift_source") else ""))
     lines.append("reference workload (ms; drift: slowest probe over fastest within the run):")
     for r in s["reference"]:
         lines.append(f"  {r['label']} ({r['run_id'][:6]}): run {1e3 * r['ref_seconds']:.2f} "
