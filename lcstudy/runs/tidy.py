@@ -19,7 +19,8 @@ timings        run × image × direction × stage: ``node`` (who measured the im
                the median, blank below 6 samples: the noise within the run), ``ci_run_low``/``ci_run_high``
                (the 95 % interval across runs: within-run widened by the platform's between-run component
                ``drift_sd``, :mod:`lcstudy.core.drift`; ``drift_source``: measured on the rows a
-               reproducibility check reran, ``reruns``, or on the reference probes, ``reference``), ``n_samples``, ``n_contended``, ``noisy``,
+               reproducibility check reran, ``reruns``, or on the reference probes, ``reference``),
+               ``n_samples``, ``n_contended``, ``noisy``,
                ``stop`` (why the repeats stopped), ``bpp``, ``psnr``, ``ms_ssim``, ``nbytes``,
                ``energy_j``/``energy_j_per_mp`` (``total`` rows: median joules of the uncontended calls,
                where the platform exposes a counter — :mod:`lcstudy.core.energy`; blank elsewhere)
