@@ -229,8 +229,12 @@ def test_warm_up_once_per_new_shape(machine, tmp_path, small_png):
 
 
 def test_the_protocol_stops_by_the_rule(machine, imgs, tmp_path):
-    """A steady coding stops at "precision" with the first count that has a 95 % interval (6), not at the
-    ceiling; a tiny budget stops it at the floor; the ceiling stops one that never gets precise."""
+    """A steady coding stops at "precision" once it has a 95 % interval (6 repeats at the least), well before the
+    ceiling; a tiny budget stops it at the floor; the ceiling stops one that never gets precise. (Not "exactly
+    6": the fake codec busy-waits on the wall clock, and the 2-core VM's spells of 0.1–0.5 s without its second
+    vCPU (see :mod:`lcstudy.core.drift`) can stretch one repeat several times; the order-statistic interval
+    then needs a few more repeats to leave the outlier out. Measured: 2 runs of 6 ended at the ceiling of 10
+    with exactly-6 asserted.)"""
     from lcstudy.runs import layout
 
     machine(1.0)
@@ -243,7 +247,8 @@ def test_the_protocol_stops_by_the_rule(machine, imgs, tmp_path):
         recs = layout.read_items(next((tmp_path / where).rglob("run.json")).parent)
         return {(r["stop"], len(r["repeats"])) for r in recs}
 
-    assert stops(StopRule(1, 10, target=0.05, budget_s=1000.0, warmup=0), "p") == {("precision", 6)}
+    precise = stops(StopRule(1, 30, target=0.05, budget_s=1000.0, warmup=0), "p")
+    assert {s for s, _ in precise} == {"precision"} and all(6 <= n < 30 for _, n in precise), precise
     assert stops(StopRule(2, 10, target=0.05, budget_s=0.01, warmup=0), "b") == {("time budget", 2)}
     assert stops(StopRule(1, 3, target=1e-6, budget_s=1000.0, warmup=0), "c") == {("ceiling", 3)}
 
