@@ -233,8 +233,8 @@ def test_the_protocol_stops_by_the_rule(machine, imgs, tmp_path):
     ceiling; a tiny budget stops it at the floor; the ceiling stops one that never gets precise. (Not "exactly
     6": the fake codec busy-waits on the wall clock, and the 2-core VM's spells of 0.1–0.5 s without its second
     vCPU (see :mod:`lcstudy.core.drift`) can stretch one repeat several times; the order-statistic interval
-    then needs a few more repeats to leave the outlier out. Measured: 2 runs of 6 ended at the ceiling of 10
-    with exactly-6 asserted.)"""
+    then needs a few more repeats to leave the outlier out. Measured with exactly-6 asserted: a CI rehearsal stopped
+    an image at 9, and 1 of 6 runs alone ended at the ceiling of 10.)"""
     from lcstudy.runs import layout
 
     machine(1.0)
