@@ -45,10 +45,14 @@ def test_known_answers_of_the_spread_and_the_widening():
     mean = sum(logs) / 9
     sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / 8)
     assert drift.platform_spread(sets) == pytest.approx(sd)
-    b = drift.Z95 * math.sqrt(2) * sd
-    assert drift.widen(1.0, 0.98, 1.03, sd) == pytest.approx((1 - math.hypot(0.02, b), 1 + math.hypot(0.03, b)))
+    b = drift.Z95 * math.sqrt(2) * sd  # on the log scale: a rerun as likely 1/x as x times the run's speed
+    up, down = math.exp(b) - 1, 1 - math.exp(-b)
+    assert drift.widen(1.0, 0.98, 1.03, sd) == pytest.approx((1 - math.hypot(0.02, down), 1 + math.hypot(0.03, up)))
     assert drift.widen(1.0, math.nan, math.nan, sd, [0.9, 1.0, 1.2]) == pytest.approx(
-        (1 - math.hypot(0.1, b), 1 + math.hypot(0.2, b)))  # too few repeats: their range stands in
+        (1 - math.hypot(0.1, down), 1 + math.hypot(0.2, up)))  # too few repeats: their range stands in
+    # with no within-run interval, a rerun at exp(±b) times the median lands on the bounds
+    assert drift.widen(2.0, 2.0, 2.0, sd) == pytest.approx((2.0 * math.exp(-b), 2.0 * math.exp(b)))
+    assert drift.within_uncertainty(math.exp(b) * 0.999, drift.between_half(1.0, sd))
     contended = [[{"seconds": 5.0, "contended": True}, *probes(1.0, 1.0)]]
     assert drift.run_summary(contended[0]) == {"ref_seconds": 1.0, "ref_drift": 1.0, "ref_probes": 2}
     assert drift.flag(1.2, 1.0).startswith("reference drifted 1.20×") and drift.flag(1.05, 0.8).startswith(
@@ -146,11 +150,11 @@ def test_a_learned_codec_as_fast_as_jpeg_within_the_drift_is_said_so():
                              "weights": "random", "direction": d, "s_per_mpx": t}
                             for c, t in (("A", 1.1), ("B", 30.0)) for d in ("encode", "decode")])
     sp = standard_codecs.speed_vs_standard(learned, jpeg, refs=("JPEG",), drift_sd={"P": 0.05})
-    assert sp.ratio_uncertainty_pct.iloc[0] == pytest.approx(100 * drift.Z95 * math.sqrt(2) * 0.05)
+    assert sp.ratio_uncertainty_pct.iloc[0] == pytest.approx(100 * math.expm1(drift.Z95 * math.sqrt(2) * 0.05))
     page = Page("standard_codecs")
     standard_codecs.findings(page, {"speed": sp, "at_bpp_standard": jpeg}, 0.5, "pretrained")
     said = page.findings.sentences()[0]
-    assert "A's ratio is within the uncertainty across runs (±13.9 %)" in said
+    assert "A's ratio is within the uncertainty across runs (±14.9 %)" in said
     sp.loc[sp.codec == "A", "decode_x_jpeg"] = 2.0  # twice JPEG's time: beyond the drift
     page = Page("standard_codecs")
     standard_codecs.findings(page, {"speed": sp, "at_bpp_standard": jpeg}, 0.5, "pretrained")
@@ -194,6 +198,10 @@ def test_make_reproducibility_reruns_apart_and_reports_coverage(machine, imgs, t
     assert stated.ci_run_high.tolist() == before.ci_run_high.tolist()
     text = reproducibility.markdown(results)
     assert "Last check" in text and "100 %" in text
+    assert "from the reference probes: no earlier check" in text  # the first check tested the probes' intervals
+    later = {"drift_source": "reruns", "calibrated_by": [s["checked_utc"]]}  # a second check tests the first's
+    assert reproducibility._calibration(later) == (f"measured on the reruns of the earlier check {s['checked_utc']}:"
+                                                   " this check tested them out of sample")
     with pytest.raises(Exception, match="no complete learned-codec run of NOPE"):
         reproducibility.main(["--results-dir", str(results), "--codecs", "NOPE"])
 
@@ -307,7 +315,9 @@ def test_reference_workload_makes_no_page_faults():
             "drift.probe('cpu', 2, 'first')\nb = faults()\ndrift.probe('cpu', 2, 'second')\nprint(faults() - b)")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LCSTUDY_TEST_", "MALLOC_"))}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert int(out.stdout.strip().splitlines()[-1]) < 200
+    # the old workload: ~3,200 faults per call, ~32,000 here; this one 0–40, once 325 in a suite run on the 2-core
+    # VM (5 Dec: a thread of the pool touching its stack late, not the workload), so the bound leaves room for that
+    assert int(out.stdout.strip().splitlines()[-1]) < 1000
 
 
 def test_references_of_another_workload_are_not_compared():
