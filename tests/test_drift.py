@@ -316,7 +316,7 @@ def test_reference_workload_makes_no_page_faults():
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LCSTUDY_TEST_", "MALLOC_"))}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     # the old workload: ~3,200 faults per call, ~32,000 here; this one 0–40, once 325 in a suite run on the 2-core
-    # VM (5 Dec: a thread of the pool touching its stack late, not the workload), so the bound leaves room for that
+    # VM (4 Dec: a thread of the pool touching its stack late, not the workload), so the bound leaves room for that
     assert int(out.stdout.strip().splitlines()[-1]) < 1000
 
 
