@@ -161,6 +161,25 @@ def test_a_learned_codec_as_fast_as_jpeg_within_the_drift_is_said_so():
     assert "uncertainty" not in page.findings.sentences()[0]
 
 
+def test_flag_bounds_follow_the_platforms_usual_noise():
+    """The flags' bounds: the fixed floors on a steady platform; on a noisy one, what its usual noise exceeds
+    only 1 % of the time — the range of that many probes for the drift, one probe's deviation for the ratio.
+    The usual noise is robust: a minority of slow spells (what a flag is for) does not widen it."""
+    assert drift.range_quantile(2, 0.95) == pytest.approx(drift.Z95 * math.sqrt(2), rel=1e-4)  # |a − b| of two
+    assert drift.range_quantile(5, 0.95) == pytest.approx(3.858, abs=2e-3)  # the tabulated studentized range, ν=∞
+    assert drift.bounds(0.0, 5) == (drift.DRIFT_BOUND, drift.PLATFORM_TOLERANCE)
+    drift_bound, tolerance = drift.bounds(0.11, 5)  # the 2-core VM's 2-thread probe (robust sd ≈ 0.11)
+    assert drift_bound == pytest.approx(math.exp(0.11 * drift.range_quantile(5, 0.99)))
+    assert 1.5 < drift_bound < 1.8 and 0.3 < tolerance < 0.35
+    # a run whose probe moved 1.35× on that platform is not flagged; 1.9× is; on a steady platform 1.35× is
+    assert drift.flag(1.35, 1.0, 0.11, 5) == "" and "drifted 1.90×" in drift.flag(1.90, 1.0, 0.11, 5)
+    assert "drifted 1.35×" in drift.flag(1.35, 1.0, 0.0, 5)
+    probes = lambda *s: [{"seconds": x, "contended": False} for x in s]  # noqa: E731
+    spells = [probes(3.3, 3.3, 3.4, 3.2, 6.5), probes(3.3, 3.4, 3.3, 3.2, 3.3)]  # one slow spell in ten probes
+    assert drift.noise_spread(spells) < 0.05 < drift.platform_spread(spells)
+    assert drift.noise_spread([probes(1.0)]) == 0.0
+
+
 def test_make_reproducibility_reruns_apart_and_reports_coverage(machine, imgs, tmp_path, monkeypatch, capsys):
     """Runs at speeds 1.0 and 1.2, rerun (in fresh processes) at 1.1: every rerun median lies within the
     intervals across runs and none within the within-run ones; the study's tables are untouched and the

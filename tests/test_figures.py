@@ -119,6 +119,38 @@ def test_label_points_places_crowded_labels_apart():
     plt.close(fig)
 
 
+def test_labels_keep_off_lines_and_a_moved_label_points_at_its_dot():
+    """A label is not written across a drawn line (a frontier step ran through 'x265 HEIC'), and a label
+    that had to move away from its point in a cluster is tied to it by a leader line (a reader saw 'CKBD'
+    beside FP's dot, with nothing saying whose name it was)."""
+    import math
+
+    plt = style.setup()
+    fig, ax = plt.subplots(figsize=(3, 2.5))
+    ax.set(xlim=(0, 10), ylim=(0, 10))
+    ax.plot([5, 9.5], [5, 5], color="k")  # a step leaving the point to the right, through its label's first place
+    ax.scatter([5], [5], label="_")
+    xs, ys = [2, 2.1, 2.2, 2.05, 2.15], [2, 2.1, 2.0, 1.95, 2.05]  # five dots on top of each other
+    style.label_points(ax, [5], [5], ["x265 HEIC"])
+    style.label_points(ax, xs, ys, ["DGM", "DGM-ATT", "CKBD", "ELIC", "ARC"])
+    style.finish(fig, "lines and a cluster")
+    r = fig.canvas.get_renderer()
+    heic = next(t for t in ax.texts if t.get_text() == "x265 HEIC")
+    box = heic.get_window_extent(r)
+    line = ax.lines[0].get_transform().transform(ax.lines[0].get_xydata())
+    y, (x0, x1) = line[0][1], sorted((line[0][0], line[1][0]))
+    assert not (box.y0 < y < box.y1 and box.x1 > x0 and box.x0 < x1), "label written across the line"
+    for t in ax.texts:
+        if t.get_text() == "x265 HEIC":
+            continue
+        b = t.get_window_extent(r)
+        px, py = ax.transData.transform(t.xy)
+        gap = math.hypot(max(b.x0 - px, 0, px - b.x1), max(b.y0 - py, 0, py - b.y1))
+        assert gap < 12 or t.arrow_patch is not None, f"{t.get_text()} is {gap:.0f} px from its dot, no leader line"
+    assert figcheck.problems(fig) == []
+    plt.close(fig)
+
+
 def test_log_ticks_are_plain_and_do_not_crowd():
     plt = style.setup()
     fig, ax = plt.subplots(figsize=(2.2, 2))
@@ -206,6 +238,12 @@ def test_run_pages_are_titled_by_their_run(tmp_path):
     s = SimpleNamespace(kind="standard", codec="standard", quality=None, label="standard-codecs", device="cpu",
                         platform="P")
     assert run_title(s) == "Standard codecs on cpu · P"
+    b = SimpleNamespace(kind="learned", codec="FP", quality=1, label="FP-q1-channels_last", device="cpu",
+                        platform="P", backend="channels_last")
+    assert run_title(b) == "FP q1 · channels_last on cpu · P"  # the backend once (it was "… (channels_last)" too)
+    b.label = "FP-q1-onnxruntime-threads1"
+    b.backend = "onnxruntime"
+    assert run_title(b) == "FP q1 · onnxruntime (threads1) on cpu · P"
     src = tmp_path / "nb.ipynb"
     src.write_text(json.dumps({"cells": [{"cell_type": "markdown", "source": ["# Profile of one codec on one device"],
                                           "metadata": {}}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}))

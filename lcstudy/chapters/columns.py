@@ -129,13 +129,14 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "memory": ("memory", "text", "cpu_rss (resident set), cuda_allocated or cuda_reserved"),
     "baseline_mb": ("before the call (MB)", "sig3", "memory just before the timed call"),
     "peak_mb": ("peak memory (MB)", "sig3", "high-water mark during the call"),
-    "working_mb": ("working memory (MB)", "sig3", "peak minus the resident memory before the call; on CPU a "
-                   "lower bound (memory the allocator kept from earlier calls is reused unseen)"),
+    "working_mb": ("working memory (MB)", "mbdiff", "peak minus the resident memory before the call; on CPU a "
+                   "lower bound (memory the allocator kept from earlier calls is reused unseen); below 0.1 MB, "
+                   "negative ones included (the call gave memory back), shown as < 0.1"),
     "peak_mb_encode": ("encode peak (MB)", "sig3", "high-water mark during the encode"),
     "peak_mb_decode": ("decode peak (MB)", "sig3", "high-water mark during the decode"),
-    "working_mb_encode": ("encode working (MB)", "sig3",
+    "working_mb_encode": ("encode working (MB)", "mbdiff",
                           "encode peak minus before (on CPU a lower bound, see working_mb)"),
-    "working_mb_decode": ("decode working (MB)", "sig3",
+    "working_mb_decode": ("decode working (MB)", "mbdiff",
                           "decode peak minus before (on CPU a lower bound, see working_mb)"),
     "method": ("method", "text", "how the peak was read"),
     # kernels
@@ -205,7 +206,7 @@ COLUMNS.update({  # deployment backends (lcstudy.core.backends; the Deployment c
     "restored_share": ("restored", "frac", "share of the corrupted images that decode (identical or close) with the "
                        "mitigation"),
     "mitigation_cost": ("decode time ×", "x", "decode time with h_s in float64 over float32's (median of 3 each)"),
-    "identical_share": ("images with eager's bits", "frac", "share of images whose bitstream is eager's, byte for byte"),
+    "identical_share": ("bitstream = eager's (share of images)", "frac", "share of images whose bitstream is eager's, byte for byte"),
     "prime_seconds": ("first coding (s)", "s", "untimed first coding of a new input shape: a one-off cost"),
     "setup_seconds": ("setup (s)", "s", "one-off: export, calibration and conversion of the transforms"),
     "model_bytes": ("model bytes", "int", "the model's tensors at the backend's precision (ONNX: the files)"),
@@ -344,6 +345,11 @@ def ci_text(med, half) -> str:
     return f"{float(med):.{d}f} ± {float(half):.{d}f}"
 
 
+def _no_minus_zero(text: str) -> str:
+    """'-0.00' (a tiny negative rounded away) written as '0.00': a sign on nothing reads as a finding."""
+    return text[1:] if text.startswith("-") and float(text) == 0 else text
+
+
 def fmt(kind: str, x) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)) or (x is pd.NA):
         return ""
@@ -358,12 +364,14 @@ def fmt(kind: str, x) -> str:
             return f"{int(x):,}"
         except (TypeError, ValueError):
             return str(x)
+    if kind == "mbdiff":  # a difference of two resident-memory readings: below 0.1 MB it is not resolved
+        return "< 0.1" if float(x) < 0.1 else sig(x)
     if kind == "bpp":
-        return f"{float(x):.3f}"
+        return _no_minus_zero(f"{float(x):.3f}")
     if kind == "db":
-        return f"{float(x):.2f}"
+        return _no_minus_zero(f"{float(x):.2f}")
     if kind == "frac":
-        return f"{float(x):.3f}"
+        return _no_minus_zero(f"{float(x):.3f}")
     if kind == "flag":
         return "✓" if bool(x) else "✗"
     if kind == "ci":

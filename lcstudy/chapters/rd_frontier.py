@@ -202,6 +202,18 @@ def findings(page: Page, t: dict) -> None:
                               "second anchor.")
 
 
+def short_source(source: str) -> str:
+    """The table's source column in a word or two (the full text, with the paper's name or the images and crops
+    our curves rest on, is in the download and, for our curves, in the caption): 'CompressAI', 'paper: <name>',
+    'ours'. Why: the full phrases wrapped every row to four lines."""
+    s = str(source)
+    if s.startswith("CompressAI published"):
+        return "CompressAI"
+    if s.startswith("quoted from the paper ("):
+        return "paper: " + s[len("quoted from the paper ("):].rstrip(")")
+    return "ours" if s.startswith("ours") else s
+
+
 def build(results_dir, reference=None, downloads_dir=None) -> Page:
     st = load(results_dir)
     page = Page("rd_frontier")
@@ -216,11 +228,12 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                    f"measured with **{st.weights}** weights — its entropy-decoding part depends on the weights). "
                    "BD-rate: the `bjontegaard` package, Akima interpolation.\n\n" + style.weights_banner(df))
     if not t.empty:
-        page.table("table", present(t, ["codec", "source", "bd_rate_vs_x265_pct", "bd_rate_vs_x265_ours_pct",
+        page.table("table", present(t.assign(source=t.source.map(short_source)), ["codec", "source", "bd_rate_vs_x265_pct", "bd_rate_vs_x265_ours_pct",
                                         "dec_kmac_px_min", "decode_seconds_cpu", "frontier_kmac", "frontier_time"]),
                    "BD-rate against both x265 anchors beside decoder MACs and our decode time; ✓ marks the "
                    "Pareto frontier." + (" " + thin_data(rd) if thin_data(rd) else ""))
-        page.figure("figure", fig_frontier(rd, t, df), "Left, the RD curves; middle and right, each codec's BD-rate "
-                    "against its complexity: codecs on the black step are not beaten on both axes by any other.")
+        page.figure("figure", fig_frontier(rd, t, df), "Top, the RD curves; below, each codec's BD-rate against "
+                    "its complexity (decoder MACs, left; our decode time, right): codecs on the black step are not "
+                    "beaten on both axes by any other.")
     page.write(downloads_dir, tables)
     return page

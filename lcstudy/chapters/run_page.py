@@ -57,10 +57,12 @@ def reference_words(runs) -> str:
     if sec is None or pd.isna(sec):
         return (" Reference workload: not measured in this run (run before it was added, or every probe "
                 "contended).")
-    why = drift.flag(dr, float("nan"))
+    # the runs table's flag where it has one (bounds from the platform's usual noise, drift.bounds), else the floor
+    flagged = runs.get("ref_flag")
+    why = flagged if isinstance(flagged, str) else drift.flag(dr, float("nan"))
     return (f" Reference workload (the machine's speed, {int(n)} probe{'s' if n != 1 else ''}): {sec * 1e3:.1f} ms, "
             f"slowest probe {dr:.2f}× the fastest" + (f" — **flagged**: {why}." if why else
-                                                      f" (within the {drift.DRIFT_BOUND:.2f}× bound)."))
+                                                      " (within its platform's bound)."))
 
 
 def deployed_words(dep: dict | None) -> str:

@@ -39,7 +39,7 @@ def standard_at_bpp(summary: pd.DataFrame, bpp: float = 0.5) -> pd.DataFrame:
             t0, t1 = float(lo.s_per_mpx.iloc[0]), float(hi.s_per_mpx.iloc[0])
             w = 0.0 if b1 == b0 else (np.log(bpp) - np.log(b0)) / (np.log(b1) - np.log(b0))
             v, note = float(np.exp(np.log(t0) + w * (np.log(t1) - np.log(t0)))), \
-                f"interpolated between {lo.value.iloc[0]} and {hi.value.iloc[0]}"
+                f"interpolated between settings {lo.value.iloc[0]} and {hi.value.iloc[0]}"
             p0, p1 = float(lo.psnr.iloc[0]), float(hi.psnr.iloc[0])
             psnr = p0 + w * (p1 - p0)
         else:
@@ -236,8 +236,8 @@ def build(results_dir, reference=None, downloads_dir=None, bpp: float = 0.5) -> 
     page.table("speed", present(stdb, ["codec", "platform", "direction", "s_per_mpx", "psnr_at_bpp", "how"]),
                "Standard codecs at the matched bitrate (log-linear interpolation between the two sweep points "
                "around it).")
-    page.figure("figure", fig_side_by_side(summary, rd, stdb, learned, bpp, std, df), "Left, our standard codecs' RD "
-                "curves (dashed) beside the published learned ones; right, time per megapixel at the matched bitrate "
+    page.figure("figure", fig_side_by_side(summary, rd, stdb, learned, bpp, std, df), "Top, our standard codecs' RD "
+                "curves (dashed) beside the published learned ones; below, time per megapixel at the matched bitrate "
                 "on a log axis: look at the orders of magnitude between the groups.")
     page.write(downloads_dir, {**tables, "per_image": std})
     return page

@@ -275,8 +275,10 @@ def readable_log(ax) -> None:
 
 def label_points(ax, xs, ys, labels, colors=None, fontsize: float = 7) -> None:
     """Name each point (x, y) by a text beside it, placed by :func:`finish` once the layout is final:
-    of a ring of candidate positions around the point (right, left, above, below, then further out with a
-    leader line), the first whose box overlaps no other label, no point and stays inside the axes."""
+    of a ring of candidate positions around the point (right, left, above, below, then further out), the
+    first whose box overlaps no other label, no point, no drawn line (a frontier step, a curve) and stays
+    inside the axes. A label that had to leave the first ring is tied to its point by a leader line in the
+    point's colour: in a cluster, a reader must not have to guess which name is whose."""
     pts = [(float(x), float(y), str(lab), (colors[i] if colors is not None else "#333333"))
            for i, (x, y, lab) in enumerate(zip(xs, ys, labels))
            if x is not None and y is not None and math.isfinite(float(x)) and math.isfinite(float(y))]
@@ -288,10 +290,32 @@ def label_points(ax, xs, ys, labels, colors=None, fontsize: float = 7) -> None:
 def _candidates(w: float, h: float, pad: float):
     """Offsets (dx, dy) of a label's lower-left corner from its point, in display pixels: the eight
     places around the point first, then rings further out."""
-    for r in (1.0, 2.2, 3.6, 5.2, 7.0, 9.0):
+    for ring, r in enumerate((1.0, 2.2, 3.6, 5.2, 7.0, 9.0)):
         d = pad * r
-        yield from ((d, -h / 2), (-d - w, -h / 2), (-w / 2, d), (-w / 2, -d - h),
-                    (d, d * 0.3), (d, -h - d * 0.3), (-d - w, d * 0.3), (-d - w, -h - d * 0.3))
+        for dx, dy in ((d, -h / 2), (-d - w, -h / 2), (-w / 2, d), (-w / 2, -d - h),
+                       (d, d * 0.3), (d, -h - d * 0.3), (-d - w, d * 0.3), (-d - w, -h - d * 0.3)):
+            yield dx, dy, ring
+
+
+def _line_boxes(ax, step: float = 4.0) -> list:
+    """Small boxes along every drawn line of ``ax`` (display pixels, one per ``step``): obstacles for labels.
+    Lines spanning the whole axes (a reference at y = 0, drawn dotted) count too: a label across one is
+    as hard to read as one across a curve."""
+    import numpy as np
+    from matplotlib.transforms import Bbox
+
+    boxes = []
+    for line in ax.lines:
+        if not line.get_visible() or line.get_linestyle() in ("None", "", " "):
+            continue
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        for (x0, y0), (x1, y1) in zip(xy[:-1], xy[1:]):
+            n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step))
+            for k in range(n + 1):
+                x, y = x0 + (x1 - x0) * k / n, y0 + (y1 - y0) * k / n
+                boxes.append(Bbox.from_bounds(x - 1.5, y - 1.5, 3, 3))
+    return boxes
 
 
 def _place_labels(fig) -> None:
@@ -309,6 +333,7 @@ def _place_labels(fig) -> None:
         # every point of the panel is an obstacle: its marker's box
         dots = [Bbox.from_bounds(*(ax.transData.transform((x, y)) - 5), 10, 10)
                 for pts, _ in reqs for x, y, _, _ in pts]
+        lines = _line_boxes(ax)
         placed: list = []
         for pts, fontsize in reqs:
             for x, y, lab, col in pts:
@@ -318,18 +343,19 @@ def _place_labels(fig) -> None:
                 t.remove()
                 w, h = bb.width, bb.height
                 best, best_cost = None, None
-                for dx, dy in _candidates(w, h, pad=max(5.0, fontsize * 0.9)):
+                for dx, dy, ring in _candidates(w, h, pad=max(5.0, fontsize * 0.9)):
                     box = Bbox.from_bounds(px + dx, py + dy, w, h)
                     out = (box.x0 < inside.x0 or box.x1 > inside.x1 or box.y0 < inside.y0 or box.y1 > inside.y1)
-                    hits = sum(_area(box, o) for o in placed + dots)
+                    # a label over a line is a lesser evil than one over another label or a point
+                    hits = sum(_area(box, o) for o in placed + dots) + 0.25 * sum(_area(box, o) for o in lines)
                     cost = hits + (1e6 if out else 0)
                     if best_cost is None or cost < best_cost:
-                        best, best_cost = (dx, dy, box), cost
+                        best, best_cost = (dx, dy, box, ring), cost
                     if cost == 0:
                         break
-                dx, dy, box = best
+                dx, dy, box, ring = best
                 placed.append(box)
-                far = math.hypot(dx + w / 2, dy + h / 2) > 2.5 * max(w / 2, h) + 8
+                far = ring > 0
                 tx, ty = ax.transData.inverted().transform((px + dx, py + dy))
                 ax.annotate(lab, (x, y), xytext=(tx, ty), textcoords="data", fontsize=fontsize, color="#222222",
                             ha="left", va="bottom", annotation_clip=False,

@@ -69,7 +69,7 @@ def machines_table(runs: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
                      "peak matmul (GFLOP/s, median)": f"{g.peak_matmul_gflops.median():.3g}",
                      "runs": len(g), **reference_cells(g),
                      "contended repeats (%)": f"{100 * g.contended.sum() / max(g.repeats.sum(), 1):.1f}",
-                     "measured (UTC)": f"{str(g.started_utc.min())[:10]} … {str(g.finished_utc.max())[:10]}"})
+                     "measured (UTC)": _days(g.started_utc.min(), g.finished_utc.max())})
     return pd.DataFrame(rows), nodes
 
 
@@ -104,6 +104,8 @@ def run_title(r) -> str:
     backend = getattr(r, "backend", None)
     if isinstance(backend, str) and backend and backend != "eager":
         what += f" · {backend}"
+        # the label ends with the backend too ("FP-q1-channels_last"): say it once
+        rest = "-".join(p for p in rest.split("-") if p != backend).strip("-_ ")
     return f"{what}{f' ({rest})' if rest else ''} on {r.device} · {r.platform}"
 
 
@@ -141,7 +143,7 @@ def write_book(results_dir) -> None:
     headline findings for the introduction."""
     from ..chapters import CHAPTERS
     from ..chapters.columns import COLUMNS
-    from ..core.drift import DRIFT_BOUND, PLATFORM_TOLERANCE
+    from ..core.drift import DRIFT_BOUND, FLAG_P, PLATFORM_TOLERANCE
     from ..runs import layout
     from ..runs.store import atomic_write_text
     from ..runs.tidy import load_results
@@ -188,10 +190,11 @@ def write_book(results_dir) -> None:
                 f"(`make cost` prints each); **{work / total:.0%}** of it was timed encoding and decoding (the rest: "
                 "model loading, warm-up, quality metrics, the operator profile and the MAC count). A node whose "
                 "median peak matmul rate is more than 5 % off its platform's median is named as slow or shared; a run "
-                f"whose reference workload drifted more than {DRIFT_BOUND:.2f}× within it, or sits more than "
-                f"{PLATFORM_TOLERANCE:.0%} off its platform's median reference, is named under *reference runs "
-                "off* (sd: the spread of the platform's reference between moments, which widens its intervals "
-                "across runs).\n")
+                f"whose reference workload drifted more within it (at least {DRIFT_BOUND:.2f}×), or sits further off "
+                f"its platform's median reference (at least {PLATFORM_TOLERANCE:.0%}), than the platform's usual "
+                f"noise gives in {FLAG_P:.0%} of runs is named under *reference runs off* (sd: the spread of the "
+                "platform's reference between moments, which widens its intervals across runs unless a "
+                "reproducibility check has measured it on the codecs).\n")
     atomic_write_text(gen / "machines.md", text)
     from .reproducibility import markdown
 
@@ -210,15 +213,20 @@ def _runs_table(g: pd.DataFrame, book: Path, dest_dir: Path, toc_runs: list) -> 
     from ..chapters.style import sort_codecs
     from .cost import fmt_seconds
 
-    out = ["| run | platform | codec | quality | images | repeats | weights | wall time |",
-           "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    # the section's heading names the platform and device; a mixed section ("Other runs") names it per row.
+    # Why: with it in every row (and the codec, which the run's name starts with) the table ran past the page
+    mixed = g.platform.nunique() > 1 or dest_dir.name == "other"
+    out = ["| run |" + (" platform |" if mixed else "") + " backend | quality | images | repeats | weights | wall time |",
+           "| --- |" + (" --- |" if mixed else "") + " --- | --- | --- | --- | --- | --- |"]
     for r in sort_codecs(g, then=["label"]).itertuples():
         dest = dest_dir / f"{r.label}-{r.run_id[:6]}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
         copy_titled(Path(r.notebook), dest, run_title(r))
         rel = dest.relative_to(book).with_suffix("").as_posix()
         toc_runs.append(rel)
-        out.append(f"| {{doc}}`{r.label} <{rel}>` | {r.platform} | {r.codec} | "
+        backend = getattr(r, "backend", None)
+        backend = backend if isinstance(backend, str) and backend else ("eager" if r.kind == "learned" else "")
+        out.append(f"| {{doc}}`{r.label} <{rel}>` |" + (f" {r.platform} |" if mixed else "") + f" {backend} | "
                    f"{r.quality if r.kind == 'learned' else ''} | {r.items} | {r.repeats} | "
                    f"{r.weights_label or r.weights} | {fmt_seconds(r.wall_seconds)} |")
     return out + [""]
@@ -312,3 +320,10 @@ def downloads_page(downloads: Path, columns: dict, chapters) -> str:
                 rows.append(f"| `{c}` | {h} | {what} |")
             lines += ["| column | header | meaning |", "| --- | --- | --- |"] + rows + [""]
     return "\n".join(lines) + "\n"
+
+
+def _days(first, last) -> str:
+    """The days a platform's runs span: one date when they fit in one day ('2026-12-04 … 2026-12-04' read as
+    a typo), else 'first … last'."""
+    a, b = str(first)[:10], str(last)[:10]
+    return a if a == b else f"{a} … {b}"
