@@ -128,7 +128,9 @@ def test_labels_keep_off_lines_and_a_moved_label_points_at_its_dot():
     plt = style.setup()
     fig, ax = plt.subplots(figsize=(3, 2.5))
     ax.set(xlim=(0, 10), ylim=(0, 10))
-    ax.plot([5, 9.5], [5, 5], color="k")  # a step leaving the point to the right, through its label's first place
+    # a frontier step (drawn as steps: the corner, not the diagonal) leaving the point to the right, through its
+    # label's first place
+    ax.step([5, 5.6], [5, 9.9], where="post", color="k")
     ax.scatter([5], [5], label="_")
     xs, ys = [2, 2.1, 2.2, 2.05, 2.15], [2, 2.1, 2.0, 1.95, 2.05]  # five dots on top of each other
     style.label_points(ax, [5], [5], ["x265 HEIC"])
@@ -137,7 +139,7 @@ def test_labels_keep_off_lines_and_a_moved_label_points_at_its_dot():
     r = fig.canvas.get_renderer()
     heic = next(t for t in ax.texts if t.get_text() == "x265 HEIC")
     box = heic.get_window_extent(r)
-    line = ax.lines[0].get_transform().transform(ax.lines[0].get_xydata())
+    line = ax.lines[0].get_transform().transform([(5, 5), (5.6, 5)])  # the step's flat part, as drawn
     y, (x0, x1) = line[0][1], sorted((line[0][0], line[1][0]))
     assert not (box.y0 < y < box.y1 and box.x1 > x0 and box.x0 < x1), "label written across the line"
     for t in ax.texts:

@@ -185,8 +185,8 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                                                           "random weights the scales sit at the bottom of the "
                                                           "table, so no decoder can desynchronise."))
     page.figure("matrix", fig_matrix(mx), "Each cell: one codec's bitstreams from one encoder (rows: codec · "
-                "encoder's host and backend) decoded under one decoder (columns: decoder's host is the first word of "
-                "its name in the table below), coloured by the worst outcome of its images, with that outcome's "
+                "encoder's host and backend) decoded under one decoder configuration (columns: backend · device · "
+                "threads, on the decoding host the title names), coloured by the worst outcome of its images, with that outcome's "
                 "share of the images where it is not all of them. White: not decoded (a backend run's streams "
                 "are decoded by the reference decoder only).")
     # the question the table answers: did a decoder lose an image? The pairs that only changed the
@@ -216,5 +216,9 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
         page.table("mitigation", present(tables["mitigation"], ["codec", "quality", "mitigated", "images",
                                                                 "restored_share", "mitigation_cost"]),
                    "The float64 mitigation, measured where a decoder configuration corrupted an image.")
+    else:  # the section's heading is in the notebook: say why it is empty and what would fill it
+        page.text("mitigation", "No decoder configuration corrupted an image here, so the float64 mitigation (h_s "
+                  "in float64 on both sides) was not measured: `make decodability` measures it wherever one does "
+                  "— a trained codec (`make weights`), a GPU's results merged here, another machine's.")
     page.write(downloads_dir, tables)
     return page

@@ -204,14 +204,23 @@ def findings(page: Page, t: dict) -> None:
 
 def short_source(source: str) -> str:
     """The table's source column in a word or two (the full text, with the paper's name or the images and crops
-    our curves rest on, is in the download and, for our curves, in the caption): 'CompressAI', 'paper: <name>',
-    'ours'. Why: the full phrases wrapped every row to four lines."""
+    our curves rest on, is in the download and in the caption): 'CompressAI', 'paper', 'ours'. Why: the full
+    phrases wrapped every row to four lines."""
     s = str(source)
     if s.startswith("CompressAI published"):
         return "CompressAI"
     if s.startswith("quoted from the paper ("):
-        return "paper: " + s[len("quoted from the paper ("):].rstrip(")")
+        return "paper"
     return "ours" if s.startswith("ours") else s
+
+
+def _papers(t: pd.DataFrame) -> str:
+    """The caption's words for the rows whose source is 'paper': which RD points CompressAI quotes for whom."""
+    q = t[t.source.astype(str).str.startswith("quoted from the paper (")]
+    if q.empty:
+        return ""
+    names = ", ".join(f"{c} ({str(s)[len('quoted from the paper ('):].rstrip(')')})" for c, s in zip(q.codec, q.source))
+    return f" *paper*: the RD points CompressAI quotes from the paper: {names}."
 
 
 def build(results_dir, reference=None, downloads_dir=None) -> Page:
@@ -231,7 +240,7 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
         page.table("table", present(t.assign(source=t.source.map(short_source)), ["codec", "source", "bd_rate_vs_x265_pct", "bd_rate_vs_x265_ours_pct",
                                         "dec_kmac_px_min", "decode_seconds_cpu", "frontier_kmac", "frontier_time"]),
                    "BD-rate against both x265 anchors beside decoder MACs and our decode time; ✓ marks the "
-                   "Pareto frontier." + (" " + thin_data(rd) if thin_data(rd) else ""))
+                   "Pareto frontier." + _papers(t) + (" " + thin_data(rd) if thin_data(rd) else ""))
         page.figure("figure", fig_frontier(rd, t, df), "Top, the RD curves; below, each codec's BD-rate against "
                     "its complexity (decoder MACs, left; our decode time, right): codecs on the black step are not "
                     "beaten on both axes by any other.")

@@ -302,13 +302,17 @@ def _line_boxes(ax, step: float = 4.0) -> list:
     Lines spanning the whole axes (a reference at y = 0, drawn dotted) count too: a label across one is
     as hard to read as one across a curve."""
     import numpy as np
+    from matplotlib.cbook import STEP_LOOKUP_MAP
     from matplotlib.transforms import Bbox
 
     boxes = []
     for line in ax.lines:
         if not line.get_visible() or line.get_linestyle() in ("None", "", " "):
             continue
-        xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        # as drawn: a step line (ax.step, the frontier) runs through its corners, not from point to point
+        data = np.asarray(line.get_xydata(), dtype=float)
+        drawn = STEP_LOOKUP_MAP.get(line.get_drawstyle() or "default", STEP_LOOKUP_MAP["default"])(*data.T)
+        xy = line.get_transform().transform(np.column_stack(drawn[:2]))
         xy = xy[np.isfinite(xy).all(axis=1)]
         for (x0, y0), (x1, y1) in zip(xy[:-1], xy[1:]):
             n = max(1, int(math.hypot(x1 - x0, y1 - y0) / step))

@@ -216,8 +216,13 @@ def _runs_table(g: pd.DataFrame, book: Path, dest_dir: Path, toc_runs: list) -> 
     # the section's heading names the platform and device; a mixed section ("Other runs") names it per row.
     # Why: with it in every row (and the codec, which the run's name starts with) the table ran past the page
     mixed = g.platform.nunique() > 1 or dest_dir.name == "other"
-    out = ["| run |" + (" platform |" if mixed else "") + " backend | quality | images | repeats | weights | wall time |",
-           "| --- |" + (" --- |" if mixed else "") + " --- | --- | --- | --- | --- | --- |"]
+    weights = [w or v for w, v in zip(g.weights_label, g.weights)]
+    one_weights = len(set(map(str, weights))) == 1  # said once above the table, like the chapters' constants
+    out = ([f"Weights: {weights[0]}.", ""] if one_weights else []) + [
+        "| run |" + (" platform |" if mixed else "") + " backend | quality | images | repeats |"
+        + ("" if one_weights else " weights |") + " wall time |",
+        "| --- |" + (" --- |" if mixed else "") + " --- | --- | --- | --- |" + ("" if one_weights else " --- |")
+        + " --- |"]
     for r in sort_codecs(g, then=["label"]).itertuples():
         dest = dest_dir / f"{r.label}-{r.run_id[:6]}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -228,7 +233,7 @@ def _runs_table(g: pd.DataFrame, book: Path, dest_dir: Path, toc_runs: list) -> 
         backend = backend if isinstance(backend, str) and backend else ("eager" if r.kind == "learned" else "")
         out.append(f"| {{doc}}`{r.label} <{rel}>` |" + (f" {r.platform} |" if mixed else "") + f" {backend} | "
                    f"{r.quality if r.kind == 'learned' else ''} | {r.items} | {r.repeats} | "
-                   f"{r.weights_label or r.weights} | {fmt_seconds(r.wall_seconds)} |")
+                   + ("" if one_weights else f"{r.weights_label or r.weights} | ") + f"{fmt_seconds(r.wall_seconds)} |")
     return out + [""]
 
 
