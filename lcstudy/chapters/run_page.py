@@ -166,7 +166,8 @@ def build(result) -> Page:
         t = t[t.backend == backend]
     i = t.iloc[0]
     label = f"{i.codec} q{i.quality} · {i.platform} · {style.weights_text(t)}"
-    if result.run.meta["request"].get("sizes"):  # a run of several sizes: one table per item, sizes not mixed
+    sized = bool(result.run.meta["request"].get("sizes"))
+    if sized:  # a run of several sizes: one table per item, sizes not mixed
         s = pd.concat([stage_rows(g).assign(item=k) for k, g in t.groupby("item", sort=False)], ignore_index=True)
         page.table("stages", present(s, ["item", "direction", "stage", "median_s", "share_pct"]),
                    "Each item (image@size): its median over repeats; `misc` is the total minus the stages.")
@@ -175,9 +176,10 @@ def build(result) -> Page:
         page.table("stages", present(s, ["direction", "stage", "median_s", "share_pct", "images"]),
                    "Median over images of each image's median over repeats, ± half its 95 % interval over images "
                    "(blank below 6 images); `misc` is the total minus the stages.")
-    page.figure("per_image", fig_stages_per_image(t, label) if t.seconds.notna().any() else None, "Each bar is one image (one size of it, in a run of "
-                "several sizes); the colours are the stages, bottom to top in coding order — compare the height of "
-                "the entropy-coding stages with the transforms.")
+    bar = "one image at one size (image@size)" if sized else "one image"  # a run of several sizes names them
+    page.figure("per_image", fig_stages_per_image(t, label) if t.seconds.notna().any() else None,
+                f"Each bar is {bar}; the colours are the stages, bottom to top in coding order — compare the "
+                "height of the entropy-coding stages with the transforms.")
     subs = t[t.kind == "sub"]
     if not subs.empty:
         ss = summarise(subs, ["direction", "stage"])
