@@ -268,6 +268,17 @@ def test_closed_sets_are_enums_and_keep_the_run_ids(tmp_path):
         PlannedRun("profile_codec", (), "mian")
 
 
+def test_the_chapters_name_stage_kinds_by_the_enum():
+    """The chapters filter stage rows by ``StageKind`` members, not by string literals: a renamed kind would
+    otherwise leave a chapter silently empty (seen failing on the chapters before they used the enum)."""
+    import re
+
+    pattern = re.compile(r'\bkind\b[^\n]*"(partition|sub|aggregate)"')
+    found = [f"{p.name}: {line.strip()}" for p in sorted((ROOT / "lcstudy" / "chapters").glob("*.py"))
+             for line in p.read_text().splitlines() if pattern.search(line)]
+    assert found == [], found
+
+
 def test_family_and_stage_kind_are_enums():
     """A codec's family and a stage row's kind are closed sets: a spec with a family that does not exist fails
     where it is built (not later, as a stage table without ``AEy``), the built-in codecs and the detector give

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core.instrument import StageKind
 from . import style
 from .page import Page
 from .study import load, lowest_quality, others_note
@@ -74,7 +75,7 @@ def overall_wide(o: pd.DataFrame) -> pd.DataFrame:
 def module_shares(main: pd.DataFrame, reference=None) -> pd.DataFrame:
     """Share of each top-level stage in the total, per codec, quality, platform and direction (mean over
     images, as the paper's AVG sheets), with the paper's share beside it where the paper has one."""
-    d = main[main.kind == "partition"]
+    d = main[main.kind == StageKind.PARTITION]
     t = d.groupby(["codec", "quality", "platform", "device", "direction", "stage"], as_index=False).seconds.mean()
     t["share_pct"] = 100 * t.seconds / t.groupby(["codec", "quality", "platform", "direction"]).seconds.transform("sum")
     t["source"] = "ours"
@@ -166,7 +167,7 @@ def macs_table(cx: pd.DataFrame) -> pd.DataFrame:
 
 def fig_macs(cx: pd.DataFrame):
     plt = style.setup()
-    c = cx[(cx.kind == "partition") & (cx.macs > 0)].drop_duplicates(["codec", "quality", "direction", "stage"])
+    c = cx[(cx.kind == StageKind.PARTITION) & (cx.macs > 0)].drop_duplicates(["codec", "quality", "direction", "stage"])
     c = c.assign(bar=c.codec + " q" + c.quality.astype(str))
     fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.4), sharey=True)
     for ax, direction in zip(axes, ("encode", "decode")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core.instrument import StageKind
 from ..core.registry import CODECS
 from . import style
 from .page import Page
@@ -15,7 +16,7 @@ TITLE = "Against the published data"
 
 
 def ours_module_times(main: pd.DataFrame) -> pd.DataFrame:
-    d = main[(main.kind.isin(["partition", "aggregate"])) & (main.stage != "network") & main.crop.isna()]
+    d = main[(main.kind.isin([StageKind.PARTITION, StageKind.AGGREGATE])) & (main.stage != "network") & main.crop.isna()]
     d = d.assign(device=d.device.astype(str).str.split(":").str[0])
     return d.groupby(["codec", "quality", "device", "threads", "platform", "direction", "stage"],
                      as_index=False).seconds.mean()

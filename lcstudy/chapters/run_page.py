@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core.instrument import StageKind
 from . import style
 from .page import Page
 from .columns import ci_cell, present, summarise
@@ -93,7 +94,7 @@ def measured(t: pd.DataFrame) -> pd.DataFrame:
     return t[t.stop != "contended"] if "stop" in t and not t.empty else t
 
 
-def stage_rows(t: pd.DataFrame, kinds=("partition", "aggregate")) -> pd.DataFrame:
+def stage_rows(t: pd.DataFrame, kinds=(StageKind.PARTITION, StageKind.AGGREGATE)) -> pd.DataFrame:
     d = t[t.kind.isin(kinds) & (t.stage != "network")]
     s = summarise(d, ["direction", "stage"])
     tot = s[s.stage == "total"].set_index("direction")["median"]
@@ -109,7 +110,7 @@ def fig_stages_per_image(t: pd.DataFrame, label: str):
     plt = style.setup()
     fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.4))
     for ax, direction in zip(axes, ("encode", "decode")):
-        d = t[(t.direction == direction) & (t.kind == "partition")]
+        d = t[(t.direction == direction) & (t.kind == StageKind.PARTITION)]
         w = d.pivot_table(index="item" if "item" in d else "image", columns="stage", values="seconds", sort=False)
         if w.empty:  # every repeat of every item contended: nothing measured to draw
             ax.text(0.5, 0.5, "no uncontended repeat", ha="center", va="center", transform=ax.transAxes)
@@ -180,7 +181,7 @@ def build(result) -> Page:
     page.figure("per_image", fig_stages_per_image(t, label) if t.seconds.notna().any() else None,
                 f"Each bar is {bar}; the colours are the stages, bottom to top in coding order — compare the "
                 "height of the entropy-coding stages with the transforms.")
-    subs = t[t.kind == "sub"]
+    subs = t[t.kind == StageKind.SUB]
     if not subs.empty:
         ss = summarise(subs, ["direction", "stage"])
         ss["median_s"] = ci_cell(ss)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..core.instrument import StageKind
 from ..core.registry import CODECS, get_spec
 from ..errors import InputError
 
@@ -30,7 +31,7 @@ def _wide(df: pd.DataFrame, direction: str) -> pd.DataFrame:
     # item: a run of several sizes has one item per image and size (one row each)
     keys = ["host", "device", "codec", "quality", "weights", "threads", "image", "run_id"] + (
         ["item"] if "item" in d else [])
-    d = d[d.kind.isin(["partition", "sub", "aggregate"])]
+    d = d[d.kind.isin(list(StageKind))]
     med = d.pivot_table(index=keys, columns="stage", values="seconds", aggfunc="first")
     iqr = d.pivot_table(index=keys, columns="stage", values="iqr_seconds", aggfunc="first")
     first = d.groupby(keys).first()
