@@ -279,6 +279,18 @@ def test_the_chapters_name_stage_kinds_by_the_enum():
     assert found == [], found
 
 
+def test_run_json_has_one_writer():
+    """``run.json`` is written by the run protocol alone (through ``layout.write_meta``); the runner, which
+    measures the notebook's wall time, hands it to ``protocol.record_notebook_seconds`` (it wrote the file
+    itself before)."""
+    import re
+
+    writers = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "lcstudy").rglob("*.py")
+                     if re.search(r"\bwrite_meta\(|RUN_META\b[^\n]*write", p.read_text())
+                     and p.name != "layout.py")
+    assert writers == ["lcstudy/runs/protocol.py"], writers
+
+
 def test_family_and_stage_kind_are_enums():
     """A codec's family and a stage row's kind are closed sets: a spec with a family that does not exist fails
     where it is built (not later, as a stage table without ``AEy``), the built-in codecs and the detector give

@@ -33,6 +33,7 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     from ..runs import layout
     from ..runs.lock import Busy, timing_lock
     from ..runs.params import platform_fingerprint, resolve, run_id
+    from ..runs import protocol
     from ..runs.protocol import EXIT_CONTENDED, contended_statement
     from . import notebooks
 
@@ -76,7 +77,7 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
                      "the notebook's kernel sees another platform or software than this process (another python3 "
                      f"kernelspec? run `jupyter kernelspec list`); its notebook is kept at {tmp}")
                 return 1
-            _record_notebook_seconds(path, time.perf_counter() - t0)
+            protocol.record_notebook_seconds(path, time.perf_counter() - t0)
             os.replace(tmp, path / layout.NOTEBOOK)
     except Busy as e:
         _say(f"error: {e}")
@@ -95,17 +96,6 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
         _say(incomplete)
         return EXIT_CONTENDED
     return 0
-
-
-def _record_notebook_seconds(path: Path, seconds: float) -> None:
-    """The whole notebook's wall time (kernel start, imports, loading the codec, the measurement, the run
-    page) on the execution the kernel just recorded: what ``make cost`` sets the codec work against."""
-    from ..runs import layout
-
-    meta = layout.read_meta(path)
-    if meta.get("executions"):
-        meta["executions"][-1]["notebook_seconds"] = seconds
-        layout.write_meta(path, meta)
 
 
 def _items(req) -> list:

@@ -87,6 +87,17 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
+def record_notebook_seconds(path: Path, seconds: float) -> None:
+    """The whole notebook's wall time (kernel start, imports, loading the codec, the measurement, the run
+    page) on the execution the kernel just recorded: what ``make cost`` sets the codec work against. The
+    runner measures it (only the process that started the kernel can); this module writes it, so that
+    ``run.json`` has one writer."""
+    meta = layout.read_meta(path)
+    if meta.get("executions"):
+        meta["executions"][-1]["notebook_seconds"] = seconds
+        layout.write_meta(path, meta)
+
+
 def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print, progress: bool = True) -> layout.Run:
     """Measure every item of ``subject`` not yet in its run folder, then its phases; return the run."""
     rule = req.rule
