@@ -142,15 +142,14 @@ def rerun(results_dir, codecs=None, limit=None, sample=None, split: int = 2, log
 
 def compare(results_dir, out: Path) -> tuple[pd.DataFrame, dict]:
     """(per-row table, summary) of the reruns in ``out`` against the study's stated intervals."""
-    from ..runs.tidy import load_results
+    from ..runs.tidy import load_results, match_reruns
 
     sel = json.loads((out / "selected.json").read_text())
     old = load_results(results_dir, "timings", checks_before=out.name)  # as stated before this check
     old = old[old.run_id.isin(sel["runs"]) & old.measured.astype(bool)]
     new = load_results(out, "timings")
     new = new[new.measured.astype(bool)]
-    keys = [k for k in KEYS if k in old.columns and k in new.columns]
-    m = old.merge(new[keys + ["seconds"]].rename(columns={"seconds": "new_seconds"}), on=keys, how="inner")
+    m = match_reruns(old, new, "new_seconds")
     if m.empty:
         raise InputError(f"the reruns in {out} match no row of {results_dir}")
     blank = int(m.new_seconds.isna().sum())  # every repeat of the rerun contended: nothing to compare

@@ -225,6 +225,14 @@ def _timing_rows(runs: list[layout.Run]) -> pd.DataFrame:
     return d[d.measured.astype(bool) & d.seconds.notna()] if not d.empty else d
 
 
+def match_reruns(old: pd.DataFrame, new: pd.DataFrame, name: str = "rerun_seconds") -> pd.DataFrame:
+    """The rows of ``old`` that ``new`` (a reproducibility check's timing rows) measured again, with the rerun's
+    median as column ``name``: the one matching of a rerun to its original, on :data:`RERUN_KEYS` (both the
+    tables' between-run component and ``make reproducibility``'s coverage use it)."""
+    keys = [k for k in RERUN_KEYS if k in old.columns and k in new.columns]
+    return old.merge(new[keys + ["seconds"]].rename(columns={"seconds": name}), on=keys, how="inner")
+
+
 def rerun_by_platform(runs: list[layout.Run], checked: list[layout.Run], rows: pd.DataFrame | None = None) -> dict:
     """(platform, device) → (between-run component measured on the rows the checks ``checked`` reran,
     :func:`lcstudy.core.drift.rerun_spread`; how many rows). ``rows``: the study's timing rows, if at hand."""
@@ -234,8 +242,7 @@ def rerun_by_platform(runs: list[layout.Run], checked: list[layout.Run], rows: p
     old = _timing_rows(runs) if rows is None else rows[rows.measured.astype(bool) & rows.seconds.notna()]
     if new.empty or old.empty:
         return {}
-    keys = [k for k in RERUN_KEYS if k in old.columns and k in new.columns]
-    m = old.merge(new[keys + ["seconds"]].rename(columns={"seconds": "rerun_seconds"}), on=keys, how="inner")
+    m = match_reruns(old, new)
     out = {}
     for key, g in m.groupby(["platform", "device"]):
         out[key] = (drift.rerun_spread((g.rerun_seconds / g.seconds).tolist()), len(g))
