@@ -213,16 +213,7 @@ def _runs_table(g: pd.DataFrame, book: Path, dest_dir: Path, toc_runs: list) -> 
     from ..chapters.style import sort_codecs
     from .cost import fmt_seconds
 
-    # the section's heading names the platform and device; a mixed section ("Other runs") names it per row.
-    # Why: with it in every row (and the codec, which the run's name starts with) the table ran past the page
-    mixed = g.platform.nunique() > 1 or dest_dir.name == "other"
-    weights = [w or v for w, v in zip(g.weights_label, g.weights)]
-    one_weights = len(set(map(str, weights))) == 1  # said once above the table, like the chapters' constants
-    out = ([f"Weights: {weights[0]}.", ""] if one_weights else []) + [
-        "| run |" + (" platform |" if mixed else "") + " backend | quality | images | repeats |"
-        + ("" if one_weights else " weights |") + " wall time |",
-        "| --- |" + (" --- |" if mixed else "") + " --- | --- | --- | --- |" + ("" if one_weights else " --- |")
-        + " --- |"]
+    rows = []
     for r in sort_codecs(g, then=["label"]).itertuples():
         dest = dest_dir / f"{r.label}-{r.run_id[:6]}.ipynb"
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -230,10 +221,22 @@ def _runs_table(g: pd.DataFrame, book: Path, dest_dir: Path, toc_runs: list) -> 
         rel = dest.relative_to(book).with_suffix("").as_posix()
         toc_runs.append(rel)
         backend = getattr(r, "backend", None)
-        backend = backend if isinstance(backend, str) and backend else ("eager" if r.kind == "learned" else "")
-        out.append(f"| {{doc}}`{r.label} <{rel}>` |" + (f" {r.platform} |" if mixed else "") + f" {backend} | "
-                   f"{r.quality if r.kind == 'learned' else ''} | {r.items} | {r.repeats} | "
-                   + ("" if one_weights else f"{r.weights_label or r.weights} | ") + f"{fmt_seconds(r.wall_seconds)} |")
+        rows.append({"run": f"{{doc}}`{r.label} <{rel}>`", "platform": r.platform,
+                     "backend": backend if isinstance(backend, str) and backend else
+                     ("eager" if r.kind == "learned" else ""),
+                     "quality": r.quality if r.kind == "learned" else "", "images": r.items, "repeats": r.repeats,
+                     "weights": r.weights_label or r.weights, "wall time": fmt_seconds(r.wall_seconds)})
+    t = pd.DataFrame(rows)
+    # what one value fills is said once: the platform is the section's heading (a mixed section, "Other runs",
+    # keeps the column), the weights go above the table. Why: repeated in every row (with a codec column the
+    # run's name already starts with) they ran the table past the page
+    out = []
+    if t.platform.nunique() == 1 and dest_dir.name != "other":
+        t = t.drop(columns="platform")
+    if t.weights.astype(str).nunique() == 1:
+        out += [f"Weights: {t.weights.iloc[0]}.", ""]
+        t = t.drop(columns="weights")
+    out.append(_md_table(t))
     return out + [""]
 
 

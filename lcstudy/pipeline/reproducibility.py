@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from ..runs.layout import CHECKS
+from ..runs.layout import CHECKS, check_dirs
 from ..runs.tidy import RERUN_KEYS
 
 FOLDER = CHECKS
@@ -166,8 +166,7 @@ def compare(results_dir, out: Path) -> tuple[pd.DataFrame, dict]:
     with_ci = m[m.in_ci.notna()]
     runs_old = load_results(results_dir, "runs", checks_before=out.name).set_index("run_id")
     # the checks whose reruns calibrated the intervals this one tests (never itself)
-    base = Path(results_dir) / FOLDER
-    earlier = sorted(d.name for d in base.glob("*") if d.is_dir() and d.name < out.name) if base.is_dir() else []
+    earlier = [d.name for d in check_dirs(results_dir, before=out.name)]
     runs_new = load_results(out, "runs")
     refs = []
     for rid in sel["runs"]:
@@ -248,7 +247,6 @@ def _calibration(s: dict) -> str:
                 f"{', '.join(ck)}" if ck else "measured on the reruns of earlier checks") + \
             ": this check tested them out of sample"
     return "estimated from the reference probes: no earlier check had rerun the codecs"
-
 
 
 def main(argv=None) -> int:

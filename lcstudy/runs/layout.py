@@ -214,12 +214,15 @@ def checks(results, before: str | None = None) -> list[Run]:
     """The runs of the reproducibility checks of ``results`` (those made before the check folder named
     ``before``, when given): moments of the machine that widen the intervals across runs, never rows of
     the study's tables."""
+    return [r for d in check_dirs(results, before) for r in runs(d, warn=False)]
+
+
+def check_dirs(results, before: str | None = None) -> list[Path]:
+    """The folders of the reproducibility checks of ``results``, oldest first (those made before the check
+    folder named ``before``, when given)."""
     base = Path(results) / CHECKS
-    found = []
-    for d in sorted(p for p in base.glob("*") if p.is_dir()) if base.is_dir() else []:
-        if before is None or d.name < before:
-            found += runs(d, warn=False)
-    return found
+    return [d for d in sorted(p for p in base.glob("*") if p.is_dir()) if before is None or d.name < before] \
+        if base.is_dir() else []
 
 
 def stale_runs(results) -> list[Path]:

@@ -47,6 +47,7 @@ sum to its ``stage == "total"`` row, per repeat (in ``samples``).
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -249,11 +250,18 @@ def rerun_by_platform(runs: list[layout.Run], checked: list[layout.Run], rows: p
     return out
 
 
+class PlatformReference(NamedTuple):
+    """What a platform's runs say about its speed between moments (:func:`reference_by_platform`)."""
+
+    median: float  # the median reference seconds over its runs
+    sd: float  # the between-run component that widens its intervals
+    source: str  # where ``sd`` comes from: "reruns" or "reference"
+    noise: float  # the probes' usual noise, which sets the flags' bounds (drift.noise_spread)
+
+
 def reference_by_platform(runs: list[layout.Run], checked: list[layout.Run] = (), rows: pd.DataFrame | None = None
                           ) -> dict:
-    """(platform, device) → (the platform's median reference seconds over its runs, its between-run
-    component, where that comes from, the probes' usual noise that sets the flags' bounds,
-    :func:`lcstudy.core.drift.noise_spread`). The component is measured on the codecs' own rows where the
+    """(platform, device) → :class:`PlatformReference`. The component is measured on the codecs' own rows where the
     reproducibility checks ``checked`` reran at least :data:`~lcstudy.core.drift.MIN_RERUN_ROWS` of them
     (``"reruns"``, :func:`rerun_by_platform`), else it is the between-moment spread of the platform's probes
     and the checks' (``"reference"``, :func:`lcstudy.core.drift.platform_spread`)."""
@@ -268,11 +276,11 @@ def reference_by_platform(runs: list[layout.Run], checked: list[layout.Run] = ()
     for key, sets in probes.items():
         refs = [drift.run_summary(p)["ref_seconds"] for p in sets[:n_own[key]]]  # the study's runs: in order first
         refs = [r for r in refs if not math.isnan(r)]
-        out[key] = (float(np.median(refs)) if refs else math.nan, drift.platform_spread(sets), "reference",
-                    drift.noise_spread(sets))
+        out[key] = PlatformReference(float(np.median(refs)) if refs else math.nan, drift.platform_spread(sets),
+                                     "reference", drift.noise_spread(sets))
     for key, (sd, n) in rerun_by_platform(runs, checked, rows).items():
         if key in out and n >= drift.MIN_RERUN_ROWS and not math.isnan(sd):
-            out[key] = (out[key][0], sd, "reruns", out[key][3])
+            out[key] = out[key]._replace(sd=sd, source="reruns")
     return out
 
 
@@ -283,16 +291,16 @@ def _across_runs(df: pd.DataFrame, runs: list[layout.Run], table: str, checked=(
     :func:`lcstudy.core.drift.widen`) and that component (``drift_sd``)."""
     plat = reference_by_platform(runs, checked, df if table == "timings" else None)
     keys = list(zip(df["platform"], df["device"]))
-    none = (math.nan, 0.0, "", 0.0)
-    med = [plat.get(k, none)[0] for k in keys]
-    sd = [plat.get(k, none)[1] for k in keys]
-    df = df.assign(drift_sd=sd, drift_source=[plat.get(k, none)[2] for k in keys])
+    none = PlatformReference(math.nan, 0.0, "", 0.0)
+    ref = [plat.get(k, none) for k in keys]
+    sd = [p.sd for p in ref]
+    df = df.assign(drift_sd=sd, drift_source=[p.source for p in ref])
     if table == "runs":
-        df["ref_platform_seconds"] = med
+        df["ref_platform_seconds"] = [p.median for p in ref]
         df["ref_ratio"] = df.ref_seconds / df.ref_platform_seconds
-        noise = [plat.get(k, none)[3] for k in keys]  # the platform's usual noise sets the flags' bounds
-        df["ref_flag"] = [drift.flag(d, r, sd, n) for d, r, sd, n in zip(df.ref_drift, df.ref_ratio, noise,
-                                                                         df.ref_probes)]
+        # the platform's usual noise sets the flags' bounds
+        df["ref_flag"] = [drift.flag(d, r, p.noise, n) for d, r, p, n in zip(df.ref_drift, df.ref_ratio, ref,
+                                                                              df.ref_probes)]
         return df
     lo_hi = [drift.widen(m, lo, hi, s) for m, lo, hi, s in zip(df.seconds, df.ci_run_low, df.ci_run_high, sd)]
     df["ci_run_low"] = [a for a, _ in lo_hi]
