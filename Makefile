@@ -36,6 +36,11 @@ BOOK ?= book
 export LCSTUDY_BOOK := $(abspath $(BOOK))
 BOOK_OUT ?= $(BOOK)/_build
 export LCSTUDY_BOOK_OUT := $(abspath $(BOOK_OUT))
+# chapter notebooks executed at once (default: one per CPU, at most 4; 1 = one after another)
+CHAPTER_JOBS ?=
+ifneq ($(CHAPTER_JOBS),)
+export LCSTUDY_CHAPTER_JOBS := $(CHAPTER_JOBS)
+endif
 NOWAIT ?=
 ifneq ($(NOWAIT),)
 export LCSTUDY_NOWAIT := 1
@@ -68,6 +73,7 @@ help: ## list the targets and variables
 	@echo "  RESULTS_DIR (now $(RESULTS_DIR)), EXECUTOR=local|slurm, NODES=1,4,16 (make cost), CODECS='FP ARC' (a subset),"
 	@echo "  BACKENDS=none|'onnxruntime compile' (the deployment runs planned; default: the profile's),"
 	@echo "  CODECS_FILE=<toml> (your own codecs), LCSTUDY_MIRROR=<folder> (data from a local mirror), NOWAIT=1,"
+	@echo "  CHAPTER_JOBS=N (chapter notebooks at once; default one per CPU, at most 4),"
 	@echo "  SLURM_PARTITION SLURM_GPU_PARTITION SLURM_ACCOUNT SLURM_QOS SLURM_OPTS SLURM_WAIT=0|1,"
 	@echo "  notebook parameters (make run; the rest also make runs/book): $(NB_PARAMS)"
 	@echo "chapters, in book order: $$(python3 -c 'from lcstudy.chapters import CHAPTERS; print(" ".join(c.name for c in CHAPTERS))')"

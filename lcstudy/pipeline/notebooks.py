@@ -8,9 +8,11 @@ finished. What the notebook prints (notes, "resuming…", progress) goes to this
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
@@ -30,12 +32,14 @@ def _ipc_manager():
             # them in the working directory (the repository), where a killed kernel leaves them behind
             kw.setdefault("ip", os.path.join(tempfile.mkdtemp(prefix="lcstudy-kernel-"), "ipc"))
             super().__init__(**kw)
+            # the thread whose execute() started it: concurrent executions (the chapters) clean up their own
+            self._lcstudy_owner = threading.get_ident()
             _LIVE.append(self)
 
     return IPCKernelManager
 
 
-#: kernel managers started by :func:`execute` in this process (to pass a Ctrl-C on to their kernels)
+#: kernel managers started by :func:`execute` in this process, in any thread (to pass a Ctrl-C on to their kernels)
 _LIVE: list = []
 
 
@@ -78,33 +82,46 @@ def ipynb(name: str, dest: Path) -> Path:
     return dest
 
 
-def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, echo: bool = True,
-            timeout_s: int | None = None) -> Path:
-    """Execute notebook ``name`` with ``parameters`` into ``out`` (atomically)."""
-    import nbformat
-    import papermill
-
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+@contextlib.contextmanager
+def stop_signals_reach_kernels():
+    """While inside: Ctrl-C, SIGTERM and SIGHUP interrupt every kernel this process started (in any thread),
+    then raise ``KeyboardInterrupt`` here. Only the main thread can install signal handlers; elsewhere this
+    does nothing (the main thread's own use of it covers the kernels of its worker threads)."""
     import signal
-    import threading
 
     from .signals import STOP
 
     main = threading.current_thread() is threading.main_thread()
     previous = {s: signal.signal(s, _interrupt_kernels_too) for s in STOP} if main else {}
     try:
-        return _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s)
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, echo: bool = True,
+            timeout_s: int | None = None) -> Path:
+    """Execute notebook ``name`` with ``parameters`` into ``out`` (atomically). Safe to call from several
+    threads at once (:func:`lcstudy.pipeline.book.execute_chapters`): each call cleans up its own kernel."""
+    import nbformat
+    import papermill
+
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    me = threading.get_ident()
+    try:
+        with stop_signals_reach_kernels():
+            return _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s)
     finally:
         import shutil
 
-        for km in _LIVE:  # the kernels' socket folders (made in IPCKernelManager)
+        mine = [km for km in list(_LIVE) if getattr(km, "_lcstudy_owner", None) == me]
+        for km in mine:  # the kernels' socket folders (made in IPCKernelManager)
             folder = os.path.dirname(getattr(km, "ip", "") or "")
             if os.path.basename(folder).startswith("lcstudy-kernel-"):
                 shutil.rmtree(folder, ignore_errors=True)
-        _LIVE.clear()
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+            _LIVE.remove(km)
 
 
 def _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s) -> Path:

@@ -280,8 +280,9 @@ def mac_key(codec, height: int, width: int) -> str:
     """What MAC counts depend on: the architecture and its constructor arguments (the channel
     configuration), the stage split, the size, and the counting software — not the weights, the
     quality within a configuration, the threads or the machine."""
+    import importlib.metadata
+
     import compressai
-    import ptflops
     import torch
 
     from .. import __version__
@@ -290,7 +291,10 @@ def mac_key(codec, height: int, width: int) -> str:
                     if not k.endswith(("_quantized_cdf", "_offset", "_cdf_length", "scale_table")))
     key = {"cls": codec.spec.cls, "family": codec.family, "shapes": shapes, "size": [height, width],
            "torch": torch.__version__, "compressai": compressai.__version__,
-           "ptflops": getattr(ptflops, "__version__", "0.7.5"), "lcstudy": __version__, "ar": "parallel"}
+           # ptflops's installed version, read without importing it: its import loads torchvision and torch._dynamo
+           # (1.5 s), which a run whose MACs are cached never needs. (ptflops 0.7.5 has no __version__; this key
+           # read "0.7.5" for it before, so the caches made then stay valid.)
+           "ptflops": importlib.metadata.version("ptflops"), "lcstudy": __version__, "ar": "parallel"}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return f"{layout.safe_name(codec.spec.label)}-{width}x{height}-{digest}"
 

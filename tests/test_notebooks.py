@@ -1,0 +1,122 @@
+"""Executing notebooks concurrently (the chapters, lcstudy.pipeline.book.execute_chapters): each execution
+cleans up its own kernel only, a Ctrl-C reaches every kernel still running, and a failed chapter does not
+stop the others."""
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from lcstudy.pipeline import book, notebooks
+
+NOTEBOOK = """---
+jupytext:
+  text_representation:
+    extension: .md
+    format_name: myst
+kernelspec:
+  display_name: Python 3
+  language: python
+  name: python3
+---
+
+```{{code-cell}} ipython3
+:tags: [parameters]
+
+marker = ""
+```
+
+```{{code-cell}} ipython3
+import pathlib, time
+pathlib.Path(marker).write_text("started")
+time.sleep({sleep})
+```
+"""
+
+
+@pytest.fixture
+def sources(tmp_path, monkeypatch):
+    src = tmp_path / "notebooks"
+    src.mkdir()
+    (src / "short.md").write_text(NOTEBOOK.format(sleep=0.5))
+    (src / "long.md").write_text(NOTEBOOK.format(sleep=120))
+    monkeypatch.setattr(notebooks, "SOURCES", src)
+    return tmp_path
+
+
+def _wait_for(path, timeout=60):
+    t0 = time.monotonic()
+    while not path.exists():
+        assert time.monotonic() - t0 < timeout, f"{path} never appeared"
+        time.sleep(0.1)
+
+
+def test_ctrl_c_reaches_a_kernel_whose_neighbour_finished_first(sources):
+    """Two notebooks at once; the short one ends first. Its cleanup must leave the long one's kernel known,
+    so that a Ctrl-C still interrupts it (before each execution cleaned up its own, the first to end forgot
+    every kernel, and the long one measured on for its full two minutes)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    out = sources / "out"
+    errors = {}
+    with notebooks.stop_signals_reach_kernels():
+        pool = ThreadPoolExecutor(2)
+        try:
+            fa = pool.submit(notebooks.execute, "short", out / "a.ipynb", {"marker": str(sources / "a")}, echo=False)
+            fb = pool.submit(notebooks.execute, "long", out / "b.ipynb", {"marker": str(sources / "b")}, echo=False)
+            fa.result(timeout=120)
+            _wait_for(sources / "b")
+            assert len(notebooks._LIVE) == 1  # the long one's, and only it
+            t0 = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(30)
+            try:
+                fb.result(timeout=60)
+            except Exception as e:  # noqa: BLE001
+                errors["b"] = e
+            elapsed = time.monotonic() - t0
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+    assert (out / "a.ipynb").exists() and not (out / "b.ipynb").exists()
+    assert getattr(errors.get("b"), "ename", None) == "KeyboardInterrupt", errors
+    assert elapsed < 30
+    assert notebooks._LIVE == []
+
+
+def test_chapters_run_concurrently_and_a_failure_stops_none(monkeypatch, tmp_path, capsys):
+    """The chapters run ``jobs`` at a time; a failed one is named and the exit status is 1, the others are
+    written. (With the real chapters, tests/test_book.py builds the quick book this way.)"""
+    from lcstudy.chapters import CHAPTERS
+
+    running, peak, lock = set(), [0], threading.Lock()
+
+    def fake_execute(name, out, params, echo=True, **kw):
+        with lock:
+            running.add(name)
+            peak[0] = max(peak[0], len(running))
+        time.sleep(0.3)
+        with lock:
+            running.discard(name)
+        if name == CHAPTERS[0].name:
+            raise RuntimeError("broken chapter")
+        out.write_text("{}")
+        return out
+
+    monkeypatch.setattr(notebooks, "execute", fake_execute)
+    monkeypatch.setenv("LCSTUDY_BOOK", str(tmp_path))
+    rc = book.execute_chapters(tmp_path / "results", tmp_path / "reference", jobs=2)
+    err = capsys.readouterr().err
+    assert rc == 1 and f"the {CHAPTERS[0].name} chapter failed: RuntimeError: broken chapter" in err
+    assert peak[0] == 2
+    assert all((tmp_path / f"{c.name}.ipynb").exists() for c in CHAPTERS[1:])
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_chapter_jobs_is_refused_before_any_work(monkeypatch, value):
+    from lcstudy.errors import InputError
+
+    monkeypatch.setenv("LCSTUDY_CHAPTER_JOBS", value)
+    with pytest.raises(InputError, match="CHAPTER_JOBS"):
+        book.chapter_jobs()
