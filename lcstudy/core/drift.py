@@ -199,16 +199,15 @@ def noise_spread(probe_sets: list[list[dict]]) -> float:
 @functools.lru_cache(maxsize=64)
 def range_quantile(n: int, p: float = 0.99) -> float:
     """The ``p`` quantile of the range (largest minus smallest) of ``n`` independent standard normal draws:
-    ``P(R ≤ w) = n ∫ φ(x) (Φ(x + w) − Φ(x))^(n−1) dx``, solved for ``w`` (SciPy). 0 below two draws."""
+    SciPy's studentized range with infinite degrees of freedom, which is exactly that distribution. 0 below two
+    draws. (It replaced a quadrature of ``P(R ≤ w) = n ∫ φ(x) (Φ(x + w) − Φ(x))^(n−1) dx`` solved by brentq:
+    the same values to 1e-13 for 2–13 draws, in 1.5 ms instead of 0.3 s per call, paid by every run page.)"""
     if n < 2:
         return 0.0
-    from scipy import integrate, optimize, stats
+    import numpy as np
+    from scipy import stats
 
-    def cdf(w: float) -> float:
-        return n * integrate.quad(lambda x: stats.norm.pdf(x) * (stats.norm.cdf(x + w) - stats.norm.cdf(x)) ** (n - 1),
-                                  -12, 12)[0]
-
-    return float(optimize.brentq(lambda w: cdf(w) - p, 1e-9, 30))
+    return float(stats.studentized_range.ppf(p, n, np.inf))
 
 
 def bounds(noise_sd: float = 0.0, probes: int = 2) -> tuple[float, float]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -62,9 +63,11 @@ def execute_chapters(results_dir, reference, only=None, jobs: int | None = None)
               "downloads_dir": str(downloads)}
     t0 = time.monotonic()
     print(f"chapters: {len(todo)}, {jobs} at a time", flush=True)
+    said = threading.Lock()  # one line at a time from the worker threads
 
     def one(i, c):
-        print(f"[chapter {i}/{len(todo)}] {c.name} ({time.monotonic() - t0:.0f} s into the chapters)", flush=True)
+        with said:
+            print(f"[chapter {i}/{len(todo)}] {c.name} ({time.monotonic() - t0:.0f} s into the chapters)", flush=True)
         notebooks.execute(c.name, book / f"{c.name}.ipynb", params, echo=False)
         return c
 
@@ -79,9 +82,11 @@ def execute_chapters(results_dir, reference, only=None, jobs: int | None = None)
                     f.result()
                 except Exception as e:  # noqa: BLE001
                     failed.append(c.name)
-                    print(f"error: the {c.name} chapter failed: {notebooks.failure_text(e)}", file=sys.stderr)
+                    with said:
+                        print(f"error: the {c.name} chapter failed: {notebooks.failure_text(e)}", file=sys.stderr)
                     continue
-                print(f"wrote {book / (c.name + '.ipynb')} ({time.monotonic() - t0:.0f} s)", flush=True)
+                with said:
+                    print(f"wrote {book / (c.name + '.ipynb')} ({time.monotonic() - t0:.0f} s)", flush=True)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     if failed:
