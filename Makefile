@@ -192,7 +192,7 @@ notebooks: $(STAMP) ## the run notebooks as .ipynb in book/_generated/notebooks,
 
 .PHONY: test
 test: $(STAMP) ## run the test suite (sets up first if needed)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q --durations=15 $(PYTEST_ARGS)
 
 .PHONY: bench-overhead
 bench-overhead: $(STAMP) ## instrumented vs plain compress()+decompress() per codec (target ≤ 1.01)

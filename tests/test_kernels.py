@@ -46,3 +46,36 @@ def test_profile_ops_shares_add_up():
     for direction, g in k[k.kind == "cpu_op"].groupby("direction"):
         assert g.share.sum() == pytest.approx(1.0, abs=1e-6), direction
         assert (g.self_seconds >= 0).all() and g.calls.sum() > 10
+
+
+def test_the_cpu_profiler_sees_what_torch_profiler_sees():
+    """profile_ops on a CPU uses torch.profiler.profile's inner Kineto profiler directly (kernels._profiler): the
+    same ops with the same call counts as through the wrapper, for one encode and one decode."""
+    from lcstudy.core.kernels import _kineto, _profiler
+
+    torch.manual_seed(0)
+    codec = lcstudy.load_codec("HP", 1, weights="random")
+    x = torch.rand(1, 3, 64, 64)
+    calls = []
+    for make in (lambda: profile(activities=[ProfilerActivity.CPU]), lambda: _profiler(False)):
+        with torch.inference_mode():
+            with make() as prof:
+                enc = codec.model.compress(x)
+                codec.model.decompress(enc["strings"], enc["shape"])
+        calls.append({k: n for k, (_, n) in self_times(_kineto(prof).kineto_results.events()).items()})
+    assert calls[0] == calls[1] and len(calls[0]) > 10
+
+
+def test_a_cpu_operator_profile_does_not_import_dynamo():
+    """torch.profiler.profile's prepare_trace imports torch._inductor and torch._dynamo (1.7 s of a run notebook on
+    the 2-core VM); the CPU operator profile does without them (the lean CompressAI import leaves torchvision's
+    path to them out too)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, torch, lcstudy; from lcstudy.core.kernels import profile_ops; torch.manual_seed(0); "
+            "c = lcstudy.load_codec('HP', 1, weights='random'); profile_ops(c, torch.rand(1, 3, 64, 64)); "
+            "print('torch._dynamo' in sys.modules, 'torch._inductor' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-2:] == ["False", "False"]

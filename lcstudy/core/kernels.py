@@ -117,6 +117,26 @@ def _close(out: dict, stack: list) -> None:
         stack[-1][5] = (name, children, own)
 
 
+def _profiler(on_cuda: bool):
+    """The Kineto profiler, as ``torch.profiler.profile`` builds it. On a CPU, its inner
+    ``torch.autograd.profiler.profile(use_kineto=True)`` directly: the same events, but the wrapper's
+    ``prepare_trace`` asks ``hasattr(torch, "_inductor")``, which imports ``torch._inductor`` and
+    ``torch._dynamo`` (1.7 s of every run notebook on the 2-core VM) only to read a CUDA-graphs setting.
+    On CUDA the wrapper is kept: that setting guards CUPTI against CUDA graphs there."""
+    import torch
+
+    if on_cuda:
+        from torch.profiler import ProfilerActivity, profile
+
+        return profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA])
+    return torch.autograd.profiler.profile(use_cpu=True, use_kineto=True)
+
+
+def _kineto(prof):
+    """The legacy profiler object holding ``kineto_results`` (inside ``torch.profiler.profile``, or itself)."""
+    return getattr(prof, "profiler", None) or prof
+
+
 def profile_ops(codec, x, clock=None, top: int = 15):
     """Per-op self times of one encode and one decode of padded ``x``.
 
@@ -127,24 +147,22 @@ def profile_ops(codec, x, clock=None, top: int = 15):
     """
     import pandas as pd
     import torch
-    from torch.profiler import ProfilerActivity, profile
 
     from .clocks import StageClock
 
     clock = clock or StageClock(codec.device)
     model = codec.model
     on_cuda = codec.device.type == "cuda"
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])
     rows = []
     enc = None
     with torch.inference_mode():
         for direction in ("encode", "decode"):
-            with profile(activities=activities) as prof:
+            with _profiler(on_cuda) as prof:
                 if direction == "encode":
                     enc, wall = clock.elapsed(model.compress, x)
                 else:
                     _, wall = clock.elapsed(model.decompress, enc["strings"], enc["shape"])
-            times = self_times(prof.profiler.kineto_results.events())
+            times = self_times(_kineto(prof).kineto_results.events())
             del prof  # a million events: free them before the next direction
             kinds = ["cpu_op"] + (["cuda_kernel"] if on_cuda else [])
             for kind in kinds:

@@ -134,8 +134,8 @@ class _Wrapped(importlib.abc.Loader):
         except ModuleNotFoundError as e:
             if e.name and not _root(e.name, self.roots):  # a dependency missing: not ours to explain
                 raise
-            raise ImportError(f"CompressAI could not be imported with {out} left out ({e}); set "
-                              "LCSTUDY_LEAN_IMPORT=0 to import it whole, and report it (lcstudy.core.lean_import)") from e
+            raise ImportError(f"CompressAI could not be imported with {out} left out ({e}); set LCSTUDY_LEAN_IMPORT=0 "
+                              "to import it whole, and report it (lcstudy.core.lean_import)") from e
         except Exception as e:
             raise ImportError(f"CompressAI could not be imported with {out} left out ({type(e).__name__}: "
                               f"{e}); CompressAI's layout changed: set LCSTUDY_LEAN_IMPORT=0 to import it whole, and "

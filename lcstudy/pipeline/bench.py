@@ -8,7 +8,7 @@ Target: ≤ 1.01.
 ``python -m lcstudy.pipeline.bench startup``: the fixed cost of a run notebook outside its measurement, in its
 parts, each in fresh processes (a notebook's kernel is one), interleaved so drift hits every part alike:
 the interpreter, the kernel's start (jupyter_client, as papermill starts it), the study's imports with
-CompressAI imported whole and without its point-cloud stack (:mod:`lcstudy.core.lean_import`), loading a
+CompressAI imported whole and without torch_geometric and torchvision (:mod:`lcstudy.core.lean_import`), loading a
 codec, and building the run page of a tiny run. Medians over the repeats.
 """
 from __future__ import annotations
@@ -143,7 +143,8 @@ def _startup_table(parts: dict, repeats: int) -> None:
 
     med = {k: statistics.median(v) for k, v in parts.items()}
     print(f"fixed cost of a run notebook outside its measurement: medians of {repeats} interleaved repeats, fresh "
-          f"processes, {os.cpu_count()} CPUs; 'before' imports CompressAI whole, 'after' without torch_geometric")
+          f"processes, {os.cpu_count()} CPUs; 'before' imports CompressAI whole, 'after' without torch_geometric "
+          "and torchvision")
     print(f"{'part':28} {'median s':>9} {'min s':>7} {'max s':>7}")
     for k, v in parts.items():
         print(f"{k:28} {med[k]:9.2f} {min(v):7.2f} {max(v):7.2f}")

@@ -50,7 +50,7 @@ RESULTS = "results-device"
 TARGETS = ("compressai", "pillow-heif", "pillow-jxl-plugin", "ptflops", "pytorch-msssim", "bjontegaard", "papermill",
            "jupytext", "ipykernel", "nbformat", "openpyxl", "hypothesis")
 #: shipped on the lent GPU machine (shared/notes/gpu-device.md), never carried: its CUDA torch above all.
-#: torch_geometric is not needed at all: CompressAI is imported without it (lcstudy.core.lean_import).
+#: torch_geometric is not needed at all: CompressAI is imported without it and torchvision (lcstudy.core.lean_import).
 DEVICE_HAS = frozenset({
     "torch", "torchvision", "triton", "numpy", "pandas", "scipy", "matplotlib", "seaborn", "psutil", "tqdm", "pillow",
     "nvidia-ml-py", "pytest", "onnx", "onnxruntime", "torch-geometric", "sympy", "networkx", "mpmath", "jinja2",
