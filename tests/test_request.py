@@ -6,7 +6,7 @@ import subprocess
 import pytest
 
 from lcstudy.pipeline.__main__ import main
-from lcstudy.runs.params import RUN_NOTEBOOKS
+from lcstudy.runs.params import REQUEST_PARAM, RUN_NOTEBOOKS
 
 from .conftest import ROOT
 
@@ -44,7 +44,7 @@ def _notebook(kind: str) -> str:
 def test_notebook_parameters_cell_is_the_list(kind, capsys):
     cell = re.search(r":tags: \[parameters[^\n]*\n\n(.*?)```", _notebook(kind), re.S).group(1)
     names = [ln.split("=")[0].strip() for ln in cell.strip().splitlines() if ln.strip()]
-    assert names == _cli_params(kind, capsys)
+    assert names == _cli_params(kind, capsys) + [REQUEST_PARAM]  # the pipeline's request last, not a user's parameter
 
 
 @pytest.mark.parametrize("kind", list(RUN_NOTEBOOKS))
@@ -53,7 +53,7 @@ def test_notebook_call_passes_the_list(kind, capsys):
     call = re.search(rf"\b{kind}(?:_subject)?\.run\((.*?)\)\n", _notebook(kind), re.S).group(1)
     passed = re.findall(r"(\w+)=(\w+)", call)
     assert [k for k, v in passed if k != v] == []
-    assert sorted(k for k, _ in passed) == sorted(_cli_params(kind, capsys))
+    assert sorted(k for k, _ in passed) == sorted(_cli_params(kind, capsys) + [REQUEST_PARAM])
 
 
 def test_readme_lists_the_parameters(capsys):
@@ -246,9 +246,8 @@ def test_closed_sets_are_enums_and_keep_the_run_ids(tmp_path):
 
     from lcstudy.core.weights import Weights
     from lcstudy.pipeline.plan import PlannedRun, Role
-    from lcstudy.pipeline.reproducibility import request_from_dict
     from lcstudy.runs.layout import RunKind
-    from lcstudy.runs.params import request_dict
+    from lcstudy.runs.params import RunRequest, request_dict
 
     reqs = _fixed_requests(tmp_path)
     assert reqs["learned"].kind is RunKind.LEARNED and reqs["standard"].kind is RunKind.STANDARD
@@ -256,7 +255,7 @@ def test_closed_sets_are_enums_and_keep_the_run_ids(tmp_path):
     for kind, req in reqs.items():
         stored = json.loads(json.dumps(request_dict(req)))  # what run.json holds: plain strings
         assert stored["kind"] == kind and type(stored["kind"]) is str
-        back = request_from_dict(stored)
+        back = RunRequest.from_dict(stored)
         assert back == req and back.kind is RunKind(kind) and back.request_id == req.request_id
         assert req.request_id == GOLDEN_IDS[kind]
     with pytest.raises(ValueError, match="lerned"):
@@ -336,3 +335,52 @@ def test_done_is_decided_once_and_counts_the_phases(tmp_path, monkeypatch):
         src = inspect.getsource(mod)
         assert "phases_done" not in src, f"{mod.__name__} decides 'done' by itself"
         assert "find_complete(" in src and "req.phases)" in src, mod.__name__
+
+
+# --- one resolver: the kernel is handed the pipeline's request ------------------------------------------------
+
+def test_the_kernel_is_handed_the_request_resolved_once(tmp_path, monkeypatch):
+    """``make run``: the parameters are resolved once, in the runner; the notebook gets the request itself (no raw
+    strings patched for it), which reads back as the same request with the same id."""
+    from lcstudy.pipeline import notebooks
+    from lcstudy.pipeline.runner import run_notebook
+    from lcstudy.runs import params as P
+
+    from .conftest import KODAK
+
+    calls, handed = [], []
+    real = P.resolve
+    monkeypatch.setattr(P, "resolve", lambda *a, **k: calls.append(a) or real(*a, **k))
+    monkeypatch.setattr(notebooks, "execute", lambda name, out, nb_params, **k: handed.append(nb_params))
+    given = {"codec": "HP", "quality": "2", "images": str(KODAK), "limit": "1", "weights": "random", "crop": "64",
+             "results_dir": str(tmp_path)}
+    assert run_notebook("profile_codec", given) == 1  # the fake kernel wrote no results: said, exit 1
+    assert len(calls) == 1 and len(handed) == 1
+    assert list(handed[0]) == [REQUEST_PARAM]
+    back = P.request_of(handed[0], "profile_codec")
+    assert back == real(given) and back.request_id == real(given).request_id
+    assert len(calls) == 1  # reading the request back resolved nothing
+
+
+def test_a_handed_request_is_checked_not_resolved(tmp_path, monkeypatch):
+    import json
+
+    from lcstudy.errors import InputError
+    from lcstudy.runs import params as P
+
+    reqs = _fixed_requests(tmp_path)
+    monkeypatch.setattr(P, "resolve", lambda *a, **k: pytest.fail("a handed request was resolved again"))
+    for kind, req in reqs.items():
+        nb = RUN_NOTEBOOKS[kind][0]
+        assert P.request_of({REQUEST_PARAM: req.to_json()}, nb) == req
+    text = reqs["learned"].to_json()
+    edited = json.loads(text)
+    edited["quality"] = 3  # its id left as it was
+    with pytest.raises(InputError, match="edited by hand"):
+        P.request_of({REQUEST_PARAM: json.dumps(edited)}, "profile_codec")
+    with pytest.raises(InputError, match="unknown fields colour"):
+        P.request_of({REQUEST_PARAM: json.dumps({**json.loads(text), "colour": 1})}, "profile_codec")
+    with pytest.raises(InputError, match="not a run request"):
+        P.request_of({REQUEST_PARAM: "{not json"}, "profile_codec")
+    with pytest.raises(InputError, match="a standard run's request"):
+        P.request_of({REQUEST_PARAM: reqs["standard"].to_json()}, "profile_codec")

@@ -35,25 +35,13 @@ import pandas as pd
 
 from ..errors import InputError
 from ..runs.layout import CHECKS, check_dirs
+from ..runs.params import RunRequest
 from ..runs.tidy import RERUN_KEYS
 
 FOLDER = CHECKS
 LAST = "last.json"
 #: what identifies a row across the original and its rerun (the tables' own matching of reruns uses it too)
 KEYS = RERUN_KEYS
-
-
-def request_from_dict(d: dict):
-    """The :class:`~lcstudy.runs.params.RunRequest` stored in a run's run.json (``request``)."""
-    from ..core.stats import StopRule
-    from ..runs.params import ImageRef, RunRequest
-
-    d = {k: v for k, v in d.items() if k != "request_id"}
-    d["images"] = tuple(ImageRef(**i) if isinstance(i, dict) else ImageRef(*i) for i in d["images"])
-    d["rule"] = StopRule(**d["rule"])
-    for k in ("sizes", "codecs", "notes"):
-        d[k] = tuple(d.get(k) or ())
-    return RunRequest(**d)
 
 
 def select(results_dir, codecs: list[str] | None, sample: int | None) -> list:
@@ -80,7 +68,7 @@ def plan(runs: list, limit: int | None, split: int) -> list[tuple[object, tuple]
     """(run, images of one chunk) in interleaved order: every run's first chunk, then every run's second, …"""
     chunks = []
     for r in runs:
-        imgs = request_from_dict(r.meta["request"]).images[:limit]  # limit None: every image
+        imgs = RunRequest.from_dict(r.meta["request"]).images[:limit]  # limit None: every image
         n = max(1, min(split, len(imgs)))
         chunks.append([tuple(c) for c in np.array_split(np.array(imgs, dtype=object), n)])
     out = []
@@ -95,7 +83,7 @@ def _child(request_file: str) -> int:
     """In a fresh process: measure the request written to ``request_file`` (the lock is the parent's)."""
     from ..runs.learned import run_request
 
-    req = request_from_dict(json.loads(Path(request_file).read_text()))
+    req = RunRequest.from_dict(json.loads(Path(request_file).read_text()))
     run_request(req, log=lambda s: print(s, flush=True), progress=False)
     return 0
 
@@ -123,7 +111,7 @@ def rerun(results_dir, codecs=None, limit=None, sample=None, split: int = 2, log
     with timing_lock(f"make reproducibility (pid {os.getpid()})", wait=not os.environ.get("LCSTUDY_NOWAIT"),
                      log=log, token=token):
         for i, (run, imgs) in enumerate(todo, 1):
-            req = replace(request_from_dict(run.meta["request"]), images=imgs, results_dir=str(out),
+            req = replace(RunRequest.from_dict(run.meta["request"]), images=imgs, results_dir=str(out),
                           kernels=False, macs=False)
             origin[req.request_id] = run.meta["run_id"]
             f = out / f".request-{i}.json"

@@ -1,7 +1,8 @@
 """One run notebook, as ``make run``, ``make runs`` and every SLURM job execute it.
 
-1. Every parameter is checked (:func:`lcstudy.runs.params.resolve`, the notebook's own checks):
-   a bad value fails here, in a second or two, on one line, with nothing written.
+1. Every parameter is checked and resolved (:func:`lcstudy.runs.params.resolve`): a bad value fails here,
+   in a second or two, on one line, with nothing written. The kernel is handed the resolved request
+   (the notebook's ``request`` parameter), which it checks but does not resolve again.
 2. A run whose results and notebook are complete is not run again.
 3. The machine lock is taken *before* the notebook's kernel starts and held until it has
    written everything; the kernel is handed the lock (``LCSTUDY_LOCK_TOKEN``). Waiting for
@@ -32,7 +33,7 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     whose every repeat was contended, what was measured written; 130 interrupted)."""
     from ..runs import layout
     from ..runs.lock import Busy, timing_lock
-    from ..runs.params import platform_fingerprint, resolve, run_id
+    from ..runs.params import REQUEST_PARAM, platform_fingerprint, resolve, run_id
     from ..runs import protocol
     from ..runs.protocol import EXIT_CONTENDED, contended_statement
     from . import notebooks
@@ -49,14 +50,9 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     if done is not None and not force:
         print(f"{req.label}: already measured ({done.path}); nothing to do", flush=True)
         return 0
-    # the kernel gets the checked values as they were given; paths made absolute, so the notebook
-    # finds them whatever its working directory
-    nb_params = {k: v for k, v in params.items() if v is not None}
-    nb_params["results_dir"] = req.results_dir
-    nb_params["images"] = [i.path for i in req.images]  # a list: papermill passes it as one
-    if req.kind == "learned":
-        # resolved once, here: an offline WEIGHTS=auto probes the network once per make, not per notebook
-        nb_params["weights"] = req.weights_path if req.weights == "checkpoint" else req.weights
+    # the kernel gets the request itself (checked there, not resolved again): WEIGHTS=auto's network probe, the
+    # images' checks and hashes are made once per run, here
+    nb_params = {REQUEST_PARAM: req.to_json()}
     token = secrets.token_hex(8)
     os.environ["LCSTUDY_LOCK_TOKEN"] = token
     try:

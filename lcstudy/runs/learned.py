@@ -14,7 +14,7 @@ from ..core.clocks import StageClock, threads as _threads
 from ..core.contention import Monitor
 from ..core.instrument import encode_decode
 from . import layout
-from .params import RunRequest, platform_fingerprint, resolve, run_id
+from .params import REQUEST_PARAM, RunRequest, platform_fingerprint, request_of, run_id
 from .protocol import Item, execute
 
 
@@ -328,12 +328,14 @@ def load_images(req: RunRequest) -> list[tuple[str, object]]:
 def run(log=print, progress: bool = True, **params) -> RunResult:
     """Check the parameters, hold the machine, load the codec, measure, write; return the run.
 
-    The same checks as the pipeline's (:func:`lcstudy.runs.params.resolve`); the lock is the
-    pipeline's when it started this notebook, else taken here, before anything is loaded.
+    ``request``: the pipeline's resolved request (JSON, :func:`lcstudy.runs.params.request_of`), checked and not
+    resolved again; without it, the parameters get the pipeline's checks (:func:`lcstudy.runs.params.resolve`).
+    The lock is the pipeline's when it started this notebook, else taken here, before anything is loaded.
     """
-    req = resolve(params, "profile_codec")
-    for n in req.notes:
-        log(f"note: {n}")
+    req = request_of(params, "profile_codec")
+    if params.get(REQUEST_PARAM) is None:  # the pipeline said its request's notes before the kernel started
+        for n in req.notes:
+            log(f"note: {n}")
     return run_request(req, log, progress)
 
 

@@ -1,10 +1,13 @@
 """Every parameter of a run, checked in one place, and the run's identity.
 
-The pipeline (``make run``, ``make runs``) calls :func:`resolve` before a notebook's kernel
-starts, and the notebook calls it again with the same values: one code path, so a bad value
-fails in the terminal within a second or two, on one line that names the value, what is
-allowed and the fix — and nothing is written. Nothing here imports torch or CompressAI
-unless a value needs them (``DEVICE=cuda``, a codec given by import path, ``WEIGHTS=auto`` for a codec
+The pipeline (``make run``, ``make runs``, a SLURM job) calls :func:`resolve` before a notebook's
+kernel starts — a bad value fails in the terminal within a second or two, on one line that names the
+value, what is allowed and the fix, and nothing is written — and hands the kernel the resolved request
+itself, serialised (the notebook's ``request`` parameter, :meth:`RunRequest.to_json`): the kernel checks
+it (:meth:`RunRequest.from_json`: its fields, its id) and does not resolve it again, so one run is
+resolved once (``WEIGHTS=auto``'s network probe, the images' decode checks and hashes, the codec's checks).
+A notebook run by hand (plain papermill, no ``request``) resolves its parameters with the same :func:`resolve`.
+Nothing here imports torch or CompressAI unless a value needs them (``DEVICE=cuda``, a codec given by import path, ``WEIGHTS=auto`` for a codec
 with zoo weights, which asks CompressAI's zoo for the file's URL).
 
 A run's **identity** is everything that changes its numbers: the codec, its quality and
@@ -18,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..core import images as _images
@@ -41,6 +44,9 @@ STANDARD_PARAMS = ("images", "limit", "crop", "repeats", "min_repeats", "max_rep
 #: run kind (``RunRequest.kind``) → (its notebook, that notebook's parameters)
 RUN_NOTEBOOKS = {"learned": ("profile_codec", LEARNED_PARAMS), "standard": ("profile_standard", STANDARD_PARAMS)}
 NOTEBOOK_PARAMS = dict(RUN_NOTEBOOKS.values())
+#: the run notebooks' one parameter that is not the user's: the request the pipeline resolved, as JSON (last in
+#: each parameters cell; when given, the parameters above it are not read)
+REQUEST_PARAM = "request"
 DEFAULT_IMAGES = "data/kodak"
 
 
@@ -92,6 +98,46 @@ class RunRequest:
         # closed sets: a plain string (a request read back from run.json) becomes its member, a wrong one fails here
         object.__setattr__(self, "kind", RunKind(self.kind))
         object.__setattr__(self, "weights", W.Weights(self.weights))
+
+    def to_json(self) -> str:
+        """The request as the pipeline hands it to a notebook's kernel (:data:`REQUEST_PARAM`); with its id, which
+        :meth:`from_json` checks."""
+        return json.dumps(request_dict(self), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunRequest":
+        """The request of :func:`request_dict` (a run.json's ``request``, a notebook's ``request`` parameter)."""
+        d = {k: v for k, v in d.items() if k != "request_id"}
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"a run request with unknown fields {', '.join(unknown)} (made by another version of "
+                             "lcstudy?): run it again through `make run`, or give the notebook its parameters "
+                             "without `request`")
+        d["images"] = tuple(ImageRef(**i) if isinstance(i, dict) else ImageRef(*i) for i in d["images"])
+        d["rule"] = StopRule(**d["rule"])
+        for k in ("sizes", "codecs", "notes"):
+            d[k] = tuple(d.get(k) or ())
+        return cls(**d)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunRequest":
+        """:meth:`to_json`'s request, checked: JSON of a request's fields whose recomputed id is the one it carries
+        (an edited or stale request fails here, before the lock and the model load)."""
+        try:
+            d = json.loads(text)
+            req = cls.from_dict(d)
+        except InputError:
+            raise
+        except (TypeError, ValueError, KeyError) as e:
+            raise InputError(f"the notebook's `{REQUEST_PARAM}` is not a run request ({type(e).__name__}: {e}); "
+                             f"leave it out and give the notebook its parameters, or run it through `make run`") \
+                from None
+        if d.get("request_id") != req.request_id:
+            raise InputError(f"the notebook's `{REQUEST_PARAM}` says it is request {d.get('request_id')!r} but its "
+                             f"fields make {req.request_id!r} (edited by hand?): leave `{REQUEST_PARAM}` out and "
+                             "give the notebook its parameters, or run it through `make run`")
+        return req
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -358,6 +404,20 @@ def _check_threads(threads: int | None) -> None:
         raise InputError(f"THREADS={threads}: more than the {n} logical CPUs this process may use; oversubscribed "
                          f"threads measure the scheduler, not the codec. Give THREADS ≤ {n}, or set "
                          f"{OVERSUBSCRIBE_ENV}=1 to measure oversubscription on purpose")
+
+
+def request_of(params: dict, notebook: str) -> RunRequest:
+    """What a run notebook measures: the pipeline's request when it handed one (``request``: checked, not resolved
+    again; the notebook's other parameters are then not read), else its parameters resolved here."""
+    params = dict(params)
+    request = params.pop(REQUEST_PARAM, None)
+    if request is None:
+        return resolve(params, notebook)
+    req = RunRequest.from_json(request)
+    want = next(k for k, (nb, _) in RUN_NOTEBOOKS.items() if nb == notebook)
+    if req.kind != want:
+        raise InputError(f"the notebook {notebook} was handed a {req.kind} run's request; run it through `make run`")
+    return req
 
 
 def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -> RunRequest:

@@ -9,7 +9,7 @@ from ..core import pillow_codecs as S
 from ..core.clocks import threads as _threads
 from ..core.contention import Monitor
 from ..core.instrument import StageKind
-from .params import RunRequest, platform_fingerprint, resolve, run_id
+from .params import RunRequest, platform_fingerprint, request_of, run_id
 from .protocol import Item, execute
 
 
@@ -84,14 +84,15 @@ class StandardSubject:
 
 
 def run(log=print, progress: bool = True, **params):
-    """Check the parameters, hold the machine, measure every codec × quality × image; return the run."""
+    """Check the parameters (or the pipeline's ``request``: :func:`lcstudy.runs.params.request_of`), hold the
+    machine, measure every codec × quality × image; return the run."""
     import os
 
     from ..core.environ import environ
     from .lock import timing_lock
     from .tidy import run_tables
 
-    req = resolve(params, "profile_standard")
+    req = request_of(params, "profile_standard")
     wait = not os.environ.get("LCSTUDY_NOWAIT")
     with timing_lock(f"{req.label} on cpu", wait=wait, log=log), _threads(req.threads) as n:
         libs = S.libraries()
