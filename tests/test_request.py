@@ -382,5 +382,44 @@ def test_a_handed_request_is_checked_not_resolved(tmp_path, monkeypatch):
         P.request_of({REQUEST_PARAM: json.dumps({**json.loads(text), "colour": 1})}, "profile_codec")
     with pytest.raises(InputError, match="not a run request"):
         P.request_of({REQUEST_PARAM: "{not json"}, "profile_codec")
+    wrong_quality = {**json.loads(text), "quality": 99}
+    with pytest.raises(InputError, match="not a run request"):  # one line, not the KeyError of its id
+        P.request_of({REQUEST_PARAM: json.dumps(wrong_quality)}, "profile_codec")
     with pytest.raises(InputError, match="a standard run's request"):
         P.request_of({REQUEST_PARAM: reqs["standard"].to_json()}, "profile_codec")
+
+
+def test_a_file_replaced_after_resolving_is_refused(tmp_path):
+    """The runner hashes the images and a checkpoint before it may wait long for the lock; the kernel, handed that
+    request, refuses a file replaced meanwhile rather than measure it under the old id (both run kinds)."""
+    import shutil
+
+    import torch
+
+    from lcstudy.core.registry import get_spec
+    from lcstudy.core.weights import build_model
+    from lcstudy.errors import InputError
+    from lcstudy.runs import learned, standard_subject
+    from lcstudy.runs.params import resolve
+
+    from .conftest import KODAK
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    shutil.copy(KODAK / "kodim01.png", imgs / "kodim01.png")
+    ck = tmp_path / "fp.pth"
+    torch.save(build_model(get_spec("FP"), 1, seed=5).state_dict(), ck)
+    shutil.copy(ck, tmp_path / "kept.pth")
+    base = {"images": str(imgs), "crop": 64, "repeats": 1, "results_dir": str(tmp_path / "r")}
+    lreq = resolve({**base, "codec": "FP", "weights": str(ck), "kernels": False, "macs": False})
+    sreq = resolve({**base, "codecs": "JPEG", "sweep": "short"}, notebook="profile_standard")
+
+    torch.save(build_model(get_spec("FP"), 1, seed=6).state_dict(), ck)  # another checkpoint, same name
+    with pytest.raises(InputError, match="fp.pth changed since the run was resolved"):
+        learned.run(request=lreq.to_json(), progress=False)
+    shutil.copy(tmp_path / "kept.pth", ck)  # the one resolved, back
+    shutil.copy(KODAK / "kodim02.png", imgs / "kodim01.png")  # another image, same name
+    for run, req in ((learned.run, lreq), (standard_subject.run, sreq)):
+        with pytest.raises(InputError, match="kodim01.png changed since the run was resolved"):
+            run(request=req.to_json(), progress=False)
+    assert not (tmp_path / "r").exists() or not any((tmp_path / "r").rglob("run.json"))  # nothing written

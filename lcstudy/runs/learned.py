@@ -14,7 +14,7 @@ from ..core.clocks import StageClock, threads as _threads
 from ..core.contention import Monitor
 from ..core.instrument import encode_decode
 from . import layout
-from .params import REQUEST_PARAM, RunRequest, platform_fingerprint, request_of, run_id
+from .params import REQUEST_PARAM, RunRequest, check_unchanged, platform_fingerprint, request_of, run_id
 from .protocol import Item, execute
 
 
@@ -356,12 +356,14 @@ def run_request(req: RunRequest, log=print, progress: bool = True) -> RunResult:
                            kwargs=req.codec_args)
         for note in codec.notes:
             log(f"note: {note}")
+        if req.weights == "checkpoint" and codec.weights_hash != req.weights_hash:
+            from ..errors import InputError
+
+            raise InputError(f"{req.weights_path} changed since the run was resolved (sha256 {req.weights_hash} "
+                             f"then, {codec.weights_hash} now); run again")
         imgs = load_images(req)
         for (_, im), ref in zip(imgs, [r for r in req.images for _ in (req.sizes or (None,))]):
-            if im.sha256 != ref.sha256:
-                from ..errors import InputError
-
-                raise InputError(f"{im.path} changed while the run was starting; run again")
+            check_unchanged(im, ref)
             for note in im.notes:
                 log(f"note: {note}")
         if not codec.spec.builtin:

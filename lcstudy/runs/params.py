@@ -127,15 +127,16 @@ class RunRequest:
         try:
             d = json.loads(text)
             req = cls.from_dict(d)
+            rid = req.request_id  # its codec and quality looked up: a quality the codec lacks fails here
         except InputError:
             raise
-        except (TypeError, ValueError, KeyError) as e:
+        except (TypeError, ValueError, KeyError, AttributeError) as e:
             raise InputError(f"the notebook's `{REQUEST_PARAM}` is not a run request ({type(e).__name__}: {e}); "
                              f"leave it out and give the notebook its parameters, or run it through `make run`") \
                 from None
-        if d.get("request_id") != req.request_id:
+        if d.get("request_id") != rid:
             raise InputError(f"the notebook's `{REQUEST_PARAM}` says it is request {d.get('request_id')!r} but its "
-                             f"fields make {req.request_id!r} (edited by hand?): leave `{REQUEST_PARAM}` out and "
+                             f"fields make {rid!r} (edited by hand?): leave `{REQUEST_PARAM}` out and "
                              "give the notebook its parameters, or run it through `make run`")
         return req
 
@@ -268,6 +269,13 @@ def check_images(images, limit) -> tuple[ImageRef, ...]:
     if dup:
         raise InputError(f"two images share a name: {', '.join(dup)}; give files with distinct names")
     return tuple(refs)
+
+
+def check_unchanged(im, ref: ImageRef) -> None:
+    """An image loaded for a run (:class:`~lcstudy.core.images.Image`) is the file its request hashed: a file
+    replaced while the run waited for the lock is refused, not measured under the old request's id."""
+    if im.sha256 != ref.sha256:
+        raise InputError(f"{im.path} changed since the run was resolved; run again")
 
 
 def check_fits(imgs, crop: int | None, sizes=()) -> None:

@@ -9,7 +9,7 @@ from ..core import pillow_codecs as S
 from ..core.clocks import threads as _threads
 from ..core.contention import Monitor
 from ..core.instrument import StageKind
-from .params import RunRequest, platform_fingerprint, request_of, run_id
+from .params import RunRequest, check_unchanged, platform_fingerprint, request_of, run_id
 from .protocol import Item, execute
 
 
@@ -97,6 +97,8 @@ def run(log=print, progress: bool = True, **params):
     with timing_lock(f"{req.label} on cpu", wait=wait, log=log), _threads(req.threads) as n:
         libs = S.libraries()
         imgs = [_images.load_image(r.path, crop=req.crop) for r in req.images]
+        for im, ref in zip(imgs, req.images):
+            check_unchanged(im, ref)
         env = environ("cpu", n)
         env["libraries"] = libs
         rid = run_id(req, platform_fingerprint(req, n))
