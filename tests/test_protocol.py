@@ -116,11 +116,23 @@ def test_contention_is_detected_redone_and_kept(tmp_path, small_png):
     codec = lcstudy.load_codec(FAKE, weights="random")
     img = small_png("a", 64, 64)
     lcstudy.profile(codec, [img], repeats=3, warmup=0)  # imports and caches warm
-    burner = subprocess.Popen([sys.executable, "-c", BURN, "1.2"], stdout=subprocess.PIPE, text=True)
+    # The burner stops when the run reports its first contended repeat (at most 60 s): a fixed spell
+    # (1.2 s) could end during the run's own setup (probe, warm-up, split check: ~0.5 s here, twice
+    # that beside the burner on the slow AVX2 VM), leaving no repeat contended
+    burner = subprocess.Popen([sys.executable, "-c", BURN, "60"], stdout=subprocess.PIPE, text=True)
     assert burner.stdout.readline().strip() == "burning"
+
+    def log(message):
+        if "was contended" in message and burner.poll() is None:
+            burner.kill()
+            burner.wait()
+
     rule = replace(fixed(3, warmup=0), max_redo=30)
-    df = lcstudy.profile(codec, [img], rule=rule, results_dir=tmp_path)
-    burner.wait()
+    try:
+        df = lcstudy.profile(codec, [img], rule=rule, results_dir=tmp_path, log=log)
+    finally:
+        burner.kill()
+        burner.wait()
     s = df.attrs["samples"]
     tot = s[(s.stage == "total") & (s.direction == "encode")]
     assert tot.contended.sum() >= 1 and (~tot.contended).sum() == 3
