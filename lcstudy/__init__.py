@@ -26,9 +26,9 @@ from .core import lean_import as _lean_import  # noqa: E402
 
 _lean_import.install()
 
-_API = {"load_codec": ("core.registry", "load_codec"), "CODECS": ("core.registry", "CODECS"),
-        "CodecSpec": ("core.registry", "CodecSpec"), "Codec": ("core.registry", "Codec"),
-        "get_spec": ("core.registry", "get_spec"), "codec_names": ("core.registry", "codec_names"),
+_API = {"load_codec": ("core.codec_loading", "load_codec"), "CODECS": ("core.codec_table", "CODECS"),
+        "CodecSpec": ("core.codec_table", "CodecSpec"), "Codec": ("core.codec_loading", "Codec"),
+        "get_spec": ("core.codec_sources", "get_spec"), "codec_names": ("core.codec_sources", "codec_names"),
         "count_complexity": ("core.complexity", "count_complexity"), "profile": ("runs.learned", "profile"),
         "load_results": ("runs.tidy", "load_results"), "write_reports": ("chapters.workbooks", "write_reports"),
         "read_paper_xlsx": ("chapters.workbooks", "read_paper_xlsx"),

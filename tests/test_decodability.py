@@ -192,7 +192,7 @@ def test_the_weights_digest_is_the_same_before_and_after_a_coding():
     hold the same weights (CKBD and ELIC were skipped as 'other weights' before the mask was applied)."""
     from lcstudy.core.clocks import StageClock
     from lcstudy.core.instrument import encode_decode
-    from lcstudy.core.registry import load_codec
+    from lcstudy.core.codec_loading import load_codec
 
     c = load_codec("CKBD", 1, weights="random", seed=0)
     before = decoding.weights_digest(c.model)

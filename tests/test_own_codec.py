@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import lcstudy
-from lcstudy.core.registry import codec_order, get_spec, read_codecs_file
+from lcstudy.core.codec_sources import codec_order, get_spec, read_codecs_file
 from lcstudy.errors import InputError
 
 from .conftest import KODAK, ROOT, write_tiny_codecs_file
@@ -106,7 +106,7 @@ def test_bad_codecs_files(tmp_path, monkeypatch):
 
 def test_a_checkpoint_of_a_builtin_architecture_through_make_run(tmp_path):
     """`make run CODEC=HP WEIGHTS=checkpoint.pth.tar`: the pipeline's checks, then the notebook."""
-    from lcstudy.core.registry import get_spec as gs
+    from lcstudy.core.codec_sources import get_spec as gs
 
     torch.manual_seed(1)
     model = gs("HP").model_class()(128, 192)

@@ -114,7 +114,7 @@ def test_sizes_are_normalised_ordered_and_named(tmp_path):
 def test_the_scaling_runs_are_one_run_per_codec_with_every_size(tmp_path):
     """The standard plan measures kodim01's scaling sizes as the items of one run per codec (one kernel start
     and model load per codec, not per size), smallest first, with no operator profile or MAC count."""
-    from lcstudy.core.registry import registered
+    from lcstudy.core.codec_sources import registered
     from lcstudy.pipeline.plan import plan, resolve_plan
     from lcstudy.runs.profiles import get_profile
 

@@ -162,12 +162,24 @@ def test_no_import_cycle():
     assert cycles == []
 
 
+def test_the_codec_table_and_its_sources_sit_below_loading():
+    """The split of the old ``core/registry.py`` by job: the table (every fact about a codec), where codecs come
+    from, and loading one. The first two import neither loading nor weights (function-local imports included),
+    so a parameter check that looks a codec up never reaches the code that builds models."""
+    graph = _import_graph()
+    table, sources = graph["lcstudy.core.codec_table"], graph["lcstudy.core.codec_sources"]
+    assert not table & {"lcstudy.core.codec_sources", "lcstudy.core.codec_loading", "lcstudy.core.weights"}
+    assert not sources & {"lcstudy.core.codec_loading", "lcstudy.core.weights"}
+    assert {"lcstudy.core.codec_sources", "lcstudy.core.codec_table", "lcstudy.core.weights"} \
+        <= graph["lcstudy.core.codec_loading"]
+
+
 def test_first_guess_rates_use_the_named_factors(monkeypatch, tmp_path):
     """A GPU's and one thread's first-guess rates come from the two named factors, in the warm-up rule's
     guess and in the cost model's alike (one function, not the numbers written twice)."""
     import dataclasses
 
-    from lcstudy.core.registry import get_spec
+    from lcstudy.core.codec_sources import get_spec
     from lcstudy.pipeline.cost import predict_one
     from lcstudy.runs import profiles as P
     from lcstudy.runs.params import resolve
@@ -190,7 +202,7 @@ def test_first_guess_rates_use_the_named_factors(monkeypatch, tmp_path):
 def test_a_codecs_facts_are_in_its_spec():
     """Every built-in codec carries its reference rate per channel configuration, and each without zoo weights
     the file of the RD points its paper quotes (which ``make data`` brings): nothing kept in a side table."""
-    from lcstudy.core.registry import CODECS
+    from lcstudy.core.codec_table import CODECS
 
     from .conftest import REFERENCE
 
@@ -297,7 +309,7 @@ def test_family_and_stage_kind_are_enums():
     import dataclasses
 
     from lcstudy.core.instrument import Family, StageKind, stage_kind
-    from lcstudy.core.registry import CODECS
+    from lcstudy.core.codec_table import CODECS
     from lcstudy.errors import InputError
 
     assert all(type(s.family) is Family for s in CODECS)
@@ -396,7 +408,7 @@ def test_a_file_replaced_after_resolving_is_refused(tmp_path):
 
     import torch
 
-    from lcstudy.core.registry import get_spec
+    from lcstudy.core.codec_sources import get_spec
     from lcstudy.core.weights import build_model
     from lcstudy.errors import InputError
     from lcstudy.runs import learned, standard_subject

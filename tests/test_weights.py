@@ -12,7 +12,7 @@ import torch
 
 import lcstudy
 from lcstudy.core import weights as W
-from lcstudy.core.registry import get_spec
+from lcstudy.core.codec_sources import get_spec
 from lcstudy.core.weights import build_model
 from lcstudy.errors import InputError, WeightsError
 
@@ -189,7 +189,7 @@ def argparse_like():
 
 def test_shape_mismatch_names_the_key_and_both_shapes(tmp_path):
     """A user codec's checkpoint whose shapes do not fit the registered constructor arguments."""
-    from lcstudy.core.registry import CodecSpec
+    from lcstudy.core.codec_table import CodecSpec
 
     spec = CodecSpec(label="TINY", name="tests.fakecodec:FakeHyperprior", cls="tests.fakecodec:FakeHyperprior",
                      family="auto", args={1: {}}, pretrained=False, title="t", citation="", source="import path")

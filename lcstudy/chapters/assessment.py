@@ -277,7 +277,7 @@ def findings(page: Page, t: dict, study) -> None:
                               ratio=fact(t, "extremes", w, "ratio", "x"),
                               u=fact(t, "extremes", w, "ratio_uncertainty_pct", "pct"))
     ms = t["module_shares"]
-    from ..core.registry import CODECS
+    from ..core.codec_table import CODECS
 
     for c in (s.label for s in CODECS if s.family == "autoregressive"):
         rows = ms[(ms.codec == c) & (ms.direction == "decode") & (ms.stage == "ADy")]

@@ -209,7 +209,7 @@ def findings(page: Page, t: dict) -> None:
                           k=fact(t, "correlation", w, "pairs_reversed", "int"))
         if len(flips):
             r = flips.sort_values("time_ratio").iloc[0]
-            from ..core.registry import get_spec
+            from ..core.codec_sources import get_spec
 
             fam = {c: get_spec(c).family for c in (r.more_macs, r.fewer_macs)}
             why = (" {a}'s context model runs in parallel passes, {b}'s in a sequential loop over the latent "
@@ -232,7 +232,7 @@ def findings(page: Page, t: dict) -> None:
         page.findings.add("No codec pair changes order between the platforms measured.")
     rf = t["roofline"]
     if not rf.empty:
-        from ..core.registry import get_spec
+        from ..core.codec_sources import get_spec
 
         def serial(c):  # the sequential autoregressive loop (not ELIC's or CKBD's parallel passes)
             try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..core.instrument import StageKind
-from ..core.registry import CODECS
+from ..core.codec_table import CODECS
 from . import style
 from .page import Page
 from .ranking import inversions, kendall

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..core.registry import CODECS
+from ..core.codec_table import CODECS
 from ..errors import InputError
 from .style import X265_OURS, X265_PUBLISHED
 from .workbooks import read_paper_reference

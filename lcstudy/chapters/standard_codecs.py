@@ -60,7 +60,7 @@ def learned_at_bpp(df: pd.DataFrame, rd: pd.DataFrame, bpp: float = 0.5) -> pd.D
     of that configuration (``measured_q``), where we have one, else of the nearest measured one
     (``how`` says so).
     """
-    from ..core.registry import get_spec
+    from ..core.codec_sources import get_spec
     from ..runs.tidy import main_rows
 
     m = main_rows(df, all_threads=False)

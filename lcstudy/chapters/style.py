@@ -60,7 +60,7 @@ WEIGHTS_NOTE = ("Random weights (seeded): network time, MACs, parameters and mem
 
 
 def codec_order() -> list[str]:
-    from ..core.registry import codec_order as order
+    from ..core.codec_sources import codec_order as order
 
     return order()
 

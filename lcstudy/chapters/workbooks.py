@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.instrument import StageKind
-from ..core.registry import CODECS, get_spec
+from ..core.codec_sources import get_spec
+from ..core.codec_table import CODECS
 from ..errors import InputError
 
 ENC_COLS = {"g_a": "ga", "h_a": "ha", "AEz": "AEz", "ADz": "ADz", "h_s": "hs", "AEy": "AEy"}

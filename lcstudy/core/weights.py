@@ -13,8 +13,8 @@ a user's own checkpoints, and whether the network can be reached at all.
   ``torch.load(weights_only=True)``: the study never runs code from a checkpoint.
 * Seeded random weights (:func:`build_model`), and what every model is checked by (:func:`construct`,
   :func:`check_model`, :func:`update_cdfs`), whichever weights it gets. They live here, not in
-  :mod:`lcstudy.core.registry`: the registry loads a codec through this module, and this module takes only
-  the :class:`~lcstudy.core.registry.CodecSpec` it is given, so the two never import each other.
+  :mod:`lcstudy.core.codec_loading`: that module loads a codec through this one, and this one takes only
+  the :class:`~lcstudy.core.codec_table.CodecSpec` it is given, so the two never import each other.
 """
 from __future__ import annotations
 

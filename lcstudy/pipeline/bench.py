@@ -26,7 +26,9 @@ def overhead(images: Path, image: str, repeats: int, codecs: list[str], crop: in
     from ..core.clocks import StageClock
     from ..core.images import load_image, pad
     from ..core.instrument import encode_decode, plain_encode_decode
-    from ..core.registry import CODECS, get_spec, load_codec
+    from ..core.codec_loading import load_codec
+    from ..core.codec_sources import get_spec
+    from ..core.codec_table import CODECS
 
     path = Path(images) / f"{image}.png"
     im = load_image(path, crop=crop)
@@ -65,7 +67,7 @@ import json, os, sys, tempfile, time
 t0 = time.perf_counter()
 import lcstudy.runs.learned, lcstudy.chapters.run_page, compressai.zoo
 t1 = time.perf_counter()
-from lcstudy.core.registry import load_codec
+from lcstudy.core.codec_loading import load_codec
 load_codec("HP", 1, weights="random")
 t2 = time.perf_counter()
 from lcstudy.runs import learned

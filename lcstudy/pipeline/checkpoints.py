@@ -8,7 +8,7 @@ import sys
 
 def fetch_all(profile, codecs=None) -> int:
     from ..core import weights as W
-    from ..core.registry import get_spec, registered
+    from ..core.codec_sources import get_spec, registered
     from ..errors import WeightsError
 
     specs = [get_spec(c) for c in codecs] if codecs else list(registered())

@@ -75,7 +75,7 @@ def predict_one(req, rates: dict, measured_walls: dict) -> float:
         t_item = STANDARD_S_PER_MPX * mpx / max(len(req.images), 1)
         n = _repeats(rule, t_item)
         return RUN_OVERHEAD_S + points * (mpx * (STANDARD_S_PER_MPX * (n + 1) + METRICS_S_PER_MPX))
-    from ..core.registry import get_spec
+    from ..core.codec_sources import get_spec
 
     spec = get_spec(req.codec, req.codec_args)
     threads = req.threads or 2

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..core.registry import registered
+from ..core.codec_sources import registered
 from ..runs.profiles import Profile
 
 
@@ -60,7 +60,7 @@ def scaling_params(sizes: tuple[str, ...]) -> tuple[tuple[str, object], ...]:
 
 
 def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) -> list[PlannedRun]:
-    from ..core.registry import get_spec
+    from ..core.codec_sources import get_spec
 
     specs = [get_spec(c) for c in codecs] if codecs else list(registered())
     runs = [PlannedRun("profile_codec", (("codec", s.label), ("quality", q), ("device", d)), Role.MAIN)

@@ -209,7 +209,7 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
 
     from ..core.clocks import threads as _threads
     from ..core.environ import host_name
-    from ..core.registry import load_codec
+    from ..core.codec_loading import load_codec
     from ..core import images
     from .lock import timing_lock
     from . import store

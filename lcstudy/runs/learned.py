@@ -345,7 +345,7 @@ def run_request(req: RunRequest, log=print, progress: bool = True) -> RunResult:
 
     from ..core.environ import environ
     from ..core.instrument import verify_split
-    from ..core.registry import load_codec
+    from ..core.codec_loading import load_codec
     from .lock import timing_lock
     from .tidy import run_tables
 

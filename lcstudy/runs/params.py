@@ -25,8 +25,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from ..core import images as _images
-from ..core import registry
 from ..core import weights as W
+from ..core.codec_loading import check_device, file_sha256
+from ..core.codec_sources import get_spec
+from ..core.codec_table import check_quality
 from ..core.stats import StopRule
 from ..errors import InputError, WeightsError
 from .layout import RunKind
@@ -154,7 +156,7 @@ class RunRequest:
         if self.sizes:
             d["sizes"] = list(self.sizes)
         if self.kind == RunKind.LEARNED:
-            spec = registry.get_spec(self.codec, self.codec_args)
+            spec = get_spec(self.codec, self.codec_args)
             d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.args[self.quality],
                      weights=self.weights, weights_hash=self.weights_hash,
                      seed=self.seed if self.weights in (W.Weights.RANDOM, W.Weights.AUTO) else None)
@@ -335,7 +337,7 @@ def _checkpoint(path) -> tuple[str, str, str, list[str]]:
         p = check_file(project_path(path))
     except InputError as e:
         raise InputError(f"WEIGHTS={path}: {e}") from None
-    return W.Weights.CHECKPOINT, str(p), registry.file_sha256(p), []
+    return W.Weights.CHECKPOINT, str(p), file_sha256(p), []
 
 
 def check_sizes(sizes) -> tuple[str, ...]:
@@ -494,15 +496,15 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
                 from None
         if not isinstance(codec_args, dict):
             raise InputError(f"CODEC_ARGS must be a JSON object of constructor keyword arguments, got {codec_args!r}")
-    spec = registry.get_spec(str(params["codec"]), codec_args)
+    spec = get_spec(str(params["codec"]), codec_args)
     if codec_args is not None and spec.source != "import path":
         raise InputError(f"CODEC_ARGS applies to a codec given by import path; {spec.label}'s arguments come from "
                          "its registry entry (use QUALITY)")
     if not spec.builtin:
         W.check_class(spec)
-    quality = registry.check_quality(spec, params.get("quality") if params.get("quality") is not None
+    quality = check_quality(spec, params.get("quality") if params.get("quality") is not None
                                      else spec.qualities[0])
-    device = registry.check_device(params.get("device") or "cpu")
+    device = check_device(params.get("device") or "cpu")
     from ..core.backends import check as check_backend
 
     backend = check_backend(params.get("backend"), device)

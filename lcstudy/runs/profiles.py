@@ -103,7 +103,7 @@ ONE_THREAD_SLOWDOWN_GUESS = 1.4
 def reference_seconds(codec: str, quality: int, pixels: int, device: str = "cpu", threads: int | None = 2) -> float:
     """A first guess of one encode+decode's seconds (the reference VM's rate), before anything is measured:
     what the warm-up rule and the cost model start from."""
-    from ..core.registry import get_spec
+    from ..core.codec_sources import get_spec
 
     try:
         spec = get_spec(codec)
@@ -114,7 +114,7 @@ def reference_seconds(codec: str, quality: int, pixels: int, device: str = "cpu"
 
 def reference_rate(spec, quality: int, device: str = "cpu", threads: int | None = 2) -> float:
     """Seconds per megapixel of one encode+decode before anything is measured: the reference VM's rate of
-    ``spec`` (:attr:`~lcstudy.core.registry.CodecSpec.ref_s_per_mpx`; None or a codec not measured there: as a
+    ``spec`` (:attr:`~lcstudy.core.codec_table.CodecSpec.ref_s_per_mpx`; None or a codec not measured there: as a
     hyperprior codec), scaled by the two guesses for a GPU and for one thread."""
     try:
         rate = spec.ref_s_per_mpx[spec.config_index(quality)]
