@@ -16,7 +16,7 @@ def _rows(codec, seconds, images=("a", "b"), platform=PLAT, threads=2, h=512, w=
           direction="encode", quality=1, stage="total", kind="aggregate", run_id=None):
     return [{"host": "h", "device": "cpu", "platform": platform, "threads": threads, "codec": codec,
              "quality": quality, "image": im, "height": h, "width": w, "direction": direction, "stage": stage,
-             "kind": kind, "seconds": seconds, "crop": crop, "resize": resize, "weights": "random",
+             "stage_kind": kind, "seconds": seconds, "crop": crop, "resize": resize, "weights": "random",
              "weights_label": "random (seed 0)", "cpu_model": "CPU X", "n_samples": 1, "warmup_codings": 1,
              "run_id": run_id or f"{codec}{threads}{h}{crop}{resize}{platform}"} for im in images]
 
@@ -86,7 +86,7 @@ def test_flops_runtime_common_images_correlation_flips():
 def test_roofline_fraction_of_peak():
     df = pd.DataFrame(_rows("FP", 2.0, images=("a",), stage="g_a", kind="partition"))
     df["peak_matmul_gflops"] = 100.0
-    cx = pd.DataFrame([{"run_id": df.run_id.iloc[0], "direction": "encode", "stage": "g_a", "kind": "partition",
+    cx = pd.DataFrame([{"run_id": df.run_id.iloc[0], "direction": "encode", "stage": "g_a", "stage_kind": "partition",
                         "height": 512, "width": 768, "gmac": 10.0, "macs": 1e10}])
     rf = flops_runtime.roofline(df, cx).iloc[0]
     assert rf.achieved_gmac_s == pytest.approx(5.0) and rf.fraction_of_peak_pct == pytest.approx(10.0)

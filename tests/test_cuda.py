@@ -34,5 +34,5 @@ def test_cuda_memory_kernels_and_monitor(tmp_path):
     mem = df.attrs["memory"]
     assert (mem[mem.memory == "cuda_allocated"].peak_mb > 0).all()
     k = df.attrs["kernels"]
-    assert (k.kind == "cuda_kernel").any()
+    assert (k.op_kind == "cuda_kernel").any()
     assert not df.attrs["samples"].contended.any()

@@ -121,7 +121,7 @@ def test_the_phase_decodes_two_hosts_streams_resumably_and_survives_a_broken_one
     f.write_text(json.dumps(rec))
     assert decodability.execute(res, backends=[], log=lambda *_: None) == 0
     t = load_results(res, "decodability")
-    d = t[t.kind == "decode"]
+    d = t[t.row_type == "decode"]
     configs = {c.name for c in decodability.decoder_configs(res, torch.get_num_threads(), [])}
     assert set(d.decoder) == configs and set(d.enc_host) == {run.host, "othernode"}
     assert len(d) == 4 * len(configs)  # 2 hosts × 2 images × every decoder
@@ -145,8 +145,8 @@ def test_the_chapter_states_the_matrix_the_degenerate_label_and_the_mitigation()
     from lcstudy.chapters import decodability as ch
     from lcstudy.chapters.page import Page
 
-    def row(codec, image, decoder, ulps, outcome, top, kind="decode", **kw):
-        return {"kind": kind, "codec": codec, "quality": 1, "weights_label": "w", "weights": "checkpoint",
+    def row(codec, image, decoder, ulps, outcome, top, row_type="decode", **kw):
+        return {"row_type": row_type, "codec": codec, "quality": 1, "weights_label": "w", "weights": "checkpoint",
                 "enc_host": "a", "enc_backend": "eager", "enc_device": "cpu", "enc_threads": 2, "enc_run_id": codec,
                 "item": image, "image": image, "dec_host": "a", "decoder": decoder, "dec_ulps": ulps,
                 "outcome": outcome, "reason": "" if outcome == "identical" else "why", "scale_top_share": top,
@@ -156,7 +156,7 @@ def test_the_chapter_states_the_matrix_the_degenerate_label_and_the_mitigation()
                      + [row("HP", i, "eager · cpu · 2thr · h_s+8192ulp", 8192, o, 0.1)
                         for i, o in zip("abcd", ["corrupt", "corrupt", "corrupt", "identical"])]
                      + [row("HP", i, "eager · cpu · 2thr · h_s+8192ulp · h_s-float64", 8192, "identical", 0.1,
-                            kind="mitigation", mitigation_cost=1.5, mitigated="eager · cpu · 2thr · h_s+8192ulp") for i in "abc"])
+                            row_type="mitigation", mitigation_cost=1.5, mitigated="eager · cpu · 2thr · h_s+8192ulp") for i in "abc"])
     tables = {"matrix": ch.matrix(t), "margins": ch.margins(t), "mitigation": ch.mitigation(t)}
     tables["summary"] = ch.summary(tables["matrix"])
     sim = tables["matrix"][tables["matrix"].simulated]

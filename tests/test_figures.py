@@ -264,21 +264,21 @@ def test_the_data_page_describes_the_findings_columns_as_findings(tmp_path):
     pd.DataFrame(columns=["finding", "sentence", "number", "value", "table", "row", "column"]).to_csv(
         tmp_path / "lcstudy_assessment_findings.csv", index=False)
     pd.DataFrame(columns=["codec", "value"]).to_csv(tmp_path / "lcstudy_standard_codecs_sweep.csv", index=False)
-    for t in ("runs", "kernels", "timings"):
-        pd.DataFrame(columns=["kind"]).to_csv(tmp_path / f"lcstudy_{t}.csv", index=False)
+    for t, col in (("runs", "run_kind"), ("kernels", "op_kind"), ("timings", "stage_kind")):
+        pd.DataFrame(columns=[col]).to_csv(tmp_path / f"lcstudy_{t}.csv", index=False)
     page = downloads_page(tmp_path, COLUMNS, CHAPTERS)
     findings, sweep = page.split("lcstudy_standard_codecs_sweep.csv")[0], page.split("sweep.csv")[-1]
     assert "unrounded value" in findings and "standard codec's quality" not in findings
     assert "standard codec's quality" in sweep.split("lcstudy_timings.csv")[0]
 
-    def kind(name):  # the `kind` row of one CSV's column list
+    def row(name, col):  # the row of column ``col`` in one CSV's column list
         block = page.split(f"{name}.csv <")[1].split("{download}")[0]
-        return next(line for line in block.splitlines() if line.startswith("| `kind`"))
+        return next(line for line in block.splitlines() if line.startswith(f"| `{col}`"))
 
-    # issue 25: `kind` is a stage's kind in the stage tables, the run's in runs, the operator's in kernels
-    assert "run kind" in kind("lcstudy_runs") and "standard" in kind("lcstudy_runs")
-    assert "operator kind" in kind("lcstudy_kernels") and "cpu_op" in kind("lcstudy_kernels")
-    assert "stage kind" in kind("lcstudy_timings")
+    # issue 25: one name per concept — a stage's kind, the run's and the operator's are three columns
+    assert "run kind" in row("lcstudy_runs", "run_kind") and "standard" in row("lcstudy_runs", "run_kind")
+    assert "operator kind" in row("lcstudy_kernels", "op_kind") and "cpu_op" in row("lcstudy_kernels", "op_kind")
+    assert "stage kind" in row("lcstudy_timings", "stage_kind")
 
 
 def test_tables_round_to_three_digits_or_to_what_the_interval_says():

@@ -45,7 +45,7 @@ def test_registered_codec_runs_with_its_checkpoint(codecs_file, tmp_path):
     r = learned.run(codec="TINY", images=str(KODAK / "kodim01.png"), crop=128, repeats=1,
                     results_dir=str(tmp_path / "r"), progress=False, log=notes.append)
     t = r.tables["timings"]
-    assert set(t[t.kind == "partition"].stage) >= {"g_a", "h_a", "AEz", "ADz", "h_s", "AEy", "ADy", "g_s"}
+    assert set(t[t.stage_kind == "partition"].stage) >= {"g_a", "h_a", "AEz", "ADz", "h_s", "AEy", "ADy", "g_s"}
     env = r.run.meta["environ"]
     assert env["codec_family"] == "hyperprior" and env["codec_channels"].startswith("read from the checkpoint")
     assert env["weights_label"].startswith("checkpoint tiny-q1.pth.tar (sha256 ")
@@ -66,7 +66,7 @@ def test_unknown_conventions_get_the_coarse_split(tmp_path):
     c = lcstudy.load_codec("tests.fakecodec:Custom", weights="random")
     assert c.family == "generic" and any("coarse" in n for n in c.notes)
     df = lcstudy.profile(c, [KODAK / "kodim01.png"], crop=64, repeats=3)
-    part = df[df.kind == "partition"]
+    part = df[df.stage_kind == "partition"]
     assert set(part[part.direction == "encode"].stage) == {"encoder", "misc"}
     assert set(part[part.direction == "decode"].stage) == {"decoder", "misc"}
     dec = df[(df.direction == "decode") & (df.stage == "decoder")].seconds.iloc[0]

@@ -29,7 +29,7 @@ def test_tidy_table_resume_and_costs(hp, kodak, tmp_path):
     imgs = [kodak / "kodim01.png", kodak / "kodim04.png"]  # both orientations
     df = lcstudy.profile(hp, imgs, repeats=2, crop=192, results_dir=tmp_path)
     need = ["codec", "quality", "platform", "device", "threads", "weights", "weights_label", "image", "node",
-            "height", "width", "direction", "stage", "kind", "measured", "seconds", "iqr_seconds", "ci_low",
+            "height", "width", "direction", "stage", "stage_kind", "measured", "seconds", "iqr_seconds", "ci_low",
             "n_samples", "stop", "bpp", "psnr", "ms_ssim", "cpu_model", "torch_version", "run_id"]
     assert set(need) <= set(df.columns)
     assert set(df.image) == {"kodim01", "kodim04"} and (df.n_samples == 2).all() and (df.stop == "ceiling").all()
@@ -100,9 +100,9 @@ def test_operator_shares_with_a_known_dominant_operator(tmp_path, small_png):
     codec.model.g_a = Conv()
     df = lcstudy.profile(codec, [small_png("a", 64, 64)], repeats=1, kernels=True)
     k = df.attrs["kernels"]
-    enc = k[(k.direction == "encode") & (k.kind == "cpu_op")].groupby("category").share.sum()
+    enc = k[(k.direction == "encode") & (k.op_kind == "cpu_op")].groupby("category").share.sum()
     assert enc.idxmax() == "convolution" and enc["convolution"] > 0.5, enc
-    dec = k[(k.direction == "decode") & (k.kind == "cpu_op")].groupby("category").share.sum()
+    dec = k[(k.direction == "decode") & (k.op_kind == "cpu_op")].groupby("category").share.sum()
     assert dec.get("convolution", 0.0) == 0.0  # the decoder does no convolution at all
 
 

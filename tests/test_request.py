@@ -284,7 +284,7 @@ def test_the_chapters_name_stage_kinds_by_the_enum():
     otherwise leave a chapter silently empty (seen failing on the chapters before they used the enum)."""
     import re
 
-    pattern = re.compile(r'\bkind\b[^\n]*"(partition|sub|aggregate)"')
+    pattern = re.compile(r'\b(stage_)?kind\b[^\n]*"(partition|sub|aggregate)"')
     found = [f"{p.name}: {line.strip()}" for p in sorted((ROOT / "lcstudy" / "chapters").glob("*.py"))
              for line in p.read_text().splitlines() if pattern.search(line)]
     assert found == [], found

@@ -127,6 +127,25 @@ def test_tables_rerendered_from_stored_results_are_unchanged(rendered):
                       + "\n  ".join(diff))
 
 
+def test_one_name_per_kind_and_the_files_written_before_read_as_they_are(tmp_path):
+    """Issue 25: a run's files call three things ``kind`` (a stage row's, an operator's, the run's); the tables
+    name each: ``stage_kind``, ``op_kind``, ``run_kind``. The fixture's files were written before the rename
+    and keep ``kind``: they read as they are, every row with its kind (seen failing with the kernels
+    table's rename taken out)."""
+    from lcstudy.runs.tidy import KIND_COLUMN, load_results
+
+    results = tmp_path / "results-quick"
+    shutil.copytree(FIXTURE, results)
+    values = {"stage_kind": {"partition", "sub", "aggregate"}, "op_kind": {"cpu_op"}, "run_kind": {"learned",
+                                                                                                     "standard"}}
+    for table, col in KIND_COLUMN.items():
+        t = load_results(results, table)
+        assert not t.empty and "kind" not in t.columns and col in t.columns, (table, list(t.columns))
+        assert t[col].notna().all() and set(t[col]) <= values[col] and len(set(t[col])) >= 1, (table, set(t[col]))
+    assert set(load_results(results, "timings").stage_kind) == values["stage_kind"]
+    assert set(load_results(results, "runs").run_kind) == values["run_kind"]
+
+
 def refresh() -> None:
     import tempfile
 

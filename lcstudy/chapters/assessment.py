@@ -75,7 +75,7 @@ def overall_wide(o: pd.DataFrame) -> pd.DataFrame:
 def module_shares(main: pd.DataFrame, reference=None) -> pd.DataFrame:
     """Share of each top-level stage in the total, per codec, quality, platform and direction (mean over
     images, as the paper's AVG sheets), with the paper's share beside it where the paper has one."""
-    d = main[main.kind == StageKind.PARTITION]
+    d = main[main.stage_kind == StageKind.PARTITION]
     t = d.groupby(["codec", "quality", "platform", "device", "direction", "stage"], as_index=False).seconds.mean()
     t["share_pct"] = 100 * t.seconds / t.groupby(["codec", "quality", "platform", "direction"]).seconds.transform("sum")
     t["source"] = "ours"
@@ -167,7 +167,7 @@ def macs_table(cx: pd.DataFrame) -> pd.DataFrame:
 
 def fig_macs(cx: pd.DataFrame):
     plt = style.setup()
-    c = cx[(cx.kind == StageKind.PARTITION) & (cx.macs > 0)].drop_duplicates(["codec", "quality", "direction", "stage"])
+    c = cx[(cx.stage_kind == StageKind.PARTITION) & (cx.macs > 0)].drop_duplicates(["codec", "quality", "direction", "stage"])
     c = c.assign(bar=c.codec + " q" + c.quality.astype(str))
     fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.4), sharey=True)
     for ax, direction in zip(axes, ("encode", "decode")):
@@ -201,7 +201,7 @@ def fig_kernel_shares(kern: pd.DataFrame):
         return None
     plt = style.setup()
     s = category_shares(kern)
-    s = s.assign(bar=s.codec + " q" + s.quality.astype(str), panel=s.direction + " · " + s.kind + " · " + s.platform)
+    s = s.assign(bar=s.codec + " q" + s.quality.astype(str), panel=s.direction + " · " + s.op_kind + " · " + s.platform)
     panels = sorted(set(s.panel), key=lambda p: ("cuda" in p, p.split(" · ")[2], p.startswith("decode")))
     cats = [c for c in style.palette("category") if c in set(s.category)] + \
         sorted(set(s.category) - set(style.palette("category")))

@@ -50,7 +50,13 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "mpx": ("megapixels", "sig3", "width × height / 10⁶"),
     "direction": ("direction", "text", "encode or decode"),
     "stage": ("stage", "text", "CompressAI sub-module or coder call the time is billed to (see Methodology)"),
-    "kind": ("stage kind", "text", "partition (adds up to the total), sub (inside AEy/ADy) or aggregate"),
+    "stage_kind": ("stage kind", "text", "partition (adds up to the total), sub (inside AEy/ADy) or aggregate"),
+    "run_kind": ("run kind", "text", "learned (one learned codec's run) or standard (the standard codecs' run)"),
+    "op_kind": ("operator kind", "text", "cpu_op (a CPU operator, self time) or cuda_kernel (a CUDA kernel, device "
+                "time)"),
+    "row_type": ("row", "text", "decode (one decoder's decode of a stored bitstream) or mitigation (the same under a "
+                 "mitigation)"),
+    "codec_type": ("codec type", "text", "learned or standard"),
     "measured": ("clocked", "text", "True: read by a clock; False: derived (misc, */other, network)"),
     "run_id": ("run id", "text", "hash of the request and the platform fingerprint"),
     "request_id": ("request id", "text", "hash of everything that changes a run's numbers"),

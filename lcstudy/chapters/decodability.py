@@ -31,7 +31,7 @@ def _decoder(d: pd.DataFrame) -> pd.Series:
 def matrix(t: pd.DataFrame) -> pd.DataFrame:
     """Per codec, encoder configuration and decoder configuration: the images decoded and the share of each
     outcome, whether the entropy model is degenerate, and the first reason of an image not identical."""
-    d = t[t.kind == "decode"].assign(encoder=lambda x: _encoder(x), decoder_at=lambda x: _decoder(x))
+    d = t[t.row_type == "decode"].assign(encoder=lambda x: _encoder(x), decoder_at=lambda x: _decoder(x))
     keys = ["codec", "quality", "weights_label", "encoder", "decoder_at"]
     if d.empty:
         return pd.DataFrame(columns=keys)
@@ -53,7 +53,7 @@ def margins(t: pd.DataFrame) -> pd.DataFrame:
     """Per codec: the encoder's scale statistics over its images (eager runs): the median share of the most used
     table entry, the median number of entries used, the smallest margin to a table boundary (ulps), the scales
     within :data:`lcstudy.core.decoding.RISK_ULPS` of one."""
-    d = t[(t.kind == "decode") & (t.enc_backend == "eager")].drop_duplicates(["enc_host", "enc_run_id", "item"])
+    d = t[(t.row_type == "decode") & (t.enc_backend == "eager")].drop_duplicates(["enc_host", "enc_run_id", "item"])
     if d.empty or d.scale_top_share.isna().all():
         return pd.DataFrame()
     g = d.dropna(subset=["scale_top_share"]).groupby(["codec", "quality", "weights_label"], sort=False, as_index=False)
@@ -64,7 +64,7 @@ def margins(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def mitigation(t: pd.DataFrame) -> pd.DataFrame:
-    m = t[t.kind == "mitigation"] if "kind" in t else t.iloc[:0]
+    m = t[t.row_type == "mitigation"] if "row_type" in t else t.iloc[:0]
     if m.empty:
         return pd.DataFrame()
     m = m.assign(mitigated=m["mitigated"] if "mitigated" in m else m.decoder)

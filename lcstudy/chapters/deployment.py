@@ -36,7 +36,7 @@ def speedups(t: pd.DataFrame) -> pd.DataFrame:
     images) and the speed-up (eager over backend per image, median over images; > 1: faster)."""
     if t.empty or "run_backend" not in t or not (t.run_backend != "eager").any():
         return pd.DataFrame()
-    d = t[(t.run_backend != "eager") & (t.kind.isin([StageKind.PARTITION, StageKind.AGGREGATE]))]
+    d = t[(t.run_backend != "eager") & (t.stage_kind.isin([StageKind.PARTITION, StageKind.AGGREGATE]))]
     keys = ["platform", "codec", "quality", "run_backend", "run_id", "image", "direction", "stage"]
     own = d[d.backend == d.run_backend].set_index(keys).seconds.rename("backend_s")
     ref = d[d.backend == "eager"].set_index(keys).seconds.rename("eager_s")

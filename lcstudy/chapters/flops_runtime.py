@@ -105,8 +105,8 @@ def roofline(main: pd.DataFrame, cx: pd.DataFrame) -> pd.DataFrame:
     elsewhere: memory traffic, the per-position Python loop, the rANS coder."""
     if main.empty or cx.empty or "peak_matmul_gflops" not in main.columns:
         return pd.DataFrame()
-    d = main[main.kind == StageKind.PARTITION]
-    c = cx[(cx.kind == StageKind.PARTITION) & (cx.macs > 0)][["run_id", "direction", "stage", "height", "width", "gmac"]] \
+    d = main[main.stage_kind == StageKind.PARTITION]
+    c = cx[(cx.stage_kind == StageKind.PARTITION) & (cx.macs > 0)][["run_id", "direction", "stage", "height", "width", "gmac"]] \
         .drop_duplicates(["run_id", "direction", "stage"])
     m = d.merge(c, on=["run_id", "direction", "stage"], suffixes=("", "_counted"))
     m = m[(m.height * m.width) == (m.height_counted * m.width_counted)]

@@ -16,7 +16,7 @@ from .findings import Findings
 
 @dataclass
 class Part:
-    kind: str  # "table" | "figure" | "markdown"
+    form: str  # "table" | "figure" | "markdown"
     obj: object
     caption: str = ""
 
@@ -73,13 +73,13 @@ class Page:
             for p in self.parts.get(key, []):
                 if p.obj is None:
                     continue
-                if p.kind == "markdown":
+                if p.form == "markdown":
                     display(Markdown(p.obj))
                     continue
-                if p.kind == "table" and p.caption:
+                if p.form == "table" and p.caption:
                     display(Markdown(p.caption))
                 display(p.obj)
-                if p.kind == "figure" and p.caption:
+                if p.form == "figure" and p.caption:
                     display(Markdown(f"*{p.caption}*"))
 
     def nothing_yet(self, header: str, finding: str, downloads_dir) -> Page:

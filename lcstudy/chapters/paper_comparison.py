@@ -16,7 +16,7 @@ TITLE = "Against the published data"
 
 
 def ours_module_times(main: pd.DataFrame) -> pd.DataFrame:
-    d = main[(main.kind.isin([StageKind.PARTITION, StageKind.AGGREGATE])) & (main.stage != "network") & main.crop.isna()]
+    d = main[(main.stage_kind.isin([StageKind.PARTITION, StageKind.AGGREGATE])) & (main.stage != "network") & main.crop.isna()]
     d = d.assign(device=d.device.astype(str).str.split(":").str[0])
     return d.groupby(["codec", "quality", "device", "threads", "platform", "direction", "stage"],
                      as_index=False).seconds.mean()
@@ -142,7 +142,7 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     full = main[main.crop.isna()] if not main.empty else main
     m = compare_modules(main, reference) if not main.empty else pd.DataFrame()
     r = rankings(main, reference) if not main.empty else rankings(main.reindex(columns=[
-        "kind", "stage", "crop", "device", "codec", "quality", "threads", "platform", "direction", "seconds"]),
+        "stage_kind", "stage", "crop", "device", "codec", "quality", "threads", "platform", "direction", "seconds"]),
         reference)
     tau = kendall(r)
     inv = inversions(r, "source", "seconds")

@@ -95,7 +95,7 @@ def measured(t: pd.DataFrame) -> pd.DataFrame:
 
 
 def stage_rows(t: pd.DataFrame, kinds=(StageKind.PARTITION, StageKind.AGGREGATE)) -> pd.DataFrame:
-    d = t[t.kind.isin(kinds) & (t.stage != "network")]
+    d = t[t.stage_kind.isin(kinds) & (t.stage != "network")]
     s = summarise(d, ["direction", "stage"])
     tot = s[s.stage == "total"].set_index("direction")["median"]
     s["share_pct"] = [100 * m / tot.get(dr, float("nan")) for dr, m in zip(s.direction, s["median"])]
@@ -110,7 +110,7 @@ def fig_stages_per_image(t: pd.DataFrame, label: str):
     plt = style.setup()
     fig, axes = plt.subplots(1, 2, figsize=(style.FIG_WIDTH, 3.4))
     for ax, direction in zip(axes, ("encode", "decode")):
-        d = t[(t.direction == direction) & (t.kind == StageKind.PARTITION)]
+        d = t[(t.direction == direction) & (t.stage_kind == StageKind.PARTITION)]
         w = d.pivot_table(index="item" if "item" in d else "image", columns="stage", values="seconds", sort=False)
         if w.empty:  # every repeat of every item contended: nothing measured to draw
             ax.text(0.5, 0.5, "no uncontended repeat", ha="center", va="center", transform=ax.transAxes)
@@ -128,7 +128,7 @@ def fig_kernels(k: pd.DataFrame, label: str):
     if k.empty:
         return None
     plt = style.setup()
-    k = k[k.kind == ("cuda_kernel" if (k.kind == "cuda_kernel").any() else "cpu_op")]
+    k = k[k.op_kind == ("cuda_kernel" if (k.op_kind == "cuda_kernel").any() else "cpu_op")]
     g = k.groupby(["direction", "category"]).share.sum().unstack(fill_value=0).reindex(["encode", "decode"])
     g = g[[c for c in style.palette("category") if c in g.columns] + sorted(set(g.columns) - set(
         style.palette("category")))]
@@ -181,7 +181,7 @@ def build(result) -> Page:
     page.figure("per_image", fig_stages_per_image(t, label) if t.seconds.notna().any() else None,
                 f"Each bar is {bar}; the colours are the stages, bottom to top in coding order — compare the "
                 "height of the entropy-coding stages with the transforms.")
-    subs = t[t.kind == StageKind.SUB]
+    subs = t[t.stage_kind == StageKind.SUB]
     if not subs.empty:
         ss = summarise(subs, ["direction", "stage"])
         ss["median_s"] = ci_cell(ss)
@@ -211,7 +211,7 @@ def build(result) -> Page:
     k = result.tables["kernels"]
     if not k.empty:
         top = k[~k.op.str.startswith("(rest")].sort_values("self_seconds", ascending=False) \
-            .groupby(["direction", "kind"]).head(8)
+            .groupby(["direction", "op_kind"]).head(8)
         page.table("ops", present(top, ["direction", "op", "category", "self_seconds", "calls", "share"]),
                    "The heaviest operators of one encode and one decode (torch.profiler, self time)"
                    + (f", on a {int(k.height.iloc[0])}×{int(k.width.iloc[0])} crop" if "height" in k and

@@ -47,7 +47,7 @@ def standard_at_bpp(summary: pd.DataFrame, bpp: float = 0.5) -> pd.DataFrame:
             v, psnr = float(near.s_per_mpx.iloc[0]), float(near.psnr.iloc[0])
             note = f"nearest point {near.value.iloc[0]} at {near.bpp.iloc[0]:.3f} bpp (sweep does not reach {bpp})"
         rows.append({"platform": host, "codec": codec, "direction": d, "s_per_mpx": v, "psnr_at_bpp": psnr,
-                     "how": note, "kind": "standard"})
+                     "how": note, "codec_type": "standard"})
     return pd.DataFrame(rows)
 
 
@@ -86,9 +86,9 @@ def learned_at_bpp(df: pd.DataFrame, rd: pd.DataFrame, bpp: float = 0.5) -> pd.D
             rows.append({"platform": host, "codec": codec, "device": dev, "threads": thr, "direction": d,
                          "s_per_mpx": float(hd.s_per_mpx.median()), "psnr_at_bpp": float(near.psnr.iloc[0]),
                          "measured_q": int(mq), "weights": ", ".join(sorted(hd.weights.unique())), "how": how,
-                         "kind": "learned", "images": hd.image.nunique()})
+                         "codec_type": "learned", "images": hd.image.nunique()})
     return pd.DataFrame(rows, columns=["platform", "codec", "device", "threads", "direction", "s_per_mpx",
-                                       "psnr_at_bpp", "measured_q", "weights", "how", "kind", "images"])
+                                       "psnr_at_bpp", "measured_q", "weights", "how", "codec_type", "images"])
 
 
 def speed_vs_standard(learned: pd.DataFrame, standard: pd.DataFrame, refs=("JPEG", "HEVC (x265)"),

@@ -32,7 +32,7 @@ def _wide(df: pd.DataFrame, direction: str) -> pd.DataFrame:
     # item: a run of several sizes has one item per image and size (one row each)
     keys = ["host", "device", "codec", "quality", "weights", "threads", "image", "run_id"] + (
         ["item"] if "item" in d else [])
-    d = d[d.kind.isin(list(StageKind))]
+    d = d[d.stage_kind.isin(list(StageKind))]
     med = d.pivot_table(index=keys, columns="stage", values="seconds", aggfunc="first")
     iqr = d.pivot_table(index=keys, columns="stage", values="iqr_seconds", aggfunc="first")
     first = d.groupby(keys).first()

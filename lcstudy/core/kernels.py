@@ -189,8 +189,9 @@ def profile_ops(codec, x, clock=None, top: int = 15):
 
 
 def category_shares(kernels):
-    """Share of self time per category (the paper's kernel summary), per run, direction and kind."""
+    """Share of self time per category (the paper's kernel summary), per run, direction and operator kind
+    (of the ``kernels`` table: :func:`lcstudy.runs.tidy.load_results`)."""
     keys = [c for c in ("run_id", "platform", "device", "codec", "quality", "weights") if c in kernels.columns]
-    g = kernels.groupby(keys + ["direction", "kind", "category"], as_index=False, dropna=False)[
+    g = kernels.groupby(keys + ["direction", "op_kind", "category"], as_index=False, dropna=False)[
         ["self_seconds", "share"]].sum()
     return g

@@ -334,14 +334,6 @@ def headlines(downloads: Path, chapters) -> str:
     return ("\n".join(out) + "\n") if out else "No findings yet: `make book`.\n"
 
 
-#: columns whose name means something else in one table than in the stage tables (``kind``: a stage's kind
-#: in timings, samples, complexity; the run's kind in the runs table; the operator's in the kernels table)
-OWN = {"lcstudy_runs.csv": {"kind": ("run kind", "text", "learned (one learned codec's run) or standard (the "
-                                     "standard codecs' run)")},
-       "lcstudy_kernels.csv": {"kind": ("operator kind", "text", "cpu_op (a CPU operator, self time) or cuda_kernel "
-                                        "(a CUDA kernel, device time)")}}
-
-
 def downloads_page(downloads: Path, columns: dict, chapters) -> str:
     lines = ["# Data", "", "The raw data behind every table and figure, all derived from the tidy tables "
              "(`lcstudy.load_results`). Each CSV is listed with its columns; the xlsx workbooks hold the same "
@@ -373,7 +365,7 @@ def downloads_page(downloads: Path, columns: dict, chapters) -> str:
             from ..chapters.findings import COLUMNS as FINDINGS
 
             cols = list(pd.read_csv(f, nrows=0).columns)
-            words = {**columns, **FINDINGS} if f.stem.endswith("_findings") else {**columns, **OWN.get(f.name, {})}
+            words = {**columns, **FINDINGS} if f.stem.endswith("_findings") else columns
             rows = []
             for c in cols:
                 h, _, what = words.get(c, (c, "", ""))

@@ -363,8 +363,9 @@ def _mitigate(codec, model, cfg, members, results_dir, host, threads, unpad_of, 
 
 def table(results_dir):
     """Every decode written under ``results_dir`` as one tidy table (the ``decodability`` table of
-    :func:`lcstudy.runs.tidy.load_results`)."""
+    :func:`lcstudy.runs.tidy.load_results`). A stored decode's ``kind`` (``decode``, or ``mitigation``: the
+    same decode under a mitigation) is the table's ``row_type``: one name per concept (:mod:`lcstudy.runs.tidy`)."""
     import pandas as pd
 
     rows = layout.read_decodes(results_dir)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).rename(columns={"kind": "row_type"})

@@ -13,7 +13,7 @@ run also times ``eager`` beside it, side by side; timings add ``identical_bitstr
 table          one row per … and its own columns
 ============= =====================================================================================
 timings        run × image × direction × stage: ``node`` (who measured the image), ``height``,
-               ``width``, ``stage``, ``kind`` (partition / sub / aggregate), ``measured`` (clocked, or
+               ``width``, ``stage``, ``stage_kind`` (partition / sub / aggregate), ``measured`` (clocked, or
                derived: misc, \\*/other, network), ``seconds`` (median of the uncontended repeats),
                ``iqr_seconds`` (blank with one sample), ``ci_low``/``ci_high`` (95 % interval of
                the median, blank below 6 samples: the noise within the run), ``ci_run_low``/``ci_run_high``
@@ -24,25 +24,32 @@ timings        run × image × direction × stage: ``node`` (who measured the im
                ``stop`` (why the repeats stopped), ``bpp``, ``psnr``, ``ms_ssim``, ``nbytes``,
                ``energy_j``/``energy_j_per_mp`` (``total`` rows: median joules of the uncontended calls,
                where the platform exposes a counter — :mod:`lcstudy.core.energy`; blank elsewhere)
-samples        run × image × repeat × direction × stage: ``seconds``, ``contended``,
+samples        run × image × repeat × direction × stage: ``stage_kind``, ``seconds``, ``contended``,
                ``other_cpu_s`` (the rest of the machine's CPU seconds during the call), ``energy_j``
 memory         run × image × repeat × direction × memory (cpu_rss, cuda_allocated, cuda_reserved):
                ``baseline_mb``, ``peak_mb``, ``working_mb``, ``method``
-kernels        run × direction × kind (cpu_op, cuda_kernel) × op: ``category``, ``self_seconds``,
+kernels        run × direction × ``op_kind`` (cpu_op, cuda_kernel) × op: ``category``, ``self_seconds``,
                ``calls``, ``share``
-complexity     run × direction × stage: ``macs``, ``flops_torch``, ``params``, ``kmac_per_px``,
+complexity     run × direction × stage: ``stage_kind``, ``macs``, ``flops_torch``, ``params``, ``kmac_per_px``,
                ``gmac``, ``mac_vs_torch``, ``count_mode``, ``uncounted``
 standard       standard run × codec × value × image × direction: ``knob``, ``value``, ``seconds``,
                … as timings (stage is always ``total``), ``options``, ``threading``
-runs           run: ``kind``, ``items``, ``complete``, ``notebook_seconds``, ``wall_seconds``, ``codec_seconds``,
+runs           run: ``run_kind``, ``items``, ``complete``, ``notebook_seconds``, ``wall_seconds``, ``codec_seconds``,
                ``contended_share``, ``nodes``, ``phase_seconds_*``, ``notebook``,
                ``ref_seconds`` (the reference workload's median), ``ref_drift`` (its slowest probe over
                its fastest), ``ref_probes``, ``ref_platform_seconds``, ``ref_ratio`` (to the platform's
                median), ``ref_flag`` (why the reference is flagged; empty when not), ``drift_sd``, ``drift_source``
 ============= =====================================================================================
 
-"The stages add up to the total" is one filter: ``kind == "partition"`` rows of a direction
+"The stages add up to the total" is one filter: ``stage_kind == "partition"`` rows of a direction
 sum to its ``stage == "total"`` row, per repeat (in ``samples``).
+
+**One name per concept.** The files of a run call three different things ``kind``, each clear in its own
+file: a stage row's (a sample in ``items/*.json``, a row of ``complexity.csv``), an operator's
+(``kernels.csv``) and the run's (``run.json``, :class:`lcstudy.runs.layout.RunKind`). A table joins
+them with the run's provenance, so here each has its own name (:data:`KIND_COLUMN`): ``stage_kind``,
+``op_kind``, ``run_kind``. The files keep their key, so results measured before the rename read as
+they are, under the same schema and run ids (a renamed column changes no measurement).
 """
 from __future__ import annotations
 
@@ -55,6 +62,10 @@ import pandas as pd
 from ..core import drift
 from ..core.stats import Measurement
 from . import layout
+
+#: the name each table gives what the run's files call ``kind`` (module docstring: one name per concept)
+KIND_COLUMN = {"timings": "stage_kind", "samples": "stage_kind", "standard": "stage_kind",
+               "complexity": "stage_kind", "kernels": "op_kind", "runs": "run_kind"}
 
 #: the tables of one run; ``decodability`` (the cross-decodes of every run's bitstreams) is the results folder's
 RUN_TABLES = ("timings", "samples", "memory", "kernels", "complexity", "standard", "runs")
@@ -95,7 +106,7 @@ def deployment_columns(dep: dict | None) -> dict:
 
 
 def _samples_frame(rec: dict, backend: str = "eager") -> pd.DataFrame:
-    s = pd.DataFrame(rec["samples"])
+    s = pd.DataFrame(rec["samples"]).rename(columns={"kind": KIND_COLUMN["samples"]})
     if "backend" not in s.columns:
         s["backend"] = backend
     cont = {r["repeat"]: bool(r.get("contended")) for r in rec.get("repeats", [])}
@@ -136,7 +147,8 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
         run_lo, run_hi = drift.widen(m.median, lo, hi, 0.0, ok.seconds.tolist())
         joules = ok.energy_j.dropna()
         rows.append({**base, **extra, "image": rec["image"], "node": rec.get("node"), "height": rec["height"],
-                     "width": rec["width"], "direction": direction, "stage": stage, "kind": g.kind.iloc[0],
+                     "width": rec["width"], "direction": direction, "stage": stage,
+                     "stage_kind": g.stage_kind.iloc[0],
                      "measured": bool(g.measured.iloc[0]), "seconds": m.median, "iqr_seconds": m.iqr,
                      "ci_low": lo, "ci_high": hi, "ci_run_low": run_lo, "ci_run_high": run_hi, "n_samples": len(ok),
                      "n_contended": int(g.contended.sum()),
@@ -164,7 +176,7 @@ def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -
         if table in ("kernels", "complexity"):
             f = layout.table_file(run.path, table)
             if f.exists() and run.kind == layout.RunKind.LEARNED:
-                t = pd.read_csv(f, keep_default_na=False, na_values=[""])
+                t = pd.read_csv(f, keep_default_na=False, na_values=[""]).rename(columns={"kind": KIND_COLUMN[table]})
                 for k, v in reversed(list(base.items())):
                     if k not in t.columns:
                         t.insert(0, k, v)
@@ -327,7 +339,7 @@ def _run_row(run: layout.Run, base: dict) -> dict:
         n_cont += sum(1 for r in rec.get("repeats", []) if r.get("contended"))
     m = run.meta
     ex = m.get("executions", [])
-    row = {**base, "kind": run.kind, "items": len(recs), "items_planned": len(m.get("items", [])),
+    row = {**base, "run_kind": run.kind, "items": len(recs), "items_planned": len(m.get("items", [])),
            "complete": run.complete,
            # measurement wall time of all executions, pauses (make pause) left out; an execution killed
            # before it finished (kill -9, a node lost) recorded none: the run's wall is then at least its
