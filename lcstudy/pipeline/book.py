@@ -148,7 +148,7 @@ def run_title(r) -> str:
     """A run page's title, which the sidebar and the Runs index show: what ran (codec and quality, or the
     standard codecs; the backend where the run has one; what else differs, from its label), where
     (device and platform)."""
-    if r.kind == "learned":
+    if r.run_kind == "learned":
         what = f"{r.codec} q{r.quality}"
         rest = str(r.label).replace(f"{r.codec}-q{r.quality}", "", 1).strip("-_ ")
     else:
@@ -275,8 +275,8 @@ def _runs_table(g: pd.DataFrame, book: Path, dest_dir: Path, toc_runs: list) -> 
         backend = getattr(r, "backend", None)
         rows.append({"run": f"{{doc}}`{r.label} <{rel}>`", "platform": r.platform,
                      "backend": backend if isinstance(backend, str) and backend else
-                     ("eager" if r.kind == "learned" else ""),
-                     "quality": r.quality if r.kind == "learned" else "", "images": r.items, "repeats": r.repeats,
+                     ("eager" if r.run_kind == "learned" else ""),
+                     "quality": r.quality if r.run_kind == "learned" else "", "images": r.items, "repeats": r.repeats,
                      "weights": r.weights_label or r.weights, "wall time": fmt_seconds(r.wall_seconds)})
     t = pd.DataFrame(rows)
     # what one value fills is said once: the platform is the section's heading (a mixed section, "Other runs",
