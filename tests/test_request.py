@@ -67,15 +67,47 @@ def test_a_request_is_built_by_keyword_only(tmp_path):
     """A positional construction is refused: inserting a field cannot silently shift the values after it."""
     import dataclasses
 
-    from lcstudy.runs.params import RunRequest, resolve
+    from lcstudy.runs.params import LearnedRequest, StandardRequest, resolve
 
     from .conftest import KODAK
 
-    req = resolve({"codec": "HP", "images": str(KODAK), "limit": 1, "results_dir": str(tmp_path)})
-    values = [getattr(req, f.name) for f in dataclasses.fields(RunRequest)]
+    base = {"images": str(KODAK), "limit": 1, "results_dir": str(tmp_path)}
+    for req, typ in ((resolve({**base, "codec": "HP"}), LearnedRequest),
+                     (resolve(base, notebook="profile_standard"), StandardRequest)):
+        assert type(req) is typ
+        values = [getattr(req, f.name) for f in dataclasses.fields(typ)]
+        with pytest.raises(TypeError):
+            typ(*values)
+        assert typ(**{f.name: getattr(req, f.name) for f in dataclasses.fields(typ)}) == req
+
+
+def test_one_request_type_per_run_kind(tmp_path):
+    """Issue 25: each run kind has its own request type holding only its own fields (a standard run has no codec,
+    a learned run no sweep); a request stored before the split, which held both kinds' fields, reads back as the
+    type of its kind with the same id, and a stored request of the other kind is refused by a typed reader."""
+    import dataclasses
+    import json
+
+    from lcstudy.errors import InputError
+    from lcstudy.runs.params import LearnedRequest, RunRequest, StandardRequest, request_dict
+
+    reqs = _fixed_requests(tmp_path)
+    learned, standard = ({f.name for f in dataclasses.fields(reqs[k])} for k in ("learned", "standard"))
+    assert {"codec", "quality", "weights", "backend", "sizes"} <= learned and not {"sweep", "codecs"} & learned
+    assert {"sweep", "codecs"} <= standard and not {"codec", "quality", "weights", "backend", "sizes"} & standard
     with pytest.raises(TypeError):
-        RunRequest(*values)
-    assert RunRequest(**{f.name: getattr(req, f.name) for f in dataclasses.fields(RunRequest)}) == req
+        RunRequest(**{f.name: getattr(reqs["standard"], f.name) for f in dataclasses.fields(RunRequest)})
+    before = {"codec": "", "quality": 0, "weights": "random", "weights_path": "", "weights_hash": "", "seed": 0,
+              "kernels": True, "macs": True, "codec_args": None, "kernels_crop": None, "sizes": [],
+              "backend": "eager", "sweep": "full", "codecs": []}  # the one type's defaults, as run.json held them
+    for kind, typ in (("learned", LearnedRequest), ("standard", StandardRequest)):
+        stored = {**before, **json.loads(json.dumps(request_dict(reqs[kind])))}
+        back = RunRequest.from_dict(stored)
+        assert type(back) is typ and back == reqs[kind] and back.request_id == GOLDEN_IDS[kind]
+    with pytest.raises(InputError, match="standard run's request"):
+        LearnedRequest.from_dict(request_dict(reqs["standard"]))
+    with pytest.raises(InputError, match="unknown fields quality"):  # not a default: not a field left from before
+        RunRequest.from_dict({**request_dict(reqs["standard"]), "quality": 3})
 
 
 def _readme_floors() -> tuple[str, ...]:
@@ -270,8 +302,8 @@ def test_closed_sets_are_enums_and_keep_the_run_ids(tmp_path):
         back = RunRequest.from_dict(stored)
         assert back == req and back.kind is RunKind(kind) and back.request_id == req.request_id
         assert req.request_id == GOLDEN_IDS[kind]
-    with pytest.raises(ValueError, match="lerned"):
-        dataclasses.replace(reqs["learned"], kind="lerned")
+    with pytest.raises(TypeError, match="kind"):  # the kind is the request's type, not a field to set
+        dataclasses.replace(reqs["learned"], kind="standard")
     with pytest.raises(ValueError, match="pretrianed"):
         dataclasses.replace(reqs["learned"], weights="pretrianed")
     assert PlannedRun("profile_codec", (), "main").role is Role.MAIN

@@ -14,14 +14,14 @@ from ..core.clocks import StageClock, threads as _threads
 from ..core.contention import Monitor
 from ..core.instrument import encode_decode
 from . import layout
-from .params import REQUEST_PARAM, RunRequest, check_unchanged, platform_fingerprint, request_of, run_id
+from .params import REQUEST_PARAM, LearnedRequest, check_unchanged, platform_fingerprint, request_of, run_id
 from .protocol import Item, execute
 
 
 class LearnedSubject:
     kind = "learned"
 
-    def __init__(self, req: RunRequest, codec, imgs: list, results_dir: str, log=print):
+    def __init__(self, req: LearnedRequest, codec, imgs: list, results_dir: str, log=print):
         """``imgs``: (item key, image) pairs (:func:`load_images`), or images keyed by their names."""
         self.req = req
         self.codec = codec
@@ -185,7 +185,7 @@ class BackendSubject(LearnedSubject):
     allocation) can never enter a median; its seconds are recorded apart (``prime_seconds``).
     """
 
-    def __init__(self, req: RunRequest, codec, deployment, imgs: list, results_dir: str, log=print):
+    def __init__(self, req: LearnedRequest, codec, deployment, imgs: list, results_dir: str, log=print):
         super().__init__(req, codec, imgs, results_dir, log)
         self.dep = deployment
         self._turn = 0
@@ -249,7 +249,7 @@ class BackendSubject(LearnedSubject):
             self.codec = eager
 
 
-def calibration_images(req: RunRequest, log=print) -> list:
+def calibration_images(req: LearnedRequest, log=print) -> list:
     """The fixed calibration set of a backend run (:data:`lcstudy.core.backends.CALIBRATION_IMAGES` images
     of the measured images' folder that the run does not measure, centre-cropped to the run's crop — one shape
     fewer to compile — else :data:`~lcstudy.core.backends.CALIBRATION_CROP`); the measured ones, with a note,
@@ -304,7 +304,7 @@ class RunResult:
     """What the run page shows: the run's folder and its tidy tables."""
 
     run: layout.Run
-    request: RunRequest
+    request: LearnedRequest
     codec_notes: list[str] = field(default_factory=list)
     tables: dict = field(default_factory=dict)
 
@@ -315,7 +315,7 @@ class RunResult:
         raise AttributeError(name)
 
 
-def load_images(req: RunRequest) -> list[tuple[str, object]]:
+def load_images(req: LearnedRequest) -> list[tuple[str, object]]:
     """(item key, image) of every item: each image at the run's crop/resize, keyed by its name — or, with
     ``sizes``, each image at each size in order, keyed ``<name>@<size>`` (``kodim01@1920x1080``)."""
     from .params import item_args
@@ -339,7 +339,7 @@ def run(log=print, progress: bool = True, **params) -> RunResult:
     return run_request(req, log, progress)
 
 
-def run_request(req: RunRequest, log=print, progress: bool = True) -> RunResult:
+def run_request(req: LearnedRequest, log=print, progress: bool = True) -> RunResult:
     """:func:`run` of a request already resolved (``make reproducibility`` reruns a stored one, on fewer images)."""
     import os
 
@@ -432,14 +432,14 @@ def profile(codec, images, repeats: int | None = None, warmup: int = 1, crop: in
                     log(f"note: {note}")
             by_path = codec.spec.source == "import path"
             group = f"{codec.label}-q{codec.quality}"
-            req = RunRequest(kind="learned", profile="api", label=group, group=group, device=str(codec.device),
-                             threads=threads, images=tuple(ImageRef(i.name, str(i.path), i.sha256) for i in imgs),
-                             crop=crop, resize=resize, rule=r, results_dir=str(tmp.name if tmp else results_dir),
-                             codec=codec.spec.cls if by_path else codec.spec.label, quality=codec.quality,
-                             weights=codec.weights, weights_hash=codec.weights_hash, seed=codec.seed or 0,
-                             weights_path=codec.weights_source if codec.weights == "checkpoint" else "",
-                             kernels=kernels, macs=macs,
-                             codec_args=codec.spec.args[codec.quality] if by_path else None)
+            req = LearnedRequest(profile="api", label=group, group=group, device=str(codec.device),
+                                 threads=threads, images=tuple(ImageRef(i.name, str(i.path), i.sha256) for i in imgs),
+                                 crop=crop, resize=resize, rule=r, results_dir=str(tmp.name if tmp else results_dir),
+                                 codec=codec.spec.cls if by_path else codec.spec.label, quality=codec.quality,
+                                 weights=codec.weights, weights_hash=codec.weights_hash, seed=codec.seed or 0,
+                                 weights_path=codec.weights_source if codec.weights == "checkpoint" else "",
+                                 kernels=kernels, macs=macs,
+                                 codec_args=codec.spec.args[codec.quality] if by_path else None)
             if not codec.spec.builtin:
                 from ..core.instrument import verify_split
 

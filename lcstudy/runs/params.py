@@ -7,6 +7,9 @@ itself, serialised (the notebook's ``request`` parameter, :meth:`RunRequest.to_j
 it (:meth:`RunRequest.from_json`: its fields, its id) and does not resolve it again, so one run is
 resolved once (``WEIGHTS=auto``'s network probe, the images' decode checks and hashes, the codec's checks).
 A notebook run by hand (plain papermill, no ``request``) resolves its parameters with the same :func:`resolve`.
+Each run kind has its own request type (:class:`LearnedRequest`, :class:`StandardRequest`) holding only its own
+fields, on one base (:class:`RunRequest`) that holds what every run has and reads a stored request back as the
+type of its kind.
 Nothing here imports torch or CompressAI unless a value needs them (``DEVICE=cuda``, a codec given by import path, ``WEIGHTS=auto`` for a codec
 with zoo weights, which asks CompressAI's zoo for the file's URL).
 
@@ -23,6 +26,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+from typing import ClassVar
 
 from ..core import images as _images
 from ..core import weights as W
@@ -61,10 +65,13 @@ class ImageRef:
 
 @dataclass(frozen=True, kw_only=True)
 class RunRequest:
-    """A checked, resolved run: what will be measured and how. Keyword-only: with twenty-odd fields, a
-    positional construction silently shifts every value after an inserted field."""
+    """A checked, resolved run: what will be measured and how. One type per run kind (:class:`LearnedRequest`,
+    :class:`StandardRequest`), each holding only its own kind's fields, on this base, which holds what every run
+    has and reads a stored request back (:meth:`from_dict`). Keyword-only: with twenty-odd fields, a positional
+    construction silently shifts every value after an inserted field."""
 
-    kind: RunKind
+    #: the run kind: a fact of the type, not a field (a LearnedRequest cannot say it is a standard run)
+    kind: ClassVar[RunKind]
     profile: str
     label: str  # the run's name in the book ("ARC-q1", "ARC-q1-threads1-limit4", "standard-codecs")
     group: str  # results sub-folder ("ARC-q1", "standard-codecs")
@@ -75,31 +82,11 @@ class RunRequest:
     resize: str | None
     rule: StopRule
     results_dir: str
-    # learned codecs
-    codec: str = ""
-    quality: int = 0
-    weights: W.Weights = W.Weights.RANDOM  # AUTO only in a request made by :func:`lcstudy.load_codec` (resolved at load)
-    weights_path: str = ""
-    weights_hash: str = ""
-    seed: int = 0
-    kernels: bool = True
-    macs: bool = True
-    codec_args: dict | None = None
-    kernels_crop: int | None = None
-    #: several sizes of each image in one run ("crop512", "1920x1080"): one item per image and size, in this
-    #: order (the resolution-scaling runs); empty: every image at ``crop``/``resize``
-    sizes: tuple[str, ...] = ()
-    #: how the transforms run (:mod:`lcstudy.core.backends`); not eager: eager is timed beside it
-    backend: str = "eager"
-    # standard codecs
-    sweep: str = "full"
-    codecs: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self):
-        # closed sets: a plain string (a request read back from run.json) becomes its member, a wrong one fails here
-        object.__setattr__(self, "kind", RunKind(self.kind))
-        object.__setattr__(self, "weights", W.Weights(self.weights))
+        if type(self) is RunRequest:
+            raise TypeError("RunRequest is the base of LearnedRequest and StandardRequest: build one of those")
 
     def to_json(self) -> str:
         """The request as the pipeline hands it to a notebook's kernel (:data:`REQUEST_PARAM`); with its id, which
@@ -108,19 +95,29 @@ class RunRequest:
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunRequest":
-        """The request of :func:`request_dict` (a run.json's ``request``, a notebook's ``request`` parameter)."""
+        """The request of :func:`request_dict` (a run.json's ``request``, a notebook's ``request`` parameter), as
+        the type of its ``kind``. Requests stored before the split into one type per kind hold every field of
+        both kinds; the other kind's fields are dropped where they hold that kind's defaults (they always did)."""
         d = {k: v for k, v in d.items() if k != "request_id"}
-        names = {f.name for f in fields(cls)}
+        kind = RunKind(d.pop("kind"))
+        typ = REQUEST_TYPES[kind]
+        if cls is not RunRequest and cls is not typ:
+            raise InputError(f"a {kind} run's request where a {cls.kind} run's was expected; run it through `make run`")
+        names = {f.name for f in fields(typ)}
+        for k, v in STORED_BEFORE_SPLIT.items():
+            if k not in names and k in d and d[k] == v:
+                del d[k]
         unknown = sorted(set(d) - names)
         if unknown:
-            raise InputError(f"a run request with unknown fields {', '.join(unknown)} (made by another version of "
-                             "lcstudy?): run it again through `make run`, or give the notebook its parameters "
+            raise InputError(f"a {kind} run request with unknown fields {', '.join(unknown)} (made by another version "
+                             "of lcstudy?): run it again through `make run`, or give the notebook its parameters "
                              "without `request`")
         d["images"] = tuple(ImageRef(**i) if isinstance(i, dict) else ImageRef(*i) for i in d["images"])
         d["rule"] = StopRule(**d["rule"])
         for k in ("sizes", "codecs", "notes"):
-            d[k] = tuple(d.get(k) or ())
-        return cls(**d)
+            if k in names:
+                d[k] = tuple(d.get(k) or ())
+        return typ(**d)
 
     @classmethod
     def from_json(cls, text: str) -> "RunRequest":
@@ -145,31 +142,82 @@ class RunRequest:
     @property
     def phases(self) -> tuple[str, ...]:
         """Side measurements after the items (they do not change the timings)."""
-        if self.kind != RunKind.LEARNED:
-            return ()
-        return tuple(p for p, on in (("kernels", self.kernels), ("macs", self.macs)) if on)
+        return ()
 
     def identity(self) -> dict:
-        d = {"kind": self.kind, "device": self.device.split(":")[0], "threads": self.threads,
-             "images": [(i.name, i.sha256) for i in self.images], "crop": self.crop, "resize": self.resize,
-             "rule": self.rule.as_dict()}
-        if self.sizes:
-            d["sizes"] = list(self.sizes)
-        if self.kind == RunKind.LEARNED:
-            spec = get_spec(self.codec, self.codec_args)
-            d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.args[self.quality],
-                     weights=self.weights, weights_hash=self.weights_hash,
-                     seed=self.seed if self.weights in (W.Weights.RANDOM, W.Weights.AUTO) else None)
-            if self.backend != "eager":  # only then: every run made before the backend axis keeps its id
-                d["backend"] = self.backend
-        else:
-            d.update(sweep=self.sweep, codecs=list(self.codecs))
-        return d
+        return {"kind": self.kind, "device": self.device.split(":")[0], "threads": self.threads,
+                "images": [(i.name, i.sha256) for i in self.images], "crop": self.crop, "resize": self.resize,
+                "rule": self.rule.as_dict()}
 
     @property
     def request_id(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
+
+@dataclass(frozen=True, kw_only=True)
+class LearnedRequest(RunRequest):
+    """A learned codec's run (notebook ``profile_codec``)."""
+
+    kind: ClassVar[RunKind] = RunKind.LEARNED
+    codec: str
+    quality: int
+    weights: W.Weights = W.Weights.RANDOM  # AUTO only in a request made by :func:`lcstudy.load_codec` (resolved at load)
+    weights_path: str = ""
+    weights_hash: str = ""
+    seed: int = 0
+    kernels: bool = True
+    macs: bool = True
+    codec_args: dict | None = None
+    kernels_crop: int | None = None
+    #: several sizes of each image in one run ("crop512", "1920x1080"): one item per image and size, in this
+    #: order (the resolution-scaling runs); empty: every image at ``crop``/``resize``
+    sizes: tuple[str, ...] = ()
+    #: how the transforms run (:mod:`lcstudy.core.backends`); not eager: eager is timed beside it
+    backend: str = "eager"
+
+    def __post_init__(self):
+        # a closed set: a plain string (a request read back from run.json) becomes its member, a wrong one fails here
+        object.__setattr__(self, "weights", W.Weights(self.weights))
+
+    @property
+    def phases(self) -> tuple[str, ...]:
+        return tuple(p for p, on in (("kernels", self.kernels), ("macs", self.macs)) if on)
+
+    def identity(self) -> dict:
+        d = super().identity()
+        if self.sizes:
+            d["sizes"] = list(self.sizes)
+        spec = get_spec(self.codec, self.codec_args)
+        d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.args[self.quality],
+                 weights=self.weights, weights_hash=self.weights_hash,
+                 seed=self.seed if self.weights in (W.Weights.RANDOM, W.Weights.AUTO) else None)
+        if self.backend != "eager":  # only then: every run made before the backend axis keeps its id
+            d["backend"] = self.backend
+        return d
+
+
+@dataclass(frozen=True, kw_only=True)
+class StandardRequest(RunRequest):
+    """The standard codecs' run (notebook ``profile_standard``): a sweep of Pillow codecs, on the CPU."""
+
+    kind: ClassVar[RunKind] = RunKind.STANDARD
+    sweep: str = "full"
+    codecs: tuple[str, ...] = ()
+
+    def identity(self) -> dict:
+        return {**super().identity(), "sweep": self.sweep, "codecs": list(self.codecs)}
+
+
+#: run kind → its request type (:meth:`RunRequest.from_dict` reads a stored request as the type of its kind)
+REQUEST_TYPES: dict[RunKind, type[RunRequest]] = {t.kind: t for t in (LearnedRequest, StandardRequest)}
+
+#: What a stored request held for the other kind's fields before the split into one type per kind (one type then
+#: held both kinds' fields, the other kind's at these values): :meth:`RunRequest.from_dict` drops them, and the
+#: tables read a request with them filled in (:func:`lcstudy.runs.tidy.base_columns`), so a run stored before the
+#: split and one stored after give the same rows.
+STORED_BEFORE_SPLIT = {"codec": "", "quality": 0, "weights": "random", "weights_path": "", "weights_hash": "",
+                       "seed": 0, "kernels": True, "macs": True, "codec_args": None, "kernels_crop": None,
+                       "sizes": [], "backend": "eager", "sweep": "full", "codecs": []}
 
 def run_id(request: RunRequest, fingerprint: dict) -> str:
     """The request on one platform (:func:`lcstudy.core.environ.fingerprint`)."""
@@ -482,9 +530,9 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
                       if str(c).strip())
         imgs = check_images(params.get("images"), limit)
         check_fits(imgs, crop)
-        return RunRequest(kind=RunKind.STANDARD, profile=profile.name, label="standard-codecs", group="standard-codecs",
-                          device="cpu", threads=threads, images=imgs, crop=crop, resize=None, rule=rule,
-                          results_dir=str(results_dir), sweep=sweep, codecs=names)
+        return StandardRequest(profile=profile.name, label="standard-codecs", group="standard-codecs",
+                               device="cpu", threads=threads, images=imgs, crop=crop, resize=None, rule=rule,
+                               results_dir=str(results_dir), sweep=sweep, codecs=names)
     if params.get("codec") is None:
         raise InputError("give the codec: CODEC=ARC (a label, a CompressAI name, or package.module:Class)")
     codec_args = params.get("codec_args")
@@ -521,15 +569,16 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
     if not (kcrop and spec.family == "autoregressive" and resize is None and not sizes
             and (crop is None or crop > kcrop)):
         kcrop = None
-    return RunRequest(kind=RunKind.LEARNED, profile=profile.name, label=label, group=group, device=device, threads=threads,
-                      images=imgs, crop=crop, resize=resize, rule=rule, results_dir=str(results_dir),
-                      codec=spec.label if spec.source != "import path" else spec.cls, quality=quality,
-                      weights=weights, weights_path=wpath, weights_hash=whash, seed=seed, kernels=kernels, macs=macs,
-                      codec_args=codec_args, kernels_crop=kcrop, sizes=sizes, backend=backend, notes=tuple(notes))
+    return LearnedRequest(profile=profile.name, label=label, group=group, device=device, threads=threads,
+                          images=imgs, crop=crop, resize=resize, rule=rule, results_dir=str(results_dir),
+                          codec=spec.label if spec.source != "import path" else spec.cls, quality=quality,
+                          weights=weights, weights_path=wpath, weights_hash=whash, seed=seed, kernels=kernels,
+                          macs=macs, codec_args=codec_args, kernels_crop=kcrop, sizes=sizes, backend=backend,
+                          notes=tuple(notes))
 
 
 def request_dict(req: RunRequest) -> dict:
-    d = asdict(req)
+    d = {"kind": req.kind, **asdict(req)}
     d["rule"] = req.rule.as_dict()
     d["request_id"] = req.request_id
     return d

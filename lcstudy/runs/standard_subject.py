@@ -9,14 +9,14 @@ from ..core import pillow_codecs as S
 from ..core.clocks import threads as _threads
 from ..core.contention import Monitor
 from ..core.instrument import StageKind
-from .params import RunRequest, check_unchanged, platform_fingerprint, request_of, run_id
+from .params import StandardRequest, check_unchanged, platform_fingerprint, request_of, run_id
 from .protocol import Item, execute
 
 
 class StandardSubject:
     kind = "standard"
 
-    def __init__(self, req: RunRequest, imgs: list, threads: int):
+    def __init__(self, req: StandardRequest, imgs: list, threads: int):
         self.req = req
         self.imgs = imgs
         self.threads = threads

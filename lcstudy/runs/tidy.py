@@ -62,6 +62,7 @@ import pandas as pd
 from ..core import drift
 from ..core.stats import Measurement
 from . import layout
+from .params import STORED_BEFORE_SPLIT
 
 #: the name each table gives what the run's files call ``kind`` (module docstring: one name per concept)
 KIND_COLUMN = {"timings": "stage_kind", "samples": "stage_kind", "standard": "stage_kind",
@@ -76,7 +77,9 @@ _ENV = ("cpu_model", "cpu_count", "gpu_name", "torch_version", "cuda_version", "
 
 def base_columns(run: layout.Run) -> dict:
     m = run.meta
-    req, env = m["request"], m["environ"]
+    # a standard run's request holds no quality, weights or seed since the split into one type per kind; its rows
+    # carry the values its stored request held before (RERUN_KEYS group on them: a blank would drop the rows)
+    req, env = {**STORED_BEFORE_SPLIT, **m["request"]}, m["environ"]
     peak = m.get("peak", {})
     return {"host": run.host, "platform": env.get("platform", ""), "device": run.device.split(":")[0],
             "device_name": run.device,
