@@ -104,7 +104,7 @@ def test_sizes_are_normalised_ordered_and_named(tmp_path):
     profile's crop gives way to it; the label names the sizes."""
     r = resolve({"codec": "HP", "profile": "quick", "images": str(KODAK), "limit": 1, "results_dir": str(tmp_path),
                  "sizes": " CROP64 ,96×64"})
-    assert r.sizes == ("crop64", "96x64") and r.crop is None and r.resize is None
+    assert [str(s) for s in r.sizes] == ["crop64", "96x64"] and r.crop is None and r.resize is None
     assert r.label == "HP-q1-limit1-crop64-96x64"
     assert resolve({"codec": "HP", "images": str(KODAK), "results_dir": str(tmp_path), "sizes": "96x64,crop64"}) \
         .request_id != resolve({"codec": "HP", "images": str(KODAK), "results_dir": str(tmp_path),
@@ -124,7 +124,7 @@ def test_the_scaling_runs_are_one_run_per_codec_with_every_size(tmp_path):
     assert len(sc) == len(list(registered())) and len({p.codec for p in sc}) == len(sc)
     res = resolve_plan(sc[:1], prof, str(tmp_path), {"images": str(KODAK), "weights": "random"})
     req = res[0].request
-    assert req.sizes == prof.scaling == ("crop512", "1920x1080", "3840x2160")
+    assert tuple(map(str, req.sizes)) == prof.scaling == ("crop512", "1920x1080", "3840x2160")
     assert (len(req.images), req.images[0].name, req.kernels, req.macs) == (1, "kodim01", False, False)
     from lcstudy.pipeline.cost import _mpx
 

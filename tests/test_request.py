@@ -311,6 +311,31 @@ def test_closed_sets_are_enums_and_keep_the_run_ids(tmp_path):
         PlannedRun("profile_codec", (), "mian")
 
 
+#: a run of several sizes resolved before sizes were values (computed at e22ce91, when they were text)
+GOLDEN_SIZED_ID = "7a5ff4177d60"
+
+
+def test_sizes_are_values_and_keep_the_run_ids(tmp_path):
+    """A request's sizes are :class:`ItemSize` values from SIZES on (nothing downstream parses their text
+    again); run.json holds their text, reads back to the same values, and the id is the one made when they were
+    text."""
+    import json
+
+    from lcstudy.core.images import ItemSize
+    from lcstudy.runs.params import LearnedRequest, RunRequest, request_dict, resolve
+
+    from .conftest import KODAK
+
+    req = resolve({"images": str(KODAK), "limit": 2, "results_dir": str(tmp_path), "profile": "quick",
+                   "codec": "HP", "quality": 2, "sizes": "crop64,96x64"})
+    assert req.sizes == (ItemSize(crop=64), ItemSize(resize=(96, 64)))
+    stored = json.loads(json.dumps(request_dict(req)))
+    assert stored["sizes"] == ["crop64", "96x64"]
+    back = LearnedRequest.from_dict(stored)
+    assert back == req and all(isinstance(s, ItemSize) for s in back.sizes)
+    assert RunRequest.from_json(json.dumps(stored)).request_id == req.request_id == GOLDEN_SIZED_ID
+
+
 def test_the_chapters_name_stage_kinds_by_the_enum():
     """The chapters filter stage rows by ``StageKind`` members, not by string literals: a renamed kind would
     otherwise leave a chapter silently empty (seen failing on the chapters before they used the enum)."""

@@ -112,8 +112,9 @@ def predict_one(req, rates: dict, measured_walls: dict) -> float:
     return total
 
 
-def _mpx(req, image_ref, size: str | None = None) -> float:
-    """Megapixels of one item: ``image_ref`` at ``size`` (a run of several sizes) or at the run's crop/resize."""
+def _mpx(req, image_ref, size=None) -> float:
+    """Megapixels of one item: ``image_ref`` at ``size`` (an :class:`~lcstudy.core.images.ItemSize` of a run of
+    several sizes) or at the run's crop/resize."""
     from ..runs.params import item_args
 
     made = item_args(req, size)

@@ -320,7 +320,7 @@ def load_images(req: LearnedRequest) -> list[tuple[str, object]]:
     ``sizes``, each image at each size in order, keyed ``<name>@<size>`` (``kodim01@1920x1080``)."""
     from .params import item_args
 
-    sizes = [_images.ItemSize.parse(s) for s in req.sizes] if req.sizes else [None]
+    sizes = list(req.sizes) or [None]
     return [(str(_images.ItemKey(r.name, s)), _images.load_image(r.path, **item_args(req, s)))
             for r in req.images for s in sizes]
 

@@ -169,15 +169,18 @@ class LearnedRequest(RunRequest):
     macs: bool = True
     codec_args: dict | None = None
     kernels_crop: int | None = None
-    #: several sizes of each image in one run ("crop512", "1920x1080"): one item per image and size, in this
-    #: order (the resolution-scaling runs); empty: every image at ``crop``/``resize``
-    sizes: tuple[str, ...] = ()
+    #: several sizes of each image in one run: one item per image and size, in this order (the resolution-scaling
+    #: runs); empty: every image at ``crop``/``resize``. Values, not text: a stored request's ``"crop512"``,
+    #: ``"1920x1080"`` are read into :class:`~lcstudy.core.images.ItemSize` here, once, and written back as that text
+    sizes: tuple[_images.ItemSize, ...] = ()
     #: how the transforms run (:mod:`lcstudy.core.backends`); not eager: eager is timed beside it
     backend: str = "eager"
 
     def __post_init__(self):
         # a closed set: a plain string (a request read back from run.json) becomes its member, a wrong one fails here
         object.__setattr__(self, "weights", W.Weights(self.weights))
+        object.__setattr__(self, "sizes", tuple(s if isinstance(s, _images.ItemSize) else _images.ItemSize.parse(s)
+                                                for s in self.sizes))
 
     @property
     def phases(self) -> tuple[str, ...]:
@@ -186,7 +189,7 @@ class LearnedRequest(RunRequest):
     def identity(self) -> dict:
         d = super().identity()
         if self.sizes:
-            d["sizes"] = list(self.sizes)
+            d["sizes"] = [str(s) for s in self.sizes]  # the text the ids were made of before sizes were values
         spec = get_spec(self.codec, self.codec_args)
         d.update(codec=spec.label, cls=spec.cls, quality=self.quality, args=spec.args[self.quality],
                  weights=self.weights, weights_hash=self.weights_hash,
@@ -331,7 +334,7 @@ def check_unchanged(im, ref: ImageRef) -> None:
 def check_fits(imgs, crop: int | None, sizes=()) -> None:
     """CROP (and each cropN of SIZES) no larger than every image's shorter side, from the headers: refused
     here, in a second, rather than in the kernel after the lock and the model load."""
-    crops = [c for c in [crop] + [size_args(s)["crop"] for s in sizes] if c is not None]
+    crops = [c for c in [crop] + [s.crop for s in sizes] if c is not None]
     if not crops:
         return
     for ref in imgs:
@@ -388,7 +391,7 @@ def _checkpoint(path) -> tuple[str, str, str, list[str]]:
     return W.Weights.CHECKPOINT, str(p), file_sha256(p), []
 
 
-def check_sizes(sizes) -> tuple[str, ...]:
+def check_sizes(sizes) -> tuple[_images.ItemSize, ...]:
     """SIZES: a comma-separated list (or a list) of ``cropN`` (centred N×N square) or ``WxH`` (synthetic
     upscale), normalised (``crop512``, ``1920x1080``); at least one, no repeats."""
     items = [s.strip() for s in sizes.split(",")] if isinstance(sizes, str) else [str(s).strip() for s in sizes]
@@ -396,25 +399,21 @@ def check_sizes(sizes) -> tuple[str, ...]:
     for s in items:
         if s:
             try:
-                out.append(str(_images.ItemSize.parse(s)))
+                out.append(_images.ItemSize.parse(s))
             except InputError as e:
                 raise InputError(f"SIZES={sizes!r}: {e}") from None
     if not out:
         raise InputError(f"SIZES={sizes!r}: give at least one size, e.g. SIZES=crop512,1920x1080")
-    dup = sorted({s for s in out if out.count(s) > 1})
+    dup = sorted({str(s) for s in out if out.count(s) > 1})
     if dup:
         raise InputError(f"SIZES={sizes!r}: {', '.join(dup)} given twice")
     return tuple(out)
 
 
-def size_args(size) -> dict:
-    """``load_image`` arguments of one size (an :class:`~lcstudy.core.images.ItemSize` or its text)."""
-    return (size if isinstance(size, _images.ItemSize) else _images.ItemSize.parse(size)).load_args()
-
-
 def item_args(req, size) -> dict:
-    """``load_image`` arguments of one item: its ``size`` in a run of several sizes, else the run's crop/resize."""
-    return size_args(size) if size else {"crop": req.crop, "resize": req.resize}
+    """``load_image`` arguments of one item: its ``size`` (an :class:`~lcstudy.core.images.ItemSize`) in a run of
+    several sizes, else the run's crop/resize."""
+    return size.load_args() if size else {"crop": req.crop, "resize": req.resize}
 
 
 def _label(base: str, params: dict, profile: Profile) -> str:
@@ -430,7 +429,7 @@ def _label(base: str, params: dict, profile: Profile) -> str:
     if p.get("resize") is not None:
         parts.append(str(p["resize"]).replace("×", "x"))
     if p.get("sizes"):
-        parts.append("-".join(check_sizes(p["sizes"])))
+        parts.append("-".join(map(str, check_sizes(p["sizes"]))))
     if p.get("repeats") is not None:
         parts.append(f"repeats{p['repeats']}")
     w = p.get("weights")
@@ -580,5 +579,7 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
 def request_dict(req: RunRequest) -> dict:
     d = {"kind": req.kind, **asdict(req)}
     d["rule"] = req.rule.as_dict()
+    if "sizes" in d:
+        d["sizes"] = [str(s) for s in req.sizes]  # their text (``crop512``): what run.json and the notebook read
     d["request_id"] = req.request_id
     return d
