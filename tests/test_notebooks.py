@@ -85,6 +85,47 @@ def test_ctrl_c_reaches_a_kernel_whose_neighbour_finished_first(sources):
     assert notebooks._LIVE == []
 
 
+EXITS = NOTEBOOK.replace('pathlib.Path(marker).write_text("started")',
+                         'import atexit, os\n'
+                         'atexit.register(lambda: pathlib.Path(marker + ".exit").write_text("graceful"))\n'
+                         'pathlib.Path(marker).write_text(str(os.getpid()))')
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_finished_kernel_is_stopped_at_once_an_interrupted_one_gracefully(sources):
+    """A notebook that finished has its kernel stopped at once: the 0.5–1 s a process holding torch takes to
+    tear down is not waited for (its atexit hooks do not run). A notebook stopped by Ctrl-C has its kernel
+    shut down gracefully, as papermill does, so that the run can record its interruption (the atexit hook
+    runs). Seen failing with ``IPCKernelManager.shutdown_kernel`` removed (the finished kernel ran its hook)."""
+    (sources / "notebooks" / "exits.md").write_text(EXITS.format(sleep=0.1))
+    (sources / "notebooks" / "exits_long.md").write_text(EXITS.format(sleep=120))
+    out = sources / "out"
+    notebooks.execute("exits", out / "a.ipynb", {"marker": str(sources / "a")}, echo=False)
+    pid = int((sources / "a").read_text())
+    assert not _alive(pid) and not (sources / "a.exit").exists()
+
+    with notebooks.stop_signals_reach_kernels():
+        def stop():
+            _wait_for(sources / "b")
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=stop, daemon=True).start()
+        with pytest.raises(BaseException) as e:  # the run's KeyboardInterrupt, or the kernel's, as papermill saw it
+            notebooks.execute("exits_long", out / "b.ipynb", {"marker": str(sources / "b")}, echo=False)
+            time.sleep(60)
+    assert "KeyboardInterrupt" in repr(e.value) or e.type is KeyboardInterrupt
+    assert (sources / "b.exit").read_text() == "graceful" and not _alive(int((sources / "b").read_text()))
+    assert notebooks._LIVE == [] and not (out / "b.ipynb").exists()
+
+
 def test_chapters_run_concurrently_and_a_failure_stops_none(monkeypatch, tmp_path, capsys):
     """The chapters run ``jobs`` at a time; a failed one is named and the exit status is 1, the others are
     written. (With the real chapters, tests/test_book.py builds the quick book this way.)"""

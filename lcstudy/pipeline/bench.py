@@ -9,7 +9,8 @@ Target: ≤ 1.01.
 parts, each in fresh processes (a notebook's kernel is one), interleaved so drift hits every part alike:
 the interpreter, the kernel's start (jupyter_client, as papermill starts it), the study's imports with
 CompressAI imported whole and without torch_geometric and torchvision (:mod:`lcstudy.core.lean_import`), loading a
-codec, and building the run page of a tiny run. Medians over the repeats.
+codec, building the run page of a tiny run, and the kernel's exit (papermill's graceful shutdown, and the stop at
+once that :mod:`lcstudy.pipeline.notebooks` gives a finished notebook). Medians over the repeats.
 """
 from __future__ import annotations
 
@@ -96,6 +97,25 @@ def _kernel_start() -> float:
     return t
 
 
+def _kernel_exit(graceful: bool) -> float:
+    """Seconds to shut down a kernel that holds the study's imports: papermill's graceful shutdown (ask, then
+    wait for the process to tear down) or at once, as :class:`lcstudy.pipeline.notebooks.IPCKernelManager` does
+    for a notebook that has finished."""
+    import time
+
+    from jupyter_client.manager import start_new_kernel
+
+    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
+    reply = kc.execute_interactive("import lcstudy.runs.learned, lcstudy.chapters.run_page", timeout=120,
+                                   output_hook=lambda msg: None)
+    if reply["content"]["status"] != "ok":
+        raise SystemExit(f"error: the kernel could not import the study: {reply['content'].get('evalue')}")
+    kc.stop_channels()
+    t0 = time.perf_counter()
+    km.shutdown_kernel(now=not graceful)
+    return time.perf_counter() - t0
+
+
 def startup(image: Path, repeats: int) -> int:
     import json
     import os
@@ -138,6 +158,7 @@ def _startup_once(parts: dict, child) -> None:
         for lean, tag in (("0", "before"), ("1", "after")):
             for k, v in child(lean).items():
                 parts.setdefault(f"{k} ({tag})", []).append(v)
+            parts.setdefault(f"kernel exit ({tag})", []).append(_kernel_exit(graceful=tag == "before"))
 
 
 def _startup_table(parts: dict, repeats: int) -> None:
@@ -145,14 +166,16 @@ def _startup_table(parts: dict, repeats: int) -> None:
 
     med = {k: statistics.median(v) for k, v in parts.items()}
     print(f"fixed cost of a run notebook outside its measurement: medians of {repeats} interleaved repeats, fresh "
-          f"processes, {os.cpu_count()} CPUs; 'before' imports CompressAI whole, 'after' without torch_geometric "
-          "and torchvision")
+          f"processes, {os.cpu_count()} CPUs; 'before' imports CompressAI whole and shuts the kernel down "
+          "gracefully (papermill's way), 'after' imports it without torch_geometric and torchvision and stops a "
+          "finished notebook's kernel at once")
     print(f"{'part':28} {'median s':>9} {'min s':>7} {'max s':>7}")
     for k, v in parts.items():
         print(f"{k:28} {med[k]:9.2f} {min(v):7.2f} {max(v):7.2f}")
     for tag in ("before", "after"):
-        total = med["kernel start"] + sum(med[f"{k} ({tag})"] for k in ("imports", "codec load", "run page"))
-        print(f"{'total ' + tag:28} {total:9.2f}   (kernel start + imports + codec load + run page)")
+        total = med["kernel start"] + sum(med[f"{k} ({tag})"] for k in ("imports", "codec load", "run page",
+                                                                          "kernel exit"))
+        print(f"{'total ' + tag:28} {total:9.2f}   (kernel start + imports + codec load + run page + kernel exit)")
 
 
 def main(argv=None) -> int:
