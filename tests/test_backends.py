@@ -96,6 +96,7 @@ def _run(monkeypatch, tmp_path, small_png, name, make, tolerance=None, repeats=4
     return r
 
 
+@pytest.mark.slow
 def test_identity_backend_is_byte_identical_at_speedup_one(monkeypatch, tmp_path, small_png, quiet):
     from lcstudy.chapters.deployment import speedups
 
@@ -249,6 +250,7 @@ def test_energy_of_each_side_is_its_own_call(monkeypatch, tmp_path, small_png, q
         assert 40.0 * r.seconds <= r.energy_j * 1.0001 <= 40.0 * r.seconds * 1.3 + 0.1, (r.backend, r.direction)
 
 
+@pytest.mark.slow
 def test_backends_variable_replaces_the_profiles_deployment_runs(tmp_path):
     """make BACKENDS=none plans no backend run; BACKENDS='onnxruntime' only that one; a wrong name fails in
     one line naming the valid ones, before any work."""

@@ -53,6 +53,7 @@ def _outcomes(model, imgs, cfg, enc_cfg=None, ref_cfg=None):
     return out
 
 
+@pytest.mark.slow
 def test_same_decoder_identical_nudged_hs_corrupts_a_trained_hyperprior_never_the_factorized(trained, monkeypatch):
     from compressai.models import FactorizedPrior
 
@@ -85,6 +86,7 @@ def test_random_weights_are_labelled_degenerate(monkeypatch):
     assert decoding.degenerate(ref["scale"]) is True and ref["scale"]["top_share"] >= 0.95
 
 
+@pytest.mark.slow
 def test_an_altered_bitstream_is_corrupt_or_error_never_identical(trained, monkeypatch):
     tiny = _tiny(trained, monkeypatch).model
     x = _crops(1)
@@ -99,6 +101,7 @@ def test_an_altered_bitstream_is_corrupt_or_error_never_identical(trained, monke
         assert decoding.classify(ref, got, err)["outcome"] in ("corrupt", "error")
 
 
+@pytest.mark.slow
 def test_the_phase_decodes_two_hosts_streams_resumably_and_survives_a_broken_one(trained, tmp_path, monkeypatch):
     from lcstudy.runs import decodability, layout, learned
     from lcstudy.runs.tidy import load_results

@@ -65,6 +65,7 @@ def test_known_answers_of_the_spread_and_the_widening():
     assert drift.rerun_spread([1.1, 1 / 1.1]) == pytest.approx(math.log(1.1) / math.sqrt(2))
 
 
+@pytest.mark.slow
 def test_a_drift_between_runs_is_flagged_and_covered_by_the_intervals_across_runs(machine, imgs, tmp_path,
                                                                                   monkeypatch):
     """Three runs of one request on a machine whose speed moves by a known 1.3× before the third: the third's
@@ -180,6 +181,7 @@ def test_flag_bounds_follow_the_platforms_usual_noise():
     assert drift.noise_spread([probes(1.0)]) == 0.0
 
 
+@pytest.mark.slow
 def test_make_reproducibility_reruns_apart_and_reports_coverage(machine, imgs, tmp_path, monkeypatch, capsys):
     """Runs at speeds 1.0 and 1.2, rerun (in fresh processes) at 1.1: every rerun median lies within the
     intervals across runs and none within the within-run ones; the study's tables are untouched and the

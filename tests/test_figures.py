@@ -71,6 +71,7 @@ def drawn(reference, tmp_path_factory):
     return {**draw_all(results, reference, runs=False), **draw_all(DATA, reference, chapters=False)}
 
 
+@pytest.mark.slow
 def test_every_figure_is_drawn(drawn):
     """The fixture draws the figures of every chapter that has one and of every run page (a fixture gone
     stale, e.g. after a result-schema change, would draw none and pass the checks below unseen)."""
@@ -80,6 +81,7 @@ def test_every_figure_is_drawn(drawn):
     assert sum(k.startswith("run ") for k in pages) >= 8, sorted(pages)
 
 
+@pytest.mark.slow
 def test_no_figure_has_colliding_text_or_an_unexplained_series(drawn):
     bad = {k: v for k, v in drawn.items() if v}
     report = "\n".join(f"{k}: {p}" for k, v in bad.items() for p in v[:6])

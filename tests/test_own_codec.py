@@ -104,6 +104,7 @@ def test_bad_codecs_files(tmp_path, monkeypatch):
         get_spec("FP")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_a_builtin_architecture_through_make_run(tmp_path):
     """`make run CODEC=HP WEIGHTS=checkpoint.pth.tar`: the pipeline's checks, then the notebook."""
     from lcstudy.core.codec_sources import get_spec as gs

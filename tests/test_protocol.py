@@ -227,6 +227,7 @@ def test_bad_inputs_name_the_file_and_write_nothing(hp, tmp_path, small_png):
         lcstudy.profile(hp, tmp_path / "emptydir")
 
 
+@pytest.mark.slow
 def test_matmul_peak_measured_once_per_node_and_threads(tmp_path, small_png):
     """The second run in a results folder reads the peak its node measured; another thread count measures
     its own; a damaged cache file is measured again, not trusted."""

@@ -36,6 +36,7 @@ def imgs(tmp_path, small_png):
     return folder
 
 
+@pytest.mark.slow
 def test_api_all_contended_item_retried_then_named_and_workbooks_of_the_rest(contended, imgs, tmp_path):
     contended("im0")
     codec = lcstudy.load_codec(FAKE, weights="random")
@@ -325,6 +326,7 @@ def test_contention_trace_names_the_process_that_used_the_cpu():
     assert "top" not in off.end()
 
 
+@pytest.mark.slow
 def test_every_chapter_builds_when_a_codec_had_every_item_contended(reference, tmp_path):
     """The quick book's fixture with every item of HP contended (no time at all for it): each chapter builds,
     and the comparisons leave HP out rather than ranking a blank (a CI run under load failed on that)."""

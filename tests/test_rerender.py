@@ -108,6 +108,7 @@ def test_a_float_in_a_text_column_is_compared_at_12_digits():
     assert _describe(table(0.6977835316569884)) != _describe(table(0.697783531658))
 
 
+@pytest.mark.slow
 def test_every_chapter_and_run_table_is_rendered(rendered):
     """The re-render reaches every chapter that has data in the fixture and every run (a fixture gone stale
     would render nothing and compare nothing)."""
@@ -117,6 +118,7 @@ def test_every_chapter_and_run_table_is_rendered(rendered):
     assert sum(k.startswith("run ") for k in rendered) >= 8 * 2
 
 
+@pytest.mark.slow
 def test_tables_rerendered_from_stored_results_are_unchanged(rendered):
     if not GOLDEN.exists():
         pytest.fail(f"{GOLDEN} missing: `python -m tests.test_rerender` writes it (see this module's docstring)")
@@ -146,6 +148,7 @@ def test_one_name_per_kind_and_the_files_written_before_read_as_they_are(tmp_pat
     assert set(load_results(results, "runs").run_kind) == values["run_kind"]
 
 
+@pytest.mark.slow
 def test_a_request_stored_after_the_split_gives_the_same_tables(rendered, reference, tmp_path):
     """Issue 25: since the split into one request type per run kind, run.json holds only the run's own kind's
     fields (a standard run: no codec, quality, weights or seed). The fixture's requests were stored before, with
