@@ -2,6 +2,7 @@
 `auto` offline within seconds, `make weights`, and a user's own checkpoints in every shape
 CompressAI's train.py writes them — with a clear error for each bad one."""
 import contextlib
+import json
 import functools
 import http.server
 import threading
@@ -241,3 +242,46 @@ def test_a_run_request_and_load_codec_get_their_weights_from_one_decision(hub, m
     with pytest.raises(InputError, match="no pretrained weights for CKBD"):
         resolve({"codec": "CKBD", "images": str(KODAK / "kodim01.png"), "weights": "pretrained",
                  "results_dir": str(tmp_path)})
+
+
+def _zoo_urls_in_a_fresh_process(cache):
+    """zoo_urls() in a new interpreter: (table, whether CompressAI got imported)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json, sys; from lcstudy.core.weights import zoo_urls; t = zoo_urls(); "
+            "print(json.dumps({'table': t, 'imported': 'compressai' in sys.modules}))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LCSTUDY_CACHE": str(cache)},
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    return {a: {m: {int(q): u for q, u in qs.items()} for m, qs in ms.items()} for a, ms in got["table"].items()}, \
+        got["imported"]
+
+
+@pytest.mark.slow
+def test_the_zoo_table_is_compressais_own_read_once_then_without_importing_it(tmp_path):
+    from compressai.zoo import image
+
+    cache = tmp_path / "cache"
+    first, imported = _zoo_urls_in_a_fresh_process(cache)  # nothing cached: CompressAI imported, table kept
+    assert first == image.model_urls and imported
+    (kept,) = cache.glob("zoo-urls-*.json")
+    again, imported = _zoo_urls_in_a_fresh_process(cache)  # the runner's case: the table without CompressAI
+    assert again == image.model_urls and not imported
+    kept.write_text('{"bmshj2018-factorized": ')  # a damaged copy: read afresh and rewritten, never trusted
+    fixed, imported = _zoo_urls_in_a_fresh_process(cache)
+    assert fixed == image.model_urls and imported and json.loads(kept.read_text())
+
+
+def test_the_zoo_tables_key_follows_compressais_version(monkeypatch):
+    import importlib.metadata
+
+    key = W._zoo_key()
+    assert key
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version",
+                        lambda name: "9.9.9" if name == "compressai" else real(name))
+    assert W._zoo_key() not in (None, key)

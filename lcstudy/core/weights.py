@@ -52,13 +52,76 @@ def weights_url(spec, quality: int, metric: str = "mse") -> str:
     """
     if not spec.pretrained:
         raise WeightsError(f"CompressAI publishes no pretrained weights for {spec.label}; use weights='random'")
-    from compressai.zoo import image as zoo_image
-
-    url = zoo_image.model_urls[spec.name][metric][quality]
+    url = zoo_urls()[spec.name][metric][quality]
     root = os.environ.get("LCSTUDY_WEIGHTS_URL")
     if root:
         url = root.rstrip("/") + "/" + url.rsplit("/", 1)[1]
     return url
+
+
+def _zoo_key() -> str | None:
+    """What CompressAI's zoo table depends on, found without importing CompressAI (a top-level package's spec
+    is looked up, not executed): its version and the table's file (path, size, mtime). None when that file is
+    not where CompressAI 1.2 keeps it."""
+    import hashlib
+    import importlib.metadata
+    import importlib.util
+
+    spec = importlib.util.find_spec("compressai")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    f = Path(list(spec.submodule_search_locations)[0]) / "zoo" / "image.py"
+    try:
+        st = f.stat()
+        version = importlib.metadata.version("compressai")
+    except (OSError, importlib.metadata.PackageNotFoundError):
+        return None
+    return hashlib.sha1(f"{version}|{f}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def zoo_cache_dir() -> Path:
+    """Where the study keeps what it computed once per installation: ``$LCSTUDY_CACHE``, else the user's cache
+    (``$XDG_CACHE_HOME/lcstudy``, ``~/.cache/lcstudy``)."""
+    d = os.environ.get("LCSTUDY_CACHE")
+    if d:
+        return Path(d).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "lcstudy"
+
+
+def zoo_urls() -> dict:
+    """CompressAI's zoo URL table, ``compressai.zoo.image.model_urls`` (architecture → metric → quality → URL).
+
+    Why a cache: the runner resolves ``weights="auto"`` (is the zoo's file in the torch hub cache?) before it
+    starts any notebook, and importing ``compressai.zoo`` for that one table cost every ``make run`` and every
+    SLURM task ~4 s on the 2-core VM (CompressAI, its entropy models' SciPy, its datasets), a quarter of a
+    rerun's wall. The table is CompressAI's own: taken from the imported module where CompressAI is imported
+    already, else from a JSON copy written the first time it was imported, keyed by CompressAI's version and
+    the table's file (:func:`_zoo_key`), so an upgrade, an edit or another environment reads it afresh. An
+    unreadable or unwritable cache only costs the import."""
+    import json
+    import sys
+
+    mod = sys.modules.get("compressai.zoo.image")
+    key = None if mod is not None else _zoo_key()
+    path = zoo_cache_dir() / f"zoo-urls-{key}.json" if key else None
+    if path is not None:
+        try:
+            raw = json.loads(path.read_text())
+            return {a: {m: {int(q): u for q, u in qs.items()} for m, qs in ms.items()} for a, ms in raw.items()}
+        except (OSError, ValueError, AttributeError):
+            pass  # absent or damaged: import and rewrite it
+    if mod is None:
+        from compressai.zoo import image as mod
+    table = mod.model_urls
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}")
+            tmp.write_text(json.dumps(table))
+            os.replace(tmp, path)
+        except OSError:
+            pass
+    return table
 
 
 def hub_checkpoint_path(url: str) -> Path:

@@ -10,7 +10,9 @@ parts, each in fresh processes (a notebook's kernel is one), interleaved so drif
 the interpreter, the kernel's start (jupyter_client, as papermill starts it), the study's imports with
 CompressAI imported whole and without torch_geometric and torchvision (:mod:`lcstudy.core.lean_import`), loading a
 codec, building the run page of a tiny run, and the kernel's exit (papermill's graceful shutdown, and the stop at
-once that :mod:`lcstudy.pipeline.notebooks` gives a finished notebook). Medians over the repeats.
+once that :mod:`lcstudy.pipeline.notebooks` gives a finished notebook). Medians over the repeats. Beside them, what
+the runner pays once before any notebook: the zoo's URL table for ``WEIGHTS=auto``, imported or kept
+(:func:`lcstudy.core.weights.zoo_urls`).
 """
 from __future__ import annotations
 
@@ -116,6 +118,30 @@ def _kernel_exit(graceful: bool) -> float:
     return time.perf_counter() - t0
 
 
+def _runner_zoo_table(cached: bool) -> float:
+    """Seconds a fresh process takes to find a zoo checkpoint's URL, as the runner does to resolve
+    ``WEIGHTS=auto`` before any notebook starts: importing CompressAI for its table (an empty cache), or reading
+    the table kept by :func:`lcstudy.core.weights.zoo_urls` (a filled one). Paid once per ``make run``, ``make
+    runs`` or SLURM task, not per notebook."""
+    import os
+    import subprocess
+    import tempfile
+
+    code = ("import sys, time; t = time.perf_counter(); from lcstudy.core.codec_sources import get_spec; "
+            "from lcstudy.core.weights import weights_url; weights_url(get_spec('FP'), 1); "
+            "print(time.perf_counter() - t, 'compressai' in sys.modules)")
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "LCSTUDY_CACHE": cache}
+        for _ in range(2 if cached else 1):  # cached: the first fills the cache, the second is timed
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+            if r.returncode:
+                raise SystemExit(f"error: the zoo-table probe failed:\n{r.stderr[-2000:]}")
+    seconds, imported = r.stdout.split()
+    if (imported == "True") == cached:
+        raise SystemExit(f"error: the zoo-table probe {'imported' if cached else 'did not import'} CompressAI")
+    return float(seconds)
+
+
 def startup(image: Path, repeats: int) -> int:
     import json
     import os
@@ -159,6 +185,8 @@ def _startup_once(parts: dict, child) -> None:
             for k, v in child(lean).items():
                 parts.setdefault(f"{k} ({tag})", []).append(v)
             parts.setdefault(f"kernel exit ({tag})", []).append(_kernel_exit(graceful=tag == "before"))
+        for tag in ("before", "after"):
+            parts.setdefault(f"runner zoo table ({tag})", []).append(_runner_zoo_table(cached=tag == "after"))
 
 
 def _startup_table(parts: dict, repeats: int) -> None:
@@ -176,6 +204,8 @@ def _startup_table(parts: dict, repeats: int) -> None:
         total = med["kernel start"] + sum(med[f"{k} ({tag})"] for k in ("imports", "codec load", "run page",
                                                                           "kernel exit"))
         print(f"{'total ' + tag:28} {total:9.2f}   (kernel start + imports + codec load + run page + kernel exit)")
+    print("runner zoo table: once per make run / make runs / SLURM task, not per notebook; 'before' imports "
+          "CompressAI for its URL table to resolve WEIGHTS=auto, 'after' reads the table kept per CompressAI version")
 
 
 def main(argv=None) -> int:
