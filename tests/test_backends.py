@@ -267,3 +267,30 @@ def test_backends_variable_replaces_the_profiles_deployment_runs(tmp_path):
         "error: BACKENDS='onnx': onnx is not a deployment backend; valid: none or any of channels_last, compile, "
         "bf16, fp16, int8, onnxruntime")
     assert not (tmp_path / "r").exists()
+
+
+def test_deployments_of_one_codec_share_its_calibration_coding(hp_and_crops, monkeypatch):
+    """The decodability phase deploys each codec under every backend on the same images: the eager coding that
+    gives the transforms' calibration inputs is made once, and the deployments are those made without sharing;
+    other images (or another codec) are coded afresh."""
+    codec, crops = hp_and_crops
+    real, calls = backends.calibration_inputs, []
+    monkeypatch.setattr(backends, "calibration_inputs", lambda *a: calls.append(a[1]) or real(*a))
+    alone = [backends.deploy(codec, b, crops, 2) for b in ("onnxruntime", "channels_last")]
+    assert len(calls) == 2
+    shared: dict = {}
+    both = [backends.deploy(codec, b, crops, 2, shared=shared) for b in ("onnxruntime", "channels_last")]
+    assert len(calls) == 3
+    for a, b in zip(alone, both):
+        assert a.max_abs_diff == b.max_abs_diff and a.modules == b.modules
+    backends.deploy(codec, "channels_last", crops[:1], 2, shared=shared)  # other calibration images
+    assert len(calls) == 4 and calls[-1] == crops[:1]
+    other = lcstudy_load("FP")
+    backends.deploy(other, "channels_last", crops, 2, shared=shared)  # another codec
+    assert len(calls) == 5
+
+
+def lcstudy_load(label):
+    import lcstudy
+
+    return lcstudy.load_codec(label, 1, weights="random")

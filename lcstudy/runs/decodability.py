@@ -181,7 +181,7 @@ def _columns(run, rec, cfg, host: str) -> dict:
             "degenerate": decoding.degenerate(sc)}
 
 
-def _deployed(codec, cfg, streams, threads, log):
+def _deployed(codec, cfg, streams, threads, log, shared=None):
     """The codec to decode ``cfg`` with: eager (moved to ``cfg.device``), or its transforms deployed."""
     if cfg.backend == "eager":
         return codec
@@ -196,7 +196,7 @@ def _deployed(codec, cfg, streams, threads, log):
                          >= CALIBRATION_CROP else im)
     if not calib:
         raise RuntimeError("no calibration image on this machine")
-    return deploy(codec, cfg.backend, calib, threads, log).codec
+    return deploy(codec, cfg.backend, calib, threads, log, shared=shared).codec
 
 
 def execute(results_dir, backends: list[str] | None = None, log=print,
@@ -258,6 +258,7 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
                 log(f"note: {codec_name} q{quality} ({weights}): the weights loadable here are not those that "
                     f"encoded its {len(members)} bitstreams; not decoded")
                 continue
+            shared: dict = {}  # this codec's calibration inputs, computed by its first deployment
             for cfg in configs:
                 todo = [(r, rec) for r, rec in members if _pairs(r, cfg, configs[0])
                         and not layout.decode_file(results_dir, host, r, rec["item"], cfg.name).exists()]
@@ -265,7 +266,7 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
                     continue
                 with _threads(cfg.threads):
                     try:
-                        dec = _deployed(codec, cfg, members, cfg.threads or n, log)
+                        dec = _deployed(codec, cfg, members, cfg.threads or n, log, shared)
                         model = dec.model if cfg.device == "cpu" else _on(dec.model, cfg.device)
                         fail = None
                     except Exception as e:  # noqa: BLE001
