@@ -294,3 +294,32 @@ def lcstudy_load(label):
     import lcstudy
 
     return lcstudy.load_codec(label, 1, weights="random")
+
+
+
+def test_cost_charges_a_compilation_only_at_a_shape_setup_did_not_compile(tmp_path, small_png, monkeypatch):
+    """``make cost``: a compiling backend (compile, int8) compiles the calibration shape during setup, so a run at
+    that crop pays its one-off cost once (setup); at another crop it pays it again, per deployed transform. A
+    backend that does not compile (onnxruntime) pays setup only, whatever the shape. A factorized prior (FP)
+    deploys two transforms, the others four."""
+    import dataclasses
+
+    from lcstudy.pipeline.cost import predict_one
+    from lcstudy.runs.params import resolve
+
+    small_png("a", h=600, w=600, folder=tmp_path / "im")
+    cal = backends.CALIBRATION_CROP
+
+    def one_off(codec, name, crop):
+        """The prediction's part that is the backend's one-off cost: with 1000 s per transform less without."""
+        def pred(s):
+            monkeypatch.setitem(backends.BACKENDS, name, dataclasses.replace(backends.BACKENDS[name],
+                                                                             guess_one_off_s=s))
+            return predict_one(resolve({"codec": codec, "backend": name, "crop": crop, "repeats": 1,
+                                        "images": str(tmp_path / "im"), "macs": False, "kernels": False}), {}, {})
+        return round((pred(1000.0) - pred(0.0)) / 1000.0, 6)
+
+    for name in ("compile", "int8"):
+        assert (one_off("HP", name, cal), one_off("HP", name, 2 * cal)) == (4, 8), name
+    assert (one_off("FP", "compile", cal), one_off("FP", "compile", 2 * cal)) == (2, 4)
+    assert (one_off("HP", "onnxruntime", cal), one_off("HP", "onnxruntime", 2 * cal)) == (4, 4)

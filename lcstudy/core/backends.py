@@ -60,11 +60,18 @@ class Backend:
     tolerance: float | None
     devices: tuple[str, ...] = ("cpu", "cuda")
     one_off: str = ""  # what its one-off cost is
-    #: first guesses for ``make cost`` before anything is measured (one noisy check on the 2-core VM, see
-    #: shared/notes/deployment-facts.md): the coding's time over eager's, and one-off seconds per transform
-    #: and input shape (compilation)
+    #: first guesses for ``make cost`` before this platform has measured the run: the transforms' time over
+    #: eager's, and the one-off seconds per deployed transform (export, calibration, conversion, and a
+    #: compiling backend's compilation at each input shape). Measured: the standard profile's 40 deployment
+    #: runs (8 codecs, 4 images, 256² crops, 2 threads) on the 2-core AVX-512 VM, 6 Dec 2026 — the median over
+    #: codecs and directions of the network time over eager's timed beside it, and the median over codecs of
+    #: ``setup_seconds`` per deployed module. The AVX2 VM has no native bf16: one check there (HP's ``g_s``,
+    #: shared/notes/deployment-facts.md) found bf16 ~10× eager's time, not ~3.7×.
     guess_ratio: float = 1.0
     guess_one_off_s: float = 0.0
+    #: its one-off cost recurs at every new input shape (a compiling backend, ``dynamic=False``); the
+    #: calibration shape is compiled during setup
+    per_shape: bool = False
 
     @property
     def identity(self) -> bool:
@@ -162,21 +169,22 @@ def _onnxruntime(module, examples, threads):
 BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("eager", "PyTorch eager, fp32, contiguous tensors (the reference)", "fp32", None, 0.0),
     Backend("channels_last", "model and activations in channels-last memory format", "fp32", _channels_last, 1e-4,
-            guess_ratio=0.8),
+            guess_ratio=0.84, guess_one_off_s=0.25),
     Backend("compile", "torch.compile (inductor), one graph per input shape", "fp32", _compile, 1e-3,
-            one_off="compilation at the first call of each input shape", guess_ratio=0.5, guess_one_off_s=12.0),
+            one_off="compilation at the first call of each input shape", guess_ratio=0.81, guess_one_off_s=5.3,
+            per_shape=True),
     Backend("bf16", "the transforms under bf16 autocast (weights stay fp32)", "bf16 compute", _autocast("bfloat16"),
-            None, guess_ratio=10.0),
+            None, guess_ratio=3.7, guess_one_off_s=0.5),
     Backend("fp16", "the transforms under fp16 autocast (weights stay fp32)", "fp16 compute", _autocast("float16"),
-            None, devices=("cuda",), guess_ratio=0.5),
+            None, devices=("cuda",), guess_ratio=0.5),  # CUDA only, never measured here: an assumption
     Backend("int8", "PT2E static quantization (x86 inductor quantizer), lowered by torch.compile",
             "int8 weights and activations", _int8, None,
             one_off="export, calibration and conversion; compilation at the first call of each input shape",
-            guess_ratio=0.8, guess_one_off_s=45.0),
+            guess_ratio=0.9, guess_one_off_s=6.1, per_shape=True),
     Backend("onnxruntime", "each transform exported by torch.onnx and run by ONNX Runtime", "fp32", _onnxruntime,
             # CPU only: the pinned onnxruntime is the CPU build (the CUDA provider needs onnxruntime-gpu)
-            1e-4, devices=("cpu",), one_off="export (TorchScript exporter) and session creation", guess_ratio=0.5,
-            guess_one_off_s=1.5),
+            1e-4, devices=("cpu",), one_off="export (TorchScript exporter) and session creation", guess_ratio=0.94,
+            guess_one_off_s=0.44),
 )}
 
 

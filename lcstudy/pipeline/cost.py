@@ -85,9 +85,13 @@ def predict_one(req, rates: dict, measured_walls: dict) -> float:
         rate = reference_rate(spec, req.quality, req.device, threads)
     total = RUN_OVERHEAD_S
     shapes = set()
-    from ..core.backends import BACKENDS, TRANSFORM_STAGES
+    from ..core.backends import BACKENDS, CALIBRATION_CROP
+    from ..core.codec_table import Family
 
     b = BACKENDS.get(req.backend, BACKENDS["eager"])
+    # the transforms a backend deploys: a factorized prior has no hyper transforms
+    transforms = 2 if spec.family == Family.FACTORIZED else 4
+    calibration_mpx = CALIBRATION_CROP ** 2 / 1e6
     deployed = b.name != "eager"  # a backend run codes each item twice per repeat: the backend and eager
     share = NETWORK_SHARE.get(spec.family, NETWORK_SHARE_DEFAULT)
     ratio = 1 - share + share * b.guess_ratio  # the backend's coding over eager's
@@ -100,10 +104,12 @@ def predict_one(req, rates: dict, measured_walls: dict) -> float:
         warm = 0 if not new or t > rule.warmup_skip_s else rule.warmup
         shapes.add(shape)
         total += (n + warm) * t + METRICS_S_PER_MPX * mpx
-        if deployed and new:  # the untimed first coding of a new shape, and its one-off compilation
-            total += rate * mpx * ratio + b.guess_one_off_s * len(TRANSFORM_STAGES)
-    if deployed:  # setup: the calibration shape's export/compilation, and two calibration codings
-        total += b.guess_one_off_s * len(TRANSFORM_STAGES) + 2 * rate * 0.065
+        if deployed and new:  # the untimed first coding of a new shape, and a compiling backend's compilation
+            total += rate * mpx * ratio
+            if b.per_shape and not math.isclose(mpx, calibration_mpx):
+                total += b.guess_one_off_s * transforms
+    if deployed:  # setup: export, conversion, the calibration shape's compilation, two calibration codings
+        total += b.guess_one_off_s * transforms + 2 * rate * calibration_mpx
     first_size = req.sizes[0] if req.sizes else None
     first = rate * _mpx(req, req.images[0], first_size) if req.images else 0.0
     if req.kernels:
