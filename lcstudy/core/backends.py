@@ -63,10 +63,11 @@ class Backend:
     #: first guesses for ``make cost`` before this platform has measured the run: the transforms' time over
     #: eager's, and the one-off seconds per deployed transform (export, calibration, conversion, and a
     #: compiling backend's compilation at each input shape). Measured: the standard profile's 40 deployment
-    #: runs (8 codecs, 4 images, 256² crops, 2 threads) on the 2-core AVX-512 VM, 6 Dec 2026 — the median over
-    #: codecs and directions of the network time over eager's timed beside it, and the median over codecs of
-    #: ``setup_seconds`` per deployed module. The AVX2 VM has no native bf16: one check there (HP's ``g_s``,
-    #: shared/notes/deployment-facts.md) found bf16 ~10× eager's time, not ~3.7×.
+    #: runs (8 codecs, 4 images, 256² crops, 2 threads) on a 2-core Intel Xeon VM with AVX-512 and VNNI but no
+    #: AVX512-BF16, 6 Dec 2026 — the median over codecs and directions of the network time over eager's timed
+    #: beside it, and the median over codecs of ``setup_seconds`` per deployed module. Neither VM has native
+    #: bf16; on the AMD EPYC AVX2 VM one check (HP's ``g_s``, shared/notes/deployment-facts.md) found bf16 ~10×
+    #: eager's time, not ~3.7×.
     guess_ratio: float = 1.0
     guess_one_off_s: float = 0.0
     #: its one-off cost recurs at every new input shape (a compiling backend, ``dynamic=False``); the
