@@ -323,3 +323,35 @@ def test_cost_charges_a_compilation_only_at_a_shape_setup_did_not_compile(tmp_pa
         assert (one_off("HP", name, cal), one_off("HP", name, 2 * cal)) == (4, 8), name
     assert (one_off("FP", "compile", cal), one_off("FP", "compile", 2 * cal)) == (2, 4)
     assert (one_off("HP", "onnxruntime", cal), one_off("HP", "onnxruntime", 2 * cal)) == (4, 4)
+
+
+def test_a_slow_down_is_explained_by_the_operator_that_took_the_most_of_it():
+    """The slow-down finding names the operator with the most self time in that backend run's profile of the
+    same direction (never the time outside torch ops, nor a '(rest: …)' row, nor another backend's or direction's
+    operator), with its seconds and calls, beside eager's time for the whole transform."""
+    import pandas as pd
+
+    from lcstudy.chapters import deployment
+    from lcstudy.chapters.page import Page
+
+    key = {"platform": "P", "codec": "DGM", "quality": 1}
+    sp = pd.DataFrame([{**key, "backend": "bf16", "direction": d, "stage": st, "eager_s": e, "backend_s": e / x,
+                        "speedup_vs_eager": x, "images": 4, "cpu_flags": "avx2 fma"}
+                       for d, st, e, x in [("decode", "g_s", 0.114, 0.2), ("decode", "total", 1.0, 0.7),
+                                           ("encode", "g_a", 0.1, 0.5), ("encode", "total", 1.0, 0.8)]])
+
+    def op(name, s, calls, backend="bf16", direction="decode"):
+        return {**key, "run_backend": backend, "backend": backend, "direction": direction, "op_kind": "cpu_op",
+                "op": name, "category": "convolution" if "conv" in name else "other", "self_seconds": s,
+                "calls": calls, "wall_seconds": 1.4, "share": s / 1.4}
+    k = pd.DataFrame([op("outside torch ops", 0.9, 0), op("(rest: copies)", 0.7, 900), op("aten::copy_", 0.1, 50),
+                      op("aten::mkldnn_convolution", 0.6, 282), op("aten::mul", 0.65, 3, direction="encode"),
+                      op("aten::addmm", 0.8, 4, backend="int8")])
+    tables = {"speedup": sp, "rd_price": pd.DataFrame(), "costs": pd.DataFrame(),
+              "profile_top": deployment.profile_top(k)}
+    page = Page("deployment")
+    deployment.findings(page, tables)
+    slow = [s for s in page.findings.sentences() if "slow-down" in s]
+    assert len(slow) == 1 and "DGM's g_s under *bf16* runs at 0.200× eager's speed" in slow[0], slow
+    assert ("operator profile of one decode puts its largest share, 0.429, in aten::mkldnn_convolution "
+            "(convolution: 0.600 s over 282 calls, against 0.114 s for eager's whole g_s)") in slow[0], slow[0]

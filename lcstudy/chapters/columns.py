@@ -213,6 +213,8 @@ COLUMNS.update({  # deployment backends (lcstudy.core.backends; the Deployment c
                        "mitigation"),
     "mitigation_cost": ("decode time ×", "x", "decode time with h_s in float64 over float32's (median of 3 each)"),
     "identical_share": ("bitstream = eager's (share of images)", "frac", "share of images whose bitstream is eager's, byte for byte"),
+    "identical_count": ("bitstream = eager's (images)", "int", "how many images' bitstreams are eager's, byte for byte"),
+    "op_share": ("share of the coding", "frac", "the operator's self time over the profiled coding's wall time"),
     "prime_seconds": ("first coding (s)", "s", "untimed first coding of a new input shape: a one-off cost"),
     "setup_seconds": ("setup (s)", "s", "one-off: export, calibration and conversion of the transforms"),
     "model_bytes": ("model bytes", "int", "the model's tensors at the backend's precision (ONNX: the files)"),

@@ -80,6 +80,7 @@ def rd_price(t: pd.DataFrame) -> pd.DataFrame:
         row["delta_psnr_db"] = float((mo.psnr - mr.psnr).median())
         row["delta_ms_ssim"] = float((mo.ms_ssim - mr.ms_ssim).median())
         row["identical_share"] = float(own.identical_bitstream.astype(float).mean())
+        row["identical_count"] = int(own.identical_bitstream.astype(bool).sum())
         rows.append(row)
     return _by_backend(pd.DataFrame(rows))
 
@@ -100,6 +101,24 @@ def costs(t: pd.DataFrame) -> pd.DataFrame:
     out = out.rename(columns={"run_backend": "backend"})
     if "model_bytes" in out:
         out["model_ratio"] = out.model_bytes / out.eager_model_bytes
+    return _by_backend(out)
+
+
+def profile_top(k: pd.DataFrame) -> pd.DataFrame:
+    """Per platform, codec, quality, backend and direction of the backend runs' operator profiles (``k``: the
+    kernels rows; each run profiles one coding of its first image under its backend): the operator with the most
+    self time, its category, seconds and share of the profiled coding's wall time. What still runs in torch: under
+    ``onnxruntime`` the transforms' operators are ONNX Runtime's and appear only as time outside torch ops."""
+    if k is None or k.empty or "run_backend" not in k:
+        return pd.DataFrame()
+    d = k[(k.run_backend != "eager") & (k.backend == k.run_backend) & (k.op_kind == "cpu_op")
+          & (k.op != "outside torch ops") & ~k.op.astype(str).str.startswith("(rest")]
+    if d.empty:
+        return pd.DataFrame()
+    keys = ["platform", "codec", "quality", "run_backend", "direction"]
+    top = d.loc[d.groupby(keys, sort=False).self_seconds.idxmax()]
+    out = top[keys + ["op", "category", "self_seconds", "wall_seconds", "share", "calls"]].rename(
+        columns={"run_backend": "backend", "share": "op_share"})
     return _by_backend(out)
 
 
@@ -179,22 +198,38 @@ def findings(page: Page, t: dict) -> None:
     slow = sp[(sp.stage.isin(["g_a", "g_s"])) & (sp.speedup_vs_eager < 1)]
     if len(slow):
         r = slow.loc[slow.speedup_vs_eager.idxmin()]
-        page.findings.add("The largest slow-down of a transform: {c}'s {st} under {b} runs at {x} eager's speed "
-                          "on {p}, whose CPU flags are {f} (bf16 and int8 have native instructions only with "
-                          "avx512_bf16/amx_bf16 and avx512_vnni/avx_vnni/amx_int8).", c=r.codec, st=r.stage,
-                          b=r.backend, p=r.platform, f=r.get("cpu_flags") or "unknown",
-                          x=fact(t, "speedup", k(r), "speedup_vs_eager", "x"))
+        sentence = ("The largest slow-down of a transform: {c}'s {st} under {b} runs at {x} eager's speed "
+                    "on {p}, whose CPU flags are {f} (bf16 and int8 have native instructions only with "
+                    "avx512_bf16/amx_bf16 and avx512_vnni/avx_vnni/amx_int8)")
+        facts = dict(c=r.codec, st=r.stage, b=r.backend, p=r.platform, f=r.get("cpu_flags") or "unknown",
+                     x=fact(t, "speedup", k(r), "speedup_vs_eager", "x"))
+        top = t.get("profile_top", pd.DataFrame())
+        kp = {"platform": r.platform, "codec": r.codec, "quality": r.quality, "backend": r.backend,
+              "direction": r.direction}
+        if not top.empty and ((top.platform == r.platform) & (top.codec.astype(str) == str(r.codec))
+                              & (top.backend == r.backend) & (top.direction == r.direction)).any():
+            row = top[(top.platform == r.platform) & (top.codec.astype(str) == str(r.codec))
+                      & (top.backend == r.backend) & (top.direction == r.direction)].iloc[0]
+            # why, in the operator profile's words: the operator that took the most of that coding under it
+            sentence += ("; that run's operator profile of one {d} puts its largest share, {o}, in {op} "
+                         "({oc}: {os} s over {n} calls, against {e} s for eager's whole {st})")
+            facts.update(d=r.direction, op=row.op, oc=row.category, n=fact(t, "profile_top", kp, "calls", "int"),
+                         o=fact(t, "profile_top", kp, "op_share", "frac"),
+                         os=fact(t, "profile_top", kp, "self_seconds", "s"),
+                         e=fact(t, "speedup", k(r), "eager_s", "s"))
+        page.findings.add(sentence + ".", **facts)
     if not rd.empty:
         kr = lambda r: {"platform": r.platform, "codec": r.codec, "quality": r.quality, "backend": r.backend}  # noqa
         lossy = rd[rd.backend.isin(["int8", "bf16"])].dropna(subset=["delta_psnr_db", "delta_bpp_pct"])
         for _, g in lossy.groupby("backend", sort=False):  # the largest change in quality per lossy backend
             r = g.loc[g.delta_psnr_db.abs().idxmax()]
             page.findings.add("{b} changes PSNR by at most {d} dB (on {c}; its rate by {r}) against eager with the "
-                              "same weights ({w}); {i} of that codec's images keep eager's bitstream byte for byte.",
+                              "same weights ({w}); {i} of that codec's {n} images keep eager's bitstream byte for byte.",
                               b=r.backend, c=r.codec, w=r.weights_label,
                               d=fact(t, "rd_price", kr(r), "delta_psnr_db", "db"),
                               r=fact(t, "rd_price", kr(r), "delta_bpp_pct", "pct"),
-                              i=fact(t, "rd_price", kr(r), "identical_share", "frac"))
+                              i=fact(t, "rd_price", kr(r), "identical_count", "int"),
+                              n=fact(t, "rd_price", kr(r), "images", "int"))
 
 
 def build(results_dir, reference=None, downloads_dir=None) -> Page:
@@ -203,7 +238,7 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     dep = lcs.deployment or {}
     t = dep.get("timings", pd.DataFrame())
     sp, rd, oc = speedups(t), rd_price(t), costs(t)
-    tables = {"speedup": sp, "rd_price": rd, "costs": oc}
+    tables = {"speedup": sp, "rd_price": rd, "costs": oc, "profile_top": profile_top(dep.get("kernels"))}
     if sp.empty:
         page.findings.missing("No backend run here: `make run CODEC=HP BACKEND=onnxruntime` (or the standard profile, "
                               "`make runs`, which runs every backend at each codec's lowest quality) measures one.")
