@@ -206,10 +206,10 @@ def findings(page: Page, t: dict) -> None:
         top = t.get("profile_top", pd.DataFrame())
         kp = {"platform": r.platform, "codec": r.codec, "quality": r.quality, "backend": r.backend,
               "direction": r.direction}
-        if not top.empty and ((top.platform == r.platform) & (top.codec.astype(str) == str(r.codec))
-                              & (top.backend == r.backend) & (top.direction == r.direction)).any():
-            row = top[(top.platform == r.platform) & (top.codec.astype(str) == str(r.codec))
-                      & (top.backend == r.backend) & (top.direction == r.direction)].iloc[0]
+        mine = top[(top.platform == r.platform) & (top.codec.astype(str) == str(r.codec)) & (top.backend == r.backend)
+                   & (top.direction == r.direction)] if not top.empty else top
+        if len(mine):
+            row = mine.iloc[0]
             # why, in the operator profile's words: the operator that took the most of that coding under it
             sentence += ("; that run's operator profile of one {d} puts its largest share, {o}, in {op} "
                          "({oc}: {os} s over {n} calls, against {e} s for eager's whole {st})")
