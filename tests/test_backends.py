@@ -296,7 +296,6 @@ def lcstudy_load(label):
     return lcstudy.load_codec(label, 1, weights="random")
 
 
-
 def test_cost_charges_a_compilation_only_at_a_shape_setup_did_not_compile(tmp_path, small_png, monkeypatch):
     """``make cost``: a compiling backend (compile, int8) compiles the calibration shape during setup, so a run at
     that crop pays its one-off cost once (setup); at another crop it pays it again, per deployed transform. A
