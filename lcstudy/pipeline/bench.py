@@ -118,6 +118,33 @@ def _kernel_exit(graceful: bool) -> float:
     return time.perf_counter() - t0
 
 
+def _kernel_ready(warm: bool) -> float:
+    """Seconds from asking for a kernel to its having imported the study (what a run notebook's first cells wait
+    for), started as :class:`lcstudy.pipeline.notebooks.IPCKernelManager` starts it: cold (a new interpreter that
+    imports everything) or warm (forked by the zygote, :mod:`lcstudy.pipeline.zygote`, which must be running)."""
+    import os
+    import time
+
+    from .notebooks import IPCKernelManager, _LIVE
+
+    os.environ["LCSTUDY_WARM_KERNEL"] = "1" if warm else "0"
+    t0 = time.perf_counter()
+    km = IPCKernelManager(kernel_name="python3")
+    km.start_kernel()
+    kc = km.client()
+    kc.start_channels()
+    kc.wait_for_ready(timeout=120)
+    reply = kc.execute_interactive("import lcstudy.runs.learned, lcstudy.chapters.run_page, compressai.zoo",
+                                   timeout=120, output_hook=lambda msg: None)
+    t = time.perf_counter() - t0
+    kc.stop_channels()
+    km.shutdown_kernel(now=True)
+    _LIVE.remove(km)
+    if reply["content"]["status"] != "ok":
+        raise SystemExit(f"error: the kernel could not import the study: {reply['content'].get('evalue')}")
+    return t
+
+
 def _runner_zoo_table(cached: bool) -> float:
     """Seconds a fresh process takes to find a zoo checkpoint's URL, as the runner does to resolve
     ``WEIGHTS=auto`` before any notebook starts: importing CompressAI for its table (an empty cache), or reading
@@ -165,9 +192,23 @@ def startup(image: Path, repeats: int) -> int:
             raise SystemExit(f"error: the startup probe failed:\n{r.stderr[-2000:]}")
         return json.loads(r.stdout.strip().splitlines()[-1])
 
+    from . import zygote
+
     with timing_lock(f"bench startup (pid {os.getpid()})", wait=True, log=print):
-        for _ in range(repeats):
-            _startup_once(parts, child)
+        zygote.stop()
+        z = zygote.zygote_for(dict(os.environ, LCSTUDY_WARM_KERNEL="1"))
+        t0 = time.perf_counter()
+        ready = z.ready()
+        parts["zygote start (once)"] = [time.perf_counter() - t0]
+        try:
+            for _ in range(repeats):
+                _startup_once(parts, child)
+                for warm, tag in ((False, "cold"), (True, "warm")):
+                    parts.setdefault(f"kernel ready ({tag})", []).append(_kernel_ready(warm))
+        finally:
+            zygote.stop()
+    print(f"zygote: imported {', '.join(zygote.PRELOAD)} in {ready['import_s']:.2f} s; "
+          f"{ready['resident_file_mb']:.0f} MB of library pages mapped again in each kernel")
     _startup_table(parts, repeats)
     return 0
 
@@ -204,6 +245,12 @@ def _startup_table(parts: dict, repeats: int) -> None:
         total = med["kernel start"] + sum(med[f"{k} ({tag})"] for k in ("imports", "codec load", "run page",
                                                                           "kernel exit"))
         print(f"{'total ' + tag:28} {total:9.2f}   (kernel start + imports + codec load + run page + kernel exit)")
+    cold, warm = med["kernel ready (cold)"], med["kernel ready (warm)"]
+    warm_total = total - med["kernel start"] - med["imports (after)"] + warm
+    print(f"{'total warm':28} {warm_total:9.2f}   (total after, its kernel start and imports replaced by the warm "
+          f"kernel's ready time; cold, that ready time is {cold:.2f} s)")
+    print("kernel ready: from asking for a kernel to its having imported the study, cold (a new interpreter) or warm "
+          "(forked by the zygote, which imports once per make run / make runs / make book: 'zygote start (once)')")
     print("runner zoo table: once per make run / make runs / SLURM task, not per notebook; 'before' imports "
           "CompressAI for its URL table to resolve WEIGHTS=auto, 'after' reads the table kept per CompressAI version")
 

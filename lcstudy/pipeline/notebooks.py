@@ -21,6 +21,7 @@ SOURCES = ROOT / "notebooks"
 
 def _ipc_manager():
     from jupyter_client.manager import KernelManager
+    from jupyter_client.utils import run_sync
 
     class IPCKernelManager(KernelManager):
         """The kernel talks to papermill over Unix sockets, not TCP on 127.0.0.1: no network needed,
@@ -37,6 +38,22 @@ def _ipc_manager():
             #: set by :func:`_interrupt_kernels_too` when a stop signal reached the kernel
             self.lcstudy_interrupted = False
             _LIVE.append(self)
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            """Warm where it can be (:mod:`lcstudy.pipeline.zygote`: forked from a process that has imported the
+            study), cold as jupyter_client starts it otherwise."""
+            from jupyter_client.provisioning import LocalProvisioner
+
+            from . import zygote
+
+            if type(self.provisioner) is LocalProvisioner:
+                info = zygote.launch(self.provisioner, kernel_cmd, kw)
+                if info is not None:
+                    self._reconcile_connection_info(info)
+                    return
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        _launch_kernel = run_sync(_async_launch_kernel)
 
         def shutdown_kernel(self, now: bool = False, restart: bool = False):
             """At once, unless a stop signal interrupted the kernel. papermill shuts a kernel down gracefully:
