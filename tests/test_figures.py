@@ -300,3 +300,23 @@ def test_tables_round_to_three_digits_or_to_what_the_interval_says():
     assert fmt("ci", (12.3456, 4.5)) == "12.3 ± 4.5"
     assert fmt("ci", (12.3456, 0.0123)) == "12.346 ± 0.012"  # a narrow interval says more digits
     assert fmt("pct", 0.012345) == "0.0123" and fmt("pct", 83.45) == "83.5"
+
+
+def test_the_deployment_heat_map_reads_as_speed_ups_on_every_cell():
+    """Its colour bar is labelled in speed-ups (0.25×…4×), not in the log₂ values behind the colour, and a number
+    on a dark cell (slower than 0.5×, faster than 2×: bf16 on a CPU without bf16 instructions read 0.21–0.39×) is
+    white, elsewhere black. Seen failing with the log₂ ticks (−2…2) and black text everywhere, as it was."""
+    import matplotlib.colors as mcolors
+    import pandas as pd
+
+    from lcstudy.chapters import deployment
+
+    rows = [{"platform": "vm · cpu · 2thr", "codec": "HP", "stage": stage, "direction": d, "backend": b,
+             "speedup_vs_eager": s}
+            for d in ("encode", "decode") for stage in ("network", "total")
+            for b, s in (("bf16", 0.22), ("channels_last", 1.3), ("onnxruntime", 3.0))]
+    fig = deployment.fig_heatmap(pd.DataFrame(rows))
+    bar = fig.axes[2]
+    assert [t.get_text() for t in bar.get_yticklabels()] == ["0.25×", "0.5×", "1×", "2×", "4×"]
+    colours = {t.get_text(): mcolors.to_hex(t.get_color()) for t in fig.axes[0].texts}
+    assert colours == {"0.22": "#ffffff", "1.3": "#000000", "3": "#ffffff"}, colours

@@ -129,6 +129,10 @@ def _by_backend(out: pd.DataFrame) -> pd.DataFrame:
         .reset_index(drop=True)
 
 
+#: |log₂ speed-up| beyond which a heat-map cell is dark enough in RdBu (±2 at its ends) to need white text
+HEATMAP_DARK_LOG2 = 1.0
+
+
 def fig_heatmap(sp: pd.DataFrame):
     """Speed-up per codec × {transforms, whole coding} (rows) and backend (columns), encode and decode side by
     side. Only the network and total rows: every stage of every codec made ~70 rows a direction in the quick
@@ -156,11 +160,14 @@ def fig_heatmap(sp: pd.DataFrame):
         ax.set_yticks(range(len(labels)), labels)
         for i in range(v.shape[0]):
             for j in range(v.shape[1]):
-                if np.isfinite(v[i, j]):
-                    ax.text(j, i, f"{w.iloc[i, j]:.2g}", ha="center", va="center", fontsize=6)
+                if np.isfinite(v[i, j]):  # white on the dark ends of the scale (beyond 0.5× and 2×), black elsewhere
+                    ax.text(j, i, f"{w.iloc[i, j]:.2g}", ha="center", va="center", fontsize=6,
+                            color="white" if abs(v[i, j]) > HEATMAP_DARK_LOG2 else "black")
         ax.set_title(direction)
     if im is not None:
-        fig.colorbar(im, cax=axes[2], label="speed-up over eager (log₂ colour; blue: faster)")
+        bar = fig.colorbar(im, cax=axes[2], label="speed-up over eager (blue: faster)")
+        ticks = np.arange(-2, 3)  # the colour is log₂ of the speed-up; its ticks read as speed-ups
+        bar.set_ticks(ticks, labels=[f"{2.0 ** t:g}×" for t in ticks])
     return style.finish(fig, style.title("Speed-up over eager per stage and backend", sp, [plat]))
 
 
