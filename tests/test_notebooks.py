@@ -136,7 +136,10 @@ def test_a_kernel_that_dies_fails_its_notebook_instead_of_hanging(sources, monke
     its notebook within seconds, cold or warm (lcstudy.pipeline.zygote), and leaves no notebook that looks
     finished. Seen failing with papermill given the synchronous manager: its blocking client waited for the dead
     kernel's output for ever."""
+    from lcstudy.pipeline import zygote
+
     monkeypatch.setenv("LCSTUDY_WARM_KERNEL", warm)
+    zygote.stop()
     (sources / "notebooks" / "dies.md").write_text(DIES.format())
     out = sources / "out" / "dies.ipynb"
     failure = {}
@@ -155,6 +158,9 @@ def test_a_kernel_that_dies_fails_its_notebook_instead_of_hanging(sources, monke
     assert (sources / "d").exists() and time.monotonic() - t0 < 60
     assert "died" in str(failure.get("e")).lower() or type(failure.get("e")).__name__ == "DeadKernelError", failure
     assert not out.exists()
+    served = zygote._ZYGOTE._next if zygote._ZYGOTE else 0
+    zygote.stop()
+    assert served == (1 if warm == "1" else 0), "a warm kernel must come from the zygote, a cold one not"
 
 
 def test_chapters_run_concurrently_and_a_failure_stops_none(monkeypatch, tmp_path, capsys):

@@ -73,6 +73,44 @@ def test_a_warm_kernel_is_a_fresh_process_in_a_session_of_its_own(probe, monkeyp
     assert not d["warm"] and d["ppid"] == os.getpid() and d["path"] == a["path"]
 
 
+def test_a_retired_zygotes_kernel_runs_on_and_dies_with_its_zygote(probe, monkeypatch):
+    """The zygote is in a session of its own (a SIGTERM or hang-up to the runner's group is the runner's to pass on;
+    seen failing without ``start_new_session``). A new environment retires the zygote without stopping the kernel
+    it still runs (seen failing with the old zygote closed at once); when a zygote dies, its kernels die, and their
+    notebooks fail instead of waiting (the runner's death reaches them so)."""
+    import signal
+    import threading
+    import time
+
+    (probe / "notebooks" / "long.md").write_text(NOTEBOOK.format(sleep=120))
+    failure = {}
+
+    def long():
+        try:
+            notebooks.execute("long", probe / "out" / "long.ipynb", {"marker": str(probe / "long")}, echo=False)
+        except BaseException as e:  # noqa: BLE001
+            failure["e"] = e
+
+    worker = threading.Thread(target=long, daemon=True)
+    worker.start()
+    t0 = time.monotonic()
+    while not (probe / "long").exists():
+        assert time.monotonic() - t0 < 60
+        time.sleep(0.1)
+    first = zygote._ZYGOTE
+    assert os.getsid(first.proc.pid) == first.proc.pid
+    (km,) = notebooks._LIVE
+    kernel = km.provisioner.pid
+    monkeypatch.setenv("LCSTUDY_PROBE", "another")
+    c = _probe(probe, "c")
+    assert zygote._ZYGOTE is not first and c["probe"] == "another"
+    time.sleep(1.5)  # the kernel's parent poller looks once a second
+    assert first.proc.poll() is None and worker.is_alive() and os.path.exists(f"/proc/{kernel}")
+    os.kill(first.proc.pid, signal.SIGKILL)
+    worker.join(60)
+    assert not worker.is_alive() and "died" in str(failure.get("e")).lower(), failure
+
+
 def test_only_this_interpreters_ipykernel_is_started_warm():
     import sys
 

@@ -127,19 +127,34 @@ def _kernel_ready(warm: bool) -> float:
 
     from .notebooks import IPCKernelManager, _LIVE
 
+    import shutil
+
+    from . import zygote
+
+    before = os.environ.get("LCSTUDY_WARM_KERNEL")
     os.environ["LCSTUDY_WARM_KERNEL"] = "1" if warm else "0"
-    t0 = time.perf_counter()
-    km = IPCKernelManager(kernel_name="python3")
-    km.start_kernel()
-    kc = km.client()
-    kc.start_channels()
-    kc.wait_for_ready(timeout=120)
-    reply = kc.execute_interactive("import lcstudy.runs.learned, lcstudy.chapters.run_page, compressai.zoo",
-                                   timeout=120, output_hook=lambda msg: None)
-    t = time.perf_counter() - t0
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
-    _LIVE.remove(km)
+    served = zygote._ZYGOTE._next if zygote._ZYGOTE else 0
+    try:
+        t0 = time.perf_counter()
+        km = IPCKernelManager(kernel_name="python3")
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=120)
+        reply = kc.execute_interactive("import lcstudy.runs.learned, lcstudy.chapters.run_page, compressai.zoo",
+                                       timeout=120, output_hook=lambda msg: None)
+        t = time.perf_counter() - t0
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+        _LIVE.remove(km)
+        shutil.rmtree(os.path.dirname(km.ip), ignore_errors=True)
+    finally:
+        if before is None:
+            os.environ.pop("LCSTUDY_WARM_KERNEL", None)
+        else:
+            os.environ["LCSTUDY_WARM_KERNEL"] = before
+    if warm and (zygote._ZYGOTE._next if zygote._ZYGOTE else 0) == served:
+        raise SystemExit("error: the warm kernel was started cold (the zygote refused: see the note above)")
     if reply["content"]["status"] != "ok":
         raise SystemExit(f"error: the kernel could not import the study: {reply['content'].get('evalue')}")
     return t

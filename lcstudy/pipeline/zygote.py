@@ -12,8 +12,11 @@ How, in two processes:
 * the **zygote** (``python -m lcstudy.pipeline.zygote``): started by the process that executes
   notebooks (the runner), at its first notebook, with that notebook's environment. It imports
   :data:`PRELOAD` — what every run notebook imports anyway, no more, so a warm run's RSS baseline is a
-  cold run's — runs no torch operation and starts no thread (checked: it refuses to fork otherwise), and
-  then forks one child per kernel asked for and reports each child's exit status.
+  cold run's — runs no torch operation and starts no Python thread (checked: it refuses to fork otherwise;
+  OpenBLAS's native pool is there and handles fork itself), and then forks one child per kernel asked for and
+  reports each child's exit status. It lives in a session of its own, so that signals to the runner's group
+  reach only the runner (which passes them on to the kernels); it exits when the runner closes its request pipe,
+  after its last kernel — at once, killing them, if the runner has died.
 * the **child** becomes the kernel exactly as ``python -m ipykernel_launcher -f <connection file>``
   would: a session of its own (jupyter_client starts kernels with ``start_new_session``: Ctrl-C and
   SIGTERM reach it through :mod:`lcstudy.pipeline.notebooks`), the kernel's environment and working
@@ -31,11 +34,13 @@ another environment gets a new zygote.
 
 What was checked, and where: ``tests/test_zygote.py`` runs the same tiny measurement in a cold and in a warm
 kernel and compares their operator profiles, memory readings and timings; the lifecycle (exit status, the
-kernel's own session, Ctrl-C, the runner's death) is tested there too. ``make bench-startup`` prints a
+kernel's own session, a retired zygote, the zygote's death) is tested there too; Ctrl-C and a kernel that dies
+in ``tests/test_notebooks.py``. ``make bench-startup`` prints a
 notebook's fixed cost cold and warm.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -46,7 +51,7 @@ import threading
 PRELOAD = ("lcstudy.runs.learned", "lcstudy.chapters.run_page", "compressai.zoo", "ipykernel.kernelapp")
 
 #: environment variables that differ from kernel to kernel and that no import reads: not part of a zygote's key
-PER_KERNEL_ENV = frozenset({"LCSTUDY_LOCK_TOKEN", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL",
+PER_KERNEL_ENV = frozenset({"LCSTUDY_LOCK_TOKEN", "LCSTUDY_WARM_KERNEL", "JPY_PARENT_PID", "JPY_SESSION_NAME", "PYDEVD_USE_FRAME_EVAL",
                             "PYDEVD_DISABLE_FILE_VALIDATION"})
 
 #: seconds a zygote may take to import :data:`PRELOAD` (a cold machine's first import of torch can take a minute)
@@ -69,7 +74,8 @@ def is_ipykernel_cmd(cmd: list) -> bool:
     """Whether ``cmd`` is this interpreter's ``python -m ipykernel_launcher ...`` (the zygote's interpreter and
     packages); any other kernel command is started cold."""
     try:
-        same = os.path.realpath(cmd[0]) == os.path.realpath(sys.executable)
+        # not realpath: another virtual environment's python links to the same base interpreter
+        same = os.path.abspath(cmd[0]) == os.path.abspath(sys.executable)
     except (IndexError, TypeError):
         return False
     return same and list(cmd[1:3]) == ["-m", "ipykernel_launcher"]
@@ -91,7 +97,7 @@ class Zygote:
         self.proc = subprocess.Popen([sys.executable, "-m", "lcstudy.pipeline.zygote", str(req_r), str(evt_w)],
                                      pass_fds=(req_r, evt_w), env={k: v for k, v in env.items()
                                                                     if k not in PER_KERNEL_ENV},
-                                     cwd=cwd, stdin=subprocess.DEVNULL)
+                                     cwd=cwd, stdin=subprocess.DEVNULL, start_new_session=True)
         os.close(req_r)
         os.close(evt_w)
         self._evt = os.fdopen(evt_r, "r")
@@ -101,6 +107,7 @@ class Zygote:
         self._ready: dict | None = None
         self._dead = False
         self._next = 0
+        self._closed = False
         self._send_lock = threading.Lock()
         threading.Thread(target=self._read, name="lcstudy-zygote-events", daemon=True).start()
 
@@ -139,10 +146,16 @@ class Zygote:
         in ``env`` and ``cwd``; its pid once it is in a session of its own."""
         self.ready()
         with self._send_lock:
+            if self._closed:
+                raise Unavailable("the zygote was retired")
             self._next += 1
             rid = self._next
-            os.write(self._req_w, (json.dumps({"id": rid, "argv": list(argv), "env": dict(env),
-                                                "cwd": str(cwd)}) + "\n").encode())
+            data = (json.dumps({"id": rid, "argv": list(argv), "env": dict(env), "cwd": str(cwd)}) + "\n").encode()
+            try:
+                while data:
+                    data = data[os.write(self._req_w, data):]
+            except OSError as e:
+                raise Unavailable(f"the zygote does not take requests ({e})") from None
         with self._cond:
             if not self._cond.wait_for(lambda: rid in self._replies or self._dead, 60):
                 raise Unavailable("the zygote did not answer a request for a kernel in 60 s")
@@ -171,16 +184,21 @@ class Zygote:
     def alive(self) -> bool:
         return self.proc.poll() is None and not self._dead
 
-    def close(self) -> None:
-        """Stop the zygote (its kernels are not touched: each has its manager)."""
-        try:
-            os.close(self._req_w)
-        except OSError:
-            pass
-        try:
-            self.proc.wait(timeout=10)
-        except Exception:  # noqa: BLE001
-            self.proc.kill()
+    def close(self, wait: bool = True) -> None:
+        """Retire the zygote: it forks no more kernels, and exits after the last of those it forked has ended (each
+        has its manager, which stops it)."""
+        with self._send_lock:
+            if not self._closed:
+                self._closed = True
+                try:
+                    os.close(self._req_w)
+                except OSError:
+                    pass
+        if wait:
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001 - a kernel of it still runs: it exits after that kernel
+                pass
 
 
 def _reap_orphan(pid: int) -> int | None:
@@ -234,6 +252,9 @@ class WarmProcess:
 _ZYGOTE: Zygote | None = None
 _LOCK = threading.Lock()
 _WARNED: set = set()
+#: environment keys whose zygote refused (an import failed, a thread, no MADV_POPULATE_READ): their kernels start
+#: cold without trying again (a zygote's imports cost seconds)
+_REFUSED: set = set()
 
 
 def _say_once(msg: str) -> None:
@@ -243,13 +264,17 @@ def _say_once(msg: str) -> None:
 
 
 def zygote_for(env: dict, cwd: str | None = None) -> Zygote:
-    """The zygote for kernels of environment ``env``: the running one, or a new one (the old one stopped)."""
+    """The zygote for kernels of environment ``env``: the running one, or a new one (the old one retired: its running
+    kernels go on)."""
     global _ZYGOTE
+    key = env_key(env)
     with _LOCK:
+        if key in _REFUSED:
+            raise Unavailable("the zygote of this environment refused before")
         z = _ZYGOTE
-        if z is None or not z.alive() or z.key != env_key(env):
+        if z is None or not z.alive() or z.key != key:
             if z is not None:
-                z.close()
+                z.close(wait=False)  # its running kernels go on; it exits after them
             _ZYGOTE = z = Zygote(env, cwd)
         return z
 
@@ -268,7 +293,6 @@ def launch(provisioner, cmd: list, kw: dict):
     warm, as its ``launch_kernel`` would cold; returns its connection info. Falls back to the cold start (and says
     why, once) when the zygote cannot serve it."""
     import pathlib
-    import time
 
     if not enabled() or not is_ipykernel_cmd(cmd) or kw.get("stdin") or kw.get("stdout") or kw.get("stderr"):
         return None
@@ -276,27 +300,36 @@ def launch(provisioner, cmd: list, kw: dict):
     cwd = str(kw.get("cwd") or os.getcwd())
     try:
         z = zygote_for(env)
-        pid = z.spawn(cmd[3:], env, cwd)
+        try:
+            z.ready()
+        except Unavailable:
+            with _LOCK:
+                _REFUSED.add(z.key)
+            raise
+        pid = z.spawn(cmd[3:], env, cwd)  # answered once the kernel is in a session of its own
     except Unavailable as e:
         _say_once(f"kernels start cold ({e}); LCSTUDY_WARM_KERNEL=0 says so without trying")
         return None
-    # the child calls setsid() first of all: until it has, its group is the zygote's (and this process's)
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < 10:
-        try:
-            if os.getpgid(pid) == pid:
-                break
-        except ProcessLookupError:
-            break
-        time.sleep(0.001)
+    provisioner.__class__ = _warm_provisioner(type(provisioner))
     provisioner.process = WarmProcess(z, pid)
-    provisioner.pid = pid
-    try:
-        provisioner.pgid = pid if os.getpgid(pid) == pid else None
-    except ProcessLookupError:
-        provisioner.pgid = None
+    provisioner.pid = provisioner.pgid = pid
     provisioner.cwd = kw.get("cwd", pathlib.Path.cwd())
     return provisioner.connection_info
+
+
+@functools.lru_cache(maxsize=None)
+def _warm_provisioner(base):
+    """``base`` (a LocalProvisioner) that signals a warm kernel's group only while the kernel runs: the zygote reaps
+    a kernel as it exits, so its pid — its group's id — is free again at once (a cold kernel's stays taken until its
+    manager has waited for it)."""
+
+    class WarmProvisioner(base):
+        async def send_signal(self, signum: int) -> None:
+            if self.process is not None and self.process.poll() is not None:
+                return
+            await super().send_signal(signum)
+
+    return WarmProvisioner
 
 
 # ---------------------------------------------------------------------------------------------- zygote side
@@ -315,7 +348,10 @@ def main(req_fd: int, evt_fd: int) -> int:
     import signal
     import time
 
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal's Ctrl-C is the runner's to pass on to kernels
+    # in a session of its own (Zygote starts it so): a signal to the runner's group (Ctrl-C, a hang-up, a CI job's
+    # SIGTERM) is the runner's to pass on to the kernels, which stop their runs as cold kernels do; the zygote
+    # ends when its request pipe closes, after its last kernel
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.path and (sys.path[0] in ("", os.getcwd())):
         del sys.path[0]  # as ipykernel_launcher does: imports do not come from the working directory
 
@@ -330,35 +366,40 @@ def main(req_fd: int, evt_fd: int) -> int:
         send({"ready": True, "error": f"the zygote could not import {name}: {type(e).__name__}: {e}"})
         return 1
     import_s = time.perf_counter() - t0
+    # native threads (OpenBLAS's pool, started when numpy loads it) are not refused: their libraries handle fork
+    # (pthread_atfork); tests/test_zygote.py's cold/warm comparison is the check that a kernel computes alike
     py_threads, threads = threading.active_count(), _threads_now()
     error = None
     if py_threads != 1:
         error = (f"the zygote has {py_threads} Python threads after its imports "
                  f"({', '.join(t.name for t in threading.enumerate())}): forking it is not safe")
     resident = _resident_file_pages()
+    if error is None and resident and not _map_again(resident[:1]):
+        error = ("this kernel cannot map a process's library pages again (madvise MADV_POPULATE_READ needs Linux "
+                 "≥ 5.14): a warm kernel's memory readings would not be a cold one's")
     send({"ready": True, "import_s": import_s, "threads": threads, "pid": os.getpid(), "error": error,
           "resident_file_mb": sum(n for _, n in resident) / 2**20})
     if error:
         return 1
-    buf = b""
-    while True:
-        r, _, _ = select.select([req_fd], [], [], 0.05)
+    runner = os.getppid()
+    children: set[int] = set()
+    buf, open_ = b"", True
+    while open_ or children:
+        r, _, _ = select.select([req_fd] if open_ else [], [], [], 0.05)
         if r:
             chunk = os.read(req_fd, 1 << 16)
             if not chunk:
-                break  # the runner has gone
+                open_ = False  # retired, or the runner has gone: no more kernels; those running are waited for
             buf += chunk
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 req = json.loads(line)
-                try:
-                    pid = os.fork()
-                except OSError as e:
-                    send({"id": req["id"], "error": f"fork failed: {e}"})
-                    continue
-                if pid == 0:
-                    _child(req, req_fd, evt_fd, resident)  # never returns
-                send({"id": req["id"], "pid": pid})
+                pid = _fork_kernel(req, req_fd, evt_fd, resident)
+                if isinstance(pid, str):
+                    send({"id": req["id"], "error": pid})
+                else:
+                    children.add(pid)
+                    send({"id": req["id"], "pid": pid})
         while True:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -366,8 +407,38 @@ def main(req_fd: int, evt_fd: int) -> int:
                 break
             if pid == 0:
                 break
+            children.discard(pid)
             send({"exit": pid, "code": os.waitstatus_to_exitcode(status)})
+        if children and os.getppid() != runner:  # the runner died: its kernels go with it, as cold ones do
+            for pid in children:
+                try:
+                    os.killpg(pid, signal.SIGKILL)
+                except OSError:
+                    pass
     return 0
+
+
+def _fork_kernel(req: dict, req_fd: int, evt_fd: int, resident: list):
+    """Fork the kernel of request ``req``; its pid once it is in a session of its own (it says so on a pipe: until
+    then its process group is the zygote's), or what went wrong."""
+    import select
+
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        return f"fork failed: {e}"
+    if pid == 0:
+        os.close(r)
+        _child(req, req_fd, evt_fd, resident, w)  # never returns
+    os.close(w)
+    try:
+        ok = select.select([r], [], [], 30)[0] and os.read(r, 1) == b"1"
+    finally:
+        os.close(r)
+    return pid if ok else f"the forked kernel {pid} did not start its session in 30 s"
 
 
 def _resident_file_pages() -> list[tuple[int, int]]:
@@ -413,21 +484,21 @@ def _resident_file_pages() -> list[tuple[int, int]]:
     return out
 
 
-def _map_again(resident: list[tuple[int, int]]) -> None:
+def _map_again(resident: list[tuple[int, int]]) -> bool:
     """Map the zygote's resident file pages into this child's page table, as a fresh process that made the same
     imports has them (``MADV_POPULATE_READ``, Linux ≥ 5.14: page-cache pages, no read from disk)."""
     import ctypes
 
-    if not resident:
-        return
     libc = ctypes.CDLL(None, use_errno=True)
     libc.madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
     MADV_POPULATE_READ = 22
-    for addr, n in resident:
-        libc.madvise(addr, n, MADV_POPULATE_READ)  # a mapping that refuses (e.g. no read permission) stays as is
+    ok = True
+    for addr, n in resident:  # a mapping that refuses (e.g. no read permission) stays as it is
+        ok = libc.madvise(addr, n, MADV_POPULATE_READ) == 0 and ok
+    return ok
 
 
-def _child(req: dict, req_fd: int, evt_fd: int, resident: list) -> None:
+def _child(req: dict, req_fd: int, evt_fd: int, resident: list, started: int) -> None:
     """The forked kernel: set up as ``python -m ipykernel_launcher`` in a fresh process would be, run it, exit."""
     import atexit
     import signal
@@ -436,10 +507,14 @@ def _child(req: dict, req_fd: int, evt_fd: int, resident: list) -> None:
     code = 1
     try:
         os.setsid()
+        os.write(started, b"1")
+        os.close(started)
         _map_again(resident)
         os.close(req_fd)
         os.close(evt_fd)
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        for sig in (signal.SIGTERM, signal.SIGHUP):  # the zygote's dispositions are not a kernel's
+            signal.signal(sig, signal.SIG_DFL)
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         os.close(devnull)
