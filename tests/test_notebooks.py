@@ -126,43 +126,6 @@ def test_a_finished_kernel_is_stopped_at_once_an_interrupted_one_gracefully(sour
     assert notebooks._LIVE == [] and not (out / "b.ipynb").exists()
 
 
-DIES = NOTEBOOK.replace('pathlib.Path(marker).write_text("started")\ntime.sleep({sleep})',
-                       'import os, signal\npathlib.Path(marker).write_text("started")\nos.kill(os.getpid(), signal.SIGKILL)')
-
-
-@pytest.mark.parametrize("warm", ["0", "1"])
-def test_a_kernel_that_dies_fails_its_notebook_instead_of_hanging(sources, monkeypatch, warm):
-    """A kernel killed in the middle of a cell (the OOM killer, a crash in a native library, its zygote gone) fails
-    its notebook within seconds, cold or warm (lcstudy.pipeline.zygote), and leaves no notebook that looks
-    finished. Seen failing with papermill given the synchronous manager: its blocking client waited for the dead
-    kernel's output for ever."""
-    from lcstudy.pipeline import zygote
-
-    monkeypatch.setenv("LCSTUDY_WARM_KERNEL", warm)
-    zygote.stop()
-    (sources / "notebooks" / "dies.md").write_text(DIES.format())
-    out = sources / "out" / "dies.ipynb"
-    failure = {}
-
-    def go():
-        try:
-            notebooks.execute("dies", out, {"marker": str(sources / "d")}, echo=False)
-        except BaseException as e:  # noqa: BLE001
-            failure["e"] = e
-
-    t0 = time.monotonic()
-    worker = threading.Thread(target=go, daemon=True)
-    worker.start()
-    worker.join(90)
-    assert not worker.is_alive(), "the notebook of a dead kernel was waited for"
-    assert (sources / "d").exists() and time.monotonic() - t0 < 60
-    assert "died" in str(failure.get("e")).lower() or type(failure.get("e")).__name__ == "DeadKernelError", failure
-    assert not out.exists()
-    served = zygote._ZYGOTE._next if zygote._ZYGOTE else 0
-    zygote.stop()
-    assert served == (1 if warm == "1" else 0), "a warm kernel must come from the zygote, a cold one not"
-
-
 def test_chapters_run_concurrently_and_a_failure_stops_none(monkeypatch, tmp_path, capsys):
     """The chapters run ``jobs`` at a time; a failed one is named and the exit status is 1, the others are
     written. (With the real chapters, tests/test_book.py builds the quick book this way.)"""

@@ -19,20 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 SOURCES = ROOT / "notebooks"
 
 
-def _ipc_manager(asynchronous: bool):
-    from jupyter_client.manager import AsyncKernelManager, KernelManager
+def _ipc_manager():
+    from jupyter_client.manager import KernelManager
     from jupyter_client.utils import run_sync
 
-    class Manager(AsyncKernelManager if asynchronous else KernelManager):
+    class IPCKernelManager(KernelManager):
         """The kernel talks to papermill over Unix sockets, not TCP on 127.0.0.1: no network needed,
-        and no "running over TCP without encryption" warning on every run.
-
-        papermill gets the asynchronous one (``AsyncIPCKernelManager``), as nbclient expects: its client waits for a
-        kernel's messages without blocking the event loop, so nbclient's check that the kernel is alive runs
-        meanwhile, and a kernel that dies (the OOM killer, a crash in a native library, its zygote gone) fails its
-        notebook within seconds. With the blocking client of a synchronous manager, nbclient waited for the dead
-        kernel's output for ever, and so did ``make book`` (seen: a kernel killed in the middle of a cell, cold or
-        warm). ``IPCKernelManager`` (synchronous) is for callers of the blocking API (``make bench-startup``)."""
+        and no "running over TCP without encryption" warning on every run."""
 
         def __init__(self, **kw):
             kw.setdefault("transport", "ipc")
@@ -60,9 +53,9 @@ def _ipc_manager(asynchronous: bool):
                     return
             await super()._async_launch_kernel(kernel_cmd, **kw)
 
-        _launch_kernel = _async_launch_kernel if asynchronous else run_sync(_async_launch_kernel)
+        _launch_kernel = run_sync(_async_launch_kernel)
 
-        def _now(self, now: bool) -> bool:
+        def shutdown_kernel(self, now: bool = False, restart: bool = False):
             """At once, unless a stop signal interrupted the kernel. papermill shuts a kernel down gracefully:
             it asks the kernel to quit and waits for its process to exit, and a process that holds torch takes
             0.5–1 s to tear down (`make bench-startup`: "kernel exit"), paid by every notebook. When the
@@ -70,20 +63,9 @@ def _ipc_manager(asynchronous: bool):
             has ended and its files are written (atomically), so nothing is lost by stopping it at once. After
             Ctrl-C, SIGTERM or SIGHUP the kernel is still stopping its run and recording the interruption: then
             it is given papermill's graceful shutdown, as before."""
-            return now or not self.lcstudy_interrupted
+            return super().shutdown_kernel(now=now or not self.lcstudy_interrupted, restart=restart)
 
-        if asynchronous:
-            async def shutdown_kernel(self, now: bool = False, restart: bool = False):
-                return await super().shutdown_kernel(now=self._now(now), restart=restart)
-        else:
-            def shutdown_kernel(self, now: bool = False, restart: bool = False):
-                return super().shutdown_kernel(now=self._now(now), restart=restart)
-
-    Manager.__name__ = Manager.__qualname__ = "AsyncIPCKernelManager" if asynchronous else "IPCKernelManager"
-    return Manager
-
-
-_MANAGERS: dict = {}
+    return IPCKernelManager
 
 
 #: kernel managers started by :func:`execute` in this process, in any thread (to pass a Ctrl-C on to their kernels)
@@ -99,7 +81,7 @@ def _interrupt_kernels_too(signum, frame):
     import signal
 
     for km in list(_LIVE):
-        km.lcstudy_interrupted = True  # its shutdown waits for it (the kernel manager's shutdown_kernel)
+        km.lcstudy_interrupted = True  # its shutdown waits for it (IPCKernelManager.shutdown_kernel)
         pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
         if pgid:
             try:
@@ -110,10 +92,8 @@ def _interrupt_kernels_too(signum, frame):
 
 
 def __getattr__(name):
-    if name in ("IPCKernelManager", "AsyncIPCKernelManager"):
-        if name not in _MANAGERS:
-            _MANAGERS[name] = _ipc_manager(asynchronous=name.startswith("Async"))
-        return _MANAGERS[name]
+    if name == "IPCKernelManager":
+        return _ipc_manager()
     raise AttributeError(name)
 
 
@@ -180,7 +160,7 @@ def _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s) -
         dst = Path(tmp) / out.name
         papermill.execute_notebook(str(src), str(dst), parameters=parameters, cwd=str(cwd or ROOT),
                                    kernel_name="python3", progress_bar=False, log_output=False,
-                                   kernel_manager_class="lcstudy.pipeline.notebooks.AsyncIPCKernelManager",
+                                   kernel_manager_class="lcstudy.pipeline.notebooks.IPCKernelManager",
                                    stdout_file=sys.stdout if echo else None, stderr_file=sys.stderr if echo else None,
                                    execution_timeout=timeout_s)
         done = nbformat.read(dst, as_version=4)

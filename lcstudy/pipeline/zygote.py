@@ -356,7 +356,10 @@ def main(req_fd: int, evt_fd: int) -> int:
         del sys.path[0]  # as ipykernel_launcher does: imports do not come from the working directory
 
     def send(msg: dict) -> None:
-        os.write(evt_fd, (json.dumps(msg) + "\n").encode())
+        try:
+            os.write(evt_fd, (json.dumps(msg) + "\n").encode())
+        except OSError:  # the runner has gone (EPIPE): its kernels are being stopped; nothing to tell, nobody to tell
+            pass
 
     t0 = time.perf_counter()
     try:
@@ -500,7 +503,6 @@ def _map_again(resident: list[tuple[int, int]]) -> bool:
 
 def _child(req: dict, req_fd: int, evt_fd: int, resident: list, started: int) -> None:
     """The forked kernel: set up as ``python -m ipykernel_launcher`` in a fresh process would be, run it, exit."""
-    import atexit
     import signal
     import traceback
 
@@ -533,20 +535,26 @@ def _child(req: dict, req_fd: int, evt_fd: int, resident: list, started: int) ->
         app.start()
         code = 0
     except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        code = e.code
     except BaseException:  # noqa: BLE001
         traceback.print_exc()
-    finally:
-        try:
-            atexit._run_exitfuncs()
-        finally:
-            for f in (sys.stdout, sys.stderr):
-                try:
-                    f.flush()
-                except Exception:  # noqa: BLE001
-                    pass
-            os._exit(code)
+    raise _KernelExit(code)
+
+
+class _KernelExit(BaseException):
+    """Raised by a forked kernel when it is done: it unwinds out of the zygote's loop to the module's end, where the
+    child exits as the interpreter of a cold kernel does (``sys.exit``: non-daemon threads joined, then the atexit
+    hooks, then the streams flushed). Hooks run while the kernel's threads still sent their last replies printed
+    "Socket operation on non-socket" tracebacks after a Ctrl-C."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1]), int(sys.argv[2])))
+    try:
+        status = main(int(sys.argv[1]), int(sys.argv[2]))
+    except _KernelExit as e:  # in a forked kernel only
+        status = e.code
+    sys.exit(status)
