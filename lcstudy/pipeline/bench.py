@@ -123,13 +123,11 @@ def _kernel_ready(warm: bool) -> float:
     for), started as :class:`lcstudy.pipeline.notebooks.IPCKernelManager` starts it: cold (a new interpreter that
     imports everything) or warm (forked by the zygote, :mod:`lcstudy.pipeline.zygote`, which must be running)."""
     import os
+    import shutil
     import time
 
-    from .notebooks import IPCKernelManager, _LIVE
-
-    import shutil
-
     from . import zygote
+    from .notebooks import IPCKernelManager, _LIVE
 
     before = os.environ.get("LCSTUDY_WARM_KERNEL")
     os.environ["LCSTUDY_WARM_KERNEL"] = "1" if warm else "0"
