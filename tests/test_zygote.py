@@ -170,10 +170,12 @@ def _readings(item: Path) -> dict:
 def test_a_warm_kernel_measures_what_a_cold_one_does(tmp_path, monkeypatch):
     """The same tiny run (HP, one 256² crop, 7 repeats, operator profile) cold, warm, cold, warm: the same
     operator calls per category, the same reconstruction, the memory baseline after the item's heap release
-    and the item's peak within 8 % (cold runs alone read baselines of 702–749 MB here, the heap's layout differs
-    from process to process; warm ones read 741–755 MB. A forked child lacks the page table of the libraries' pages
+    and the item's peak within 12 % (the heap's layout differs from process to process, by a codec's ~32 MB of
+    buffers kept or not: four cold runs read first baselines of 741–750 MB and repeats' 711–754 MB, four warm ones
+    746–758 and 704–774 MB, medians 744 and 748 MB, 2-core Intel VM, 7 Dec; an 8 % bound failed two local runs in four
+    on a cold/warm pair 9–10 % apart). A forked child lacks the page table of the libraries' pages
     the zygote touched: without mapping them again it read ~220 MB, 30 %, less — seen failing with ``_map_again``
-    removed), and the median
+    removed; and the median
     times within 1.5× of each other (a noisy 2-core VM; the two kinds alternate so that drift hits both).
     The warm runs are served by one zygote."""
     zygote.stop()
@@ -191,8 +193,8 @@ def test_a_warm_kernel_measures_what_a_cold_one_does(tmp_path, monkeypatch):
             assert w["ops"] == c["ops"]
             assert w["bitstream"] == c["bitstream"]
             for d in ("encode", "decode"):
-                assert abs(w["baseline"][d] / c["baseline"][d] - 1) < 0.08, (d, w["baseline"], c["baseline"])
-                assert abs(w["peak"][d] / c["peak"][d] - 1) < 0.08, (d, w["peak"], c["peak"])
+                assert abs(w["baseline"][d] / c["baseline"][d] - 1) < 0.12, (d, w["baseline"], c["baseline"])
+                assert abs(w["peak"][d] / c["peak"][d] - 1) < 0.12, (d, w["peak"], c["peak"])
     for d in ("encode", "decode"):
         ratio = statistics.median(w["seconds"][d] for w in warm) / statistics.median(c["seconds"][d] for c in cold)
         assert 1 / 1.5 < ratio < 1.5, (d, ratio, warm, cold)

@@ -143,6 +143,9 @@ def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, ech
     try:
         with stop_signals_reach_kernels():
             return _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s)
+    except BaseException:
+        _settle_event_loop()
+        raise
     finally:
         import shutil
 
@@ -152,6 +155,34 @@ def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, ech
             if os.path.basename(folder).startswith("lcstudy-kernel-"):
                 shutil.rmtree(folder, ignore_errors=True)
             _LIVE.remove(km)
+
+
+def _settle_event_loop() -> None:
+    """Cancel what an interrupted execution left in this thread's event loop.
+
+    nbclient's synchronous calls run their coroutines on one event loop per thread (jupyter_core's
+    ``run_sync``), kept for the thread's life. A stop signal raises ``KeyboardInterrupt`` inside whichever task
+    is running, often nbclient's output poll; the cell's own task is left pending, waiting on it. The *next*
+    notebook executed in this thread (a test, a notebook API user) ran that loop again, the old task woke on the
+    stored ``KeyboardInterrupt`` and raised it there: a second notebook failed with the first one's Ctrl-C
+    (tests/test_notebooks.py, seen aborting the test run). Cancelling the leftovers here ends them."""
+    import asyncio
+
+    from jupyter_core.utils import ensure_event_loop
+
+    loop = ensure_event_loop()
+    if loop.is_running():
+        return
+    for _ in range(8):  # each round ends the tasks that were waiting on the ones cancelled before
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        if not pending:
+            return
+        for t in pending:
+            t.cancel()
+        try:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        except BaseException:  # noqa: BLE001 - a task's stored KeyboardInterrupt, raised once more: it is done now
+            pass
 
 
 def _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s) -> Path:
