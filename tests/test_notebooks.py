@@ -131,6 +131,37 @@ def test_a_finished_kernel_is_stopped_at_once_an_interrupted_one_gracefully(sour
     assert (out / "c.ipynb").exists()
 
 
+DIES = NOTEBOOK.replace('pathlib.Path(marker).write_text("started")\ntime.sleep({sleep})',
+                       'import os, signal\npathlib.Path(marker).write_text("started")\nos.kill(os.getpid(), signal.SIGKILL)')
+
+
+@pytest.mark.parametrize("warm", ["0", "1"])
+def test_a_kernel_that_dies_fails_its_notebook_instead_of_hanging(sources, monkeypatch, warm):
+    """A kernel killed in the middle of a cell (the OOM killer, a crash in a native library, its zygote gone) fails
+    its notebook within seconds, cold or warm (lcstudy.pipeline.zygote), and leaves no notebook that looks
+    finished. Seen failing (hung past 90 s, cold and warm) with papermill's blocking client, which waited for the
+    dead kernel's output for ever (without ``IPCKernelManager.client_class``)."""
+    monkeypatch.setenv("LCSTUDY_WARM_KERNEL", warm)
+    (sources / "notebooks" / "dies.md").write_text(DIES.format())
+    out = sources / "out" / "dies.ipynb"
+    failure = {}
+
+    def go():
+        try:
+            notebooks.execute("dies", out, {"marker": str(sources / "d")}, echo=False)
+        except BaseException as e:  # noqa: BLE001
+            failure["e"] = e
+
+    t0 = time.monotonic()
+    worker = threading.Thread(target=go, daemon=True)
+    worker.start()
+    worker.join(90)
+    assert not worker.is_alive(), "the notebook of a dead kernel was waited for"
+    assert (sources / "d").exists() and time.monotonic() - t0 < 60
+    assert type(failure.get("e")).__name__ == "DeadKernelError" and "died" in str(failure["e"]), failure
+    assert not out.exists()
+
+
 def test_chapters_run_concurrently_and_a_failure_stops_none(monkeypatch, tmp_path, capsys):
     """The chapters run ``jobs`` at a time; a failed one is named and the exit status is 1, the others are
     written. (With the real chapters, tests/test_book.py builds the quick book this way.)"""

@@ -9,6 +9,7 @@ finished. What the notebook prints (notes, "resuming…", progress) goes to this
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 import tempfile
@@ -19,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 SOURCES = ROOT / "notebooks"
 
 
+@functools.lru_cache(maxsize=None)
 def _ipc_manager():
     from jupyter_client.manager import KernelManager
     from jupyter_client.utils import run_sync
@@ -26,6 +28,8 @@ def _ipc_manager():
     class IPCKernelManager(KernelManager):
         """The kernel talks to papermill over Unix sockets, not TCP on 127.0.0.1: no network needed,
         and no "running over TCP without encryption" warning on every run."""
+
+        client_class = "lcstudy.pipeline.notebooks.WatchedKernelClient"
 
         def __init__(self, **kw):
             kw.setdefault("transport", "ipc")
@@ -68,6 +72,68 @@ def _ipc_manager():
     return IPCKernelManager
 
 
+@functools.lru_cache(maxsize=None)
+def _watched_client():
+    from jupyter_client.blocking.client import BlockingKernelClient
+    from jupyter_client.channels import ZMQSocketChannel
+    from traitlets import Type
+
+    class WatchedChannel(ZMQSocketChannel):
+        """A channel whose endless wait for a message ends when the kernel's process has ended."""
+
+        #: set by :class:`WatchedKernelClient`: whether the kernel's process still runs
+        lcstudy_alive = None
+
+        def get_msg(self, timeout: float | None = None):
+            from queue import Empty
+
+            if timeout is not None or self.lcstudy_alive is None:
+                return super().get_msg(timeout)
+            while True:  # a message is returned the moment it arrives; the kernel's process is looked at each second
+                try:
+                    return super().get_msg(1.0)
+                except Empty:
+                    if not self.lcstudy_alive():
+                        from nbclient.exceptions import DeadKernelError
+
+                        raise DeadKernelError("Kernel died (its process ended in the middle of a cell: out of "
+                                              "memory, or a crash in a native library)") from None
+
+    class WatchedKernelClient(BlockingKernelClient):
+        """papermill's client, whose waits end when the kernel dies.
+
+        Why: papermill executes with a synchronous kernel manager, so nbclient's coroutines run the blocking client's
+        ``get_msg(timeout=None)``, which holds the event loop until a message comes; nbclient's once-a-second check
+        that the kernel lives never got to run, and a kernel killed in the middle of a cell (the OOM killer, a crash in
+        a native library, its zygote gone) left ``make book`` waiting for ever, cold or warm. An asynchronous manager
+        lets that check run, but it also changes how a Ctrl-C unwinds (the graceful shutdown met the interrupted
+        cell's reply in flight: 594b7a5, taken back). Here only the endless waits change: they wait a second at a
+        time and look at the kernel's process in between (``poll``: the ``Popen`` of a cold kernel, the zygote's
+        report for a warm one); a dead one raises nbclient's ``DeadKernelError``, and the notebook fails as any
+        failed notebook does."""
+
+        shell_channel_class = Type(WatchedChannel)
+        iopub_channel_class = Type(WatchedChannel)
+
+        def _lcstudy_alive(self) -> bool:
+            proc = getattr(getattr(self.parent, "provisioner", None), "process", None)
+            return proc is None or proc.poll() is None
+
+        @property
+        def shell_channel(self):
+            ch = super().shell_channel
+            ch.lcstudy_alive = self._lcstudy_alive
+            return ch
+
+        @property
+        def iopub_channel(self):
+            ch = super().iopub_channel
+            ch.lcstudy_alive = self._lcstudy_alive
+            return ch
+
+    return WatchedKernelClient
+
+
 #: kernel managers started by :func:`execute` in this process, in any thread (to pass a Ctrl-C on to their kernels)
 _LIVE: list = []
 
@@ -94,6 +160,8 @@ def _interrupt_kernels_too(signum, frame):
 def __getattr__(name):
     if name == "IPCKernelManager":
         return _ipc_manager()
+    if name == "WatchedKernelClient":
+        return _watched_client()
     raise AttributeError(name)
 
 
@@ -140,11 +208,12 @@ def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, ech
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     me = threading.get_ident()
+    _settle_event_loop()
     try:
         with stop_signals_reach_kernels():
             return _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s)
     except BaseException:
-        _settle_event_loop()
+        _UNSETTLED.add(me)
         raise
     finally:
         import shutil
@@ -157,32 +226,51 @@ def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, ech
             _LIVE.remove(km)
 
 
+#: threads whose last execution raised: their event loop may hold that execution's unfinished tasks
+_UNSETTLED: set = set()
+
+
 def _settle_event_loop() -> None:
-    """Cancel what an interrupted execution left in this thread's event loop.
+    """Before a thread's next notebook: end what its last, failed or interrupted, execution left in its event loop.
 
-    nbclient's synchronous calls run their coroutines on one event loop per thread (jupyter_core's
-    ``run_sync``), kept for the thread's life. A stop signal raises ``KeyboardInterrupt`` inside whichever task
-    is running, often nbclient's output poll; the cell's own task is left pending, waiting on it. The *next*
-    notebook executed in this thread (a test, a notebook API user) ran that loop again, the old task woke on the
-    stored ``KeyboardInterrupt`` and raised it there: a second notebook failed with the first one's Ctrl-C
-    (tests/test_notebooks.py, seen aborting the test run). Cancelling the leftovers here ends them."""
+    nbclient's synchronous calls run their coroutines on one event loop per thread (jupyter_core's ``run_sync``),
+    kept for the thread's life. A stop signal raises ``KeyboardInterrupt`` inside whichever task is running, often
+    nbclient's output poll; the cell's own task is left pending, waiting on it. The next notebook executed in the
+    same thread (a test, a user of the notebook API) ran that loop again, the old task woke on the stored
+    ``KeyboardInterrupt`` and raised it there: a second notebook failed with the first one's Ctrl-C (seen aborting the
+    CI's test run). Here the leftovers are cancelled and run to their end first, their errors unheard (what they
+    end with — the old ``KeyboardInterrupt``, nbclient's kernel check failing on a closed client — belongs to the
+    execution that already failed and was reported). Done before the next execution, not after the failed one: a
+    process that stops after a Ctrl-C (the runner) exits as before, without running or printing any of it."""
     import asyncio
+    import gc
 
+    me = threading.get_ident()
+    if me not in _UNSETTLED:
+        return
+    _UNSETTLED.discard(me)
     from jupyter_core.utils import ensure_event_loop
 
     loop = ensure_event_loop()
-    if loop.is_running():
+    if loop.is_running() or loop.is_closed():
         return
-    for _ in range(8):  # each round ends the tasks that were waiting on the ones cancelled before
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        if not pending:
-            return
-        for t in pending:
-            t.cancel()
-        try:
-            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-        except BaseException:  # noqa: BLE001 - a task's stored KeyboardInterrupt, raised once more: it is done now
-            pass
+    handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda loop, context: None)
+    try:
+        for _ in range(8):  # each round ends the tasks that waited on the ones cancelled before
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            if not pending:
+                break
+            for t in pending:
+                t.cancel()
+            try:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            except BaseException:  # noqa: BLE001 - a task's stored KeyboardInterrupt, raised once more: it is done now
+                pass
+        pending = None
+        gc.collect()  # the finished tasks go now, while their complaints are unheard
+    finally:
+        loop.set_exception_handler(handler)
 
 
 def _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s) -> Path:
