@@ -96,6 +96,10 @@ def _watched_client():
                     if not self.lcstudy_alive():
                         from nbclient.exceptions import DeadKernelError
 
+                        try:  # what it sent just before it ended (a message may arrive between the wait and the look)
+                            return super().get_msg(0)
+                        except Empty:
+                            pass
                         raise DeadKernelError("Kernel died (its process ended in the middle of a cell: out of "
                                               "memory, or a crash in a native library)") from None
 
@@ -116,8 +120,10 @@ def _watched_client():
         iopub_channel_class = Type(WatchedChannel)
 
         def _lcstudy_alive(self) -> bool:
-            proc = getattr(getattr(self.parent, "provisioner", None), "process", None)
-            return proc is None or proc.poll() is None
+            if not hasattr(self.parent, "provisioner"):
+                return True  # not a kernel manager's client: nothing to look at, it waits as the blocking client does
+            proc = getattr(self.parent.provisioner, "process", None)  # None: shut down
+            return proc is not None and proc.poll() is None
 
         @property
         def shell_channel(self):
@@ -136,6 +142,8 @@ def _watched_client():
 
 #: kernel managers started by :func:`execute` in this process, in any thread (to pass a Ctrl-C on to their kernels)
 _LIVE: list = []
+#: stop signals received while :func:`stop_signals_reach_kernels` was in force (a signal, not a stored exception)
+_STOPS = 0
 
 
 def _interrupt_kernels_too(signum, frame):
@@ -146,6 +154,8 @@ def _interrupt_kernels_too(signum, frame):
     pressed Ctrl-C. The kernel's timing loop stops at once (its items are written atomically)."""
     import signal
 
+    global _STOPS
+    _STOPS += 1
     for km in list(_LIVE):
         km.lcstudy_interrupted = True  # its shutdown waits for it (IPCKernelManager.shutdown_kernel)
         pgid = getattr(getattr(km, "provisioner", None), "pgid", None)
@@ -208,9 +218,9 @@ def execute(name: str, out: Path, parameters: dict, cwd: Path | None = None, ech
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     me = threading.get_ident()
-    _settle_event_loop()
     try:
         with stop_signals_reach_kernels():
+            _settle_event_loop()
             return _execute(papermill, nbformat, name, out, parameters, cwd, echo, timeout_s)
     except BaseException:
         _UNSETTLED.add(me)
@@ -241,7 +251,8 @@ def _settle_event_loop() -> None:
     CI's test run). Here the leftovers are cancelled and run to their end first, their errors unheard (what they
     end with — the old ``KeyboardInterrupt``, nbclient's kernel check failing on a closed client — belongs to the
     execution that already failed and was reported). Done before the next execution, not after the failed one: a
-    process that stops after a Ctrl-C (the runner) exits as before, without running or printing any of it."""
+    process that stops after a Ctrl-C (the runner) exits as before, without running or printing any of it. A stop
+    signal that arrives while the leftovers end is the user's: it is raised."""
     import asyncio
     import gc
 
@@ -263,10 +274,13 @@ def _settle_event_loop() -> None:
                 break
             for t in pending:
                 t.cancel()
+            stops = _STOPS
             try:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
-            except BaseException:  # noqa: BLE001 - a task's stored KeyboardInterrupt, raised once more: it is done now
-                pass
+            except BaseException:  # a task's stored KeyboardInterrupt, raised once more: it is done now
+                if _STOPS != stops:
+                    raise  # a stop signal meanwhile: the user's, not the old one
+
         pending = None
         gc.collect()  # the finished tasks go now, while their complaints are unheard
     finally:
