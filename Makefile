@@ -156,10 +156,12 @@ reproducibility: $(STAMP) ## rerun measured runs in fresh processes: do their in
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(SAMPLE),--sample $(SAMPLE)) --split $(SPLIT)
 
 .PHONY: decodability
-DECODE_LIMIT ?= 2
+# DECODE_LIMIT: images per run whose streams are decoded (all: every one); empty: the profile's (quick 1, else 2)
+DECODE_LIMIT ?=
 DECODE_QUALITIES ?= lowest
 decodability: $(STAMP) ## decode the stored bitstreams of RESULTS_DIR under each decoder here (DECODE_LIMIT, DECODE_QUALITIES)
-	$(PIPE) decodability --results-dir $(RESULTS_DIR) --limit $(DECODE_LIMIT) --qualities $(DECODE_QUALITIES)
+	$(PIPE) decodability --results-dir $(RESULTS_DIR) --profile $(PROFILE) $(if $(DECODE_LIMIT),--limit $(DECODE_LIMIT)) \
+	  --qualities $(DECODE_QUALITIES)
 
 .PHONY: chapters
 chapters: $(STAMP) ## execute the chapter notebooks over RESULTS_DIR
@@ -171,7 +173,8 @@ chapters: $(STAMP) ## execute the chapter notebooks over RESULTS_DIR
 book: $(STAMP) data ## everything: setup → data → runs → chapters → HTML (book/_build/html/index.html)
 	@$(PIPE) runs $(PLAN_ARGS) --executor $(EXECUTOR) --wait $(SLURM_WAIT) --contended-ok -- $(PLAN_PARAMS)
 	@$(PIPE) missing --quiet $(PLAN_ARGS) $(PLAN_PARAMS)
-	@$(PIPE) decodability --results-dir $(RESULTS_DIR) --limit $(DECODE_LIMIT) --qualities $(DECODE_QUALITIES)
+	@$(PIPE) decodability --results-dir $(RESULTS_DIR) --profile $(PROFILE) $(if $(DECODE_LIMIT),--limit $(DECODE_LIMIT)) \
+	  --qualities $(DECODE_QUALITIES)
 	@$(MAKE) --no-print-directory chapters html PROFILE=$(PROFILE)
 	@$(PIPE) missing --status $(PLAN_ARGS) $(PLAN_PARAMS)
 

@@ -210,3 +210,21 @@ def test_a_bad_decode_limit_is_refused_before_any_work(tmp_path, capsys):
         assert main(["decodability", "--results-dir", str(tmp_path / "none"), *bad]) == 2
         err = capsys.readouterr().err
         assert "DECODE_" in err and "give" in err, err
+
+
+def test_the_profile_decides_how_many_images_a_run_decodes_unless_decode_limit_says(tmp_path, monkeypatch, capsys):
+    """make book PROFILE=quick decodes 1 image a run (the preview's phase was a quarter of its book), the other
+    profiles 2; DECODE_LIMIT overrides either; an unknown profile is refused before any work."""
+    from lcstudy.pipeline.__main__ import main
+    from lcstudy.runs import decodability
+
+    seen = []
+    monkeypatch.setattr(decodability, "execute", lambda res, backends, limit, qualities: seen.append(limit) or 0)
+    base = ["decodability", "--results-dir", str(tmp_path)]
+    for extra, want in ((["--profile", "quick"], 1), (["--profile", "standard"], 2), (["--profile", "paper"], 2),
+                        ([], 2), (["--profile", "quick", "--limit", "2"], 2), (["--profile", "quick", "--limit", "all"],
+                                                                            None)):
+        assert main(base + extra) == 0
+        assert seen.pop() == want, extra
+    assert main(base + ["--profile", "nope", "--limit", "1"]) == 2 and not seen
+    assert "unknown profile" in capsys.readouterr().err

@@ -146,6 +146,11 @@ def cmd_decodability(a) -> int:
 
     from ..errors import InputError
 
+    from ..runs.profiles import get_profile
+
+    profile = get_profile(a.profile)  # an unknown one is refused even where DECODE_LIMIT is given
+    if a.limit is None or a.limit == "":  # the profile's (make book PROFILE=quick: 1 image a run)
+        a.limit = str(profile.decode_limit)
     if a.limit != "all" and not (a.limit.isdigit() and int(a.limit) > 0):
         raise InputError(f"DECODE_LIMIT={a.limit!r}: give a number of images per run (≥ 1) or all")
     return execute(a.results_dir, a.backends.split() if a.backends is not None else None,
@@ -248,7 +253,9 @@ def main(argv=None) -> int:
     planned("weights")
     dc = sub.add_parser("decodability", help="decode every stored bitstream under each decoder configuration here")
     dc.add_argument("--results-dir", default="results")
-    dc.add_argument("--limit", default="2", help="images per run whose streams are decoded (all: every one)")
+    dc.add_argument("--limit", default=None, help="images per run whose streams are decoded (all: every one; "
+                    "default: the profile's)")
+    dc.add_argument("--profile", default="standard", help="whose decode limit applies when --limit is not given")
     dc.add_argument("--qualities", default="lowest", help="lowest (each codec's lowest quality) or all")
     dc.add_argument("--backends", default=None, help="the backends to decode with (default: those the folder "
                     "holds runs of; '' for none)")

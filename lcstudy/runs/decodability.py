@@ -188,8 +188,11 @@ def _deployed(codec, cfg, streams, threads, log, shared=None):
     from ..core import images
     from ..core.backends import CALIBRATION_CROP, deploy
 
-    calib = []
-    for _, rec in streams[:2]:
+    calib, seen = [], set()
+    for _, rec in streams:  # the first two images of the codec's streams (a backend run's are the eager run's too)
+        if len(calib) == 2 or (rec.get("path"), rec.get("sha256")) in seen:
+            continue
+        seen.add((rec.get("path"), rec.get("sha256")))
         im = _image(rec)
         if im is not None:
             calib.append(images.load_image(rec["path"], crop=CALIBRATION_CROP) if min(im.height, im.width)

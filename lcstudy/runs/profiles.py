@@ -55,6 +55,9 @@ class Profile:
     #: where its results go when no folder is given (the Makefile's RESULTS_DIR default, and a notebook run
     #: by plain papermill with ``-p profile quick``): a preview never mixes into the standard results
     results_dir: str = "results"
+    #: the decodability phase of ``make book`` (``DECODE_LIMIT`` overrides): the stored streams of this many images
+    #: per run are decoded under every decoder configuration (see :data:`lcstudy.runs.decodability.DEFAULT_LIMIT`)
+    decode_limit: int = 2
 
     def qualities_of(self, spec) -> tuple[int, ...]:
         if self.qualities == "lowest":
@@ -74,6 +77,10 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.5, warmup=1, warmup_skip_s=10.0),
             standard_sweep="short", standard_rule=StopRule(min_repeats=1, max_repeats=6, budget_s=0.2),
             ar_kernels_crop=128, results_dir="results-quick",
+            # one image a run, not two: the preview's phase decoded 128 streams in 146 s on the 2-core VM (a
+            # quarter of its book), 54 of them serial autoregressive decodes of ~1.3 s; every decoder
+            # configuration and every codec keep their rows, and DECODE_LIMIT=2 gives the standard book's
+            decode_limit=1,
             # the two cheapest and most telling here: ONNX Runtime (export ~1 s, the largest gain measured on
             # the 2-core VM) and channels-last (no one-off cost; does the memory format alone help?);
             # compile and int8 cost tens of seconds of compilation per module and shape on 2 cores
