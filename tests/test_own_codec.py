@@ -124,3 +124,34 @@ def test_a_checkpoint_of_a_builtin_architecture_through_make_run(tmp_path):
     assert t.weights_label.iloc[0].startswith("checkpoint checkpoint.pth.tar (sha256 ")
     nb = next((tmp_path / "r").rglob("notebook.ipynb")).read_text()
     assert "CDF tables were not in the checkpoint" in nb and "read from the checkpoint (N=128, M=192)" in nb
+
+
+def test_a_codec_from_an_installed_entry_point_is_registered_once_its_distribution_is_on_the_path(tmp_path,
+                                                                                                  monkeypatch):
+    """A package that declares ``[project.entry-points."lcstudy.codecs"]`` registers its codecs; the lookup is
+    kept per sys.path (it reads every installed distribution's metadata), so a distribution put on the path
+    later is still found, and a broken entry point is still a clear error."""
+    import textwrap
+
+    (tmp_path / "epcodec.py").write_text(textwrap.dedent("""
+        from lcstudy.core.codec_table import CodecSpec
+
+        def specs():
+            return [CodecSpec(label="EPC", name="tiny_codec:TinyHyperprior", cls="tiny_codec:TinyHyperprior",
+                              family="auto", args={1: {"N": 32, "M": 48}}, pretrained=False, title="EP codec",
+                              citation="example")]
+
+        def broken():
+            return ["not a spec"]
+    """))
+    dist = tmp_path / "epcodec-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: epcodec\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[lcstudy.codecs]\nepc = epcodec:specs\n")
+    assert "EPC" not in codec_order()
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert codec_order()[-1] == "EPC" and get_spec("EPC").source == "entry point epc"
+    (dist / "entry_points.txt").write_text("[lcstudy.codecs]\nbad = epcodec:broken\n")
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))  # another path: looked up again
+    with pytest.raises(InputError, match="must give CodecSpec objects"):
+        codec_order()

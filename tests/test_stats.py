@@ -70,3 +70,16 @@ def test_relative_half_width_and_fixed():
     assert r.min_repeats == r.max_repeats == 4 and r.warmup == 0
     with pytest.raises(InputError):
         StopRule(min_repeats=3, max_repeats=2)
+
+
+def test_median_ci_equals_scipys_quantile_test_on_the_samples_themselves():
+    """median_ci keeps the ranks of the interval per (n, confidence): it must give SciPy's interval on the
+    samples as they come — unsorted, with ties, with open bounds — for every n it caches."""
+    from scipy.stats import quantile_test
+
+    rng = np.random.default_rng(7)
+    for n in range(1, 60):
+        for conf in (0.95, 0.9, 0.99):
+            for x in (rng.random(n) * 3, rng.choice([0.5, 1.0, 1.0, 2.0], size=n), np.full(n, 0.25)):
+                ci = quantile_test(x, q=float(np.median(x)), p=0.5).confidence_interval(conf)
+                np.testing.assert_equal(median_ci(list(x), conf), (ci.low, ci.high))

@@ -164,6 +164,16 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
     return rows
 
 
+def _prefixed(t: pd.DataFrame, cols: dict) -> pd.DataFrame:
+    """``t`` after the constant columns ``cols`` (in their order) that it does not have: one concatenation, not
+    a DataFrame.insert per column (each copies the frame's blocks: 2 s of the quick book's tables on the
+    2-core VM)."""
+    add = {k: v for k, v in cols.items() if k not in t.columns}
+    if not add:
+        return t
+    return pd.concat([pd.DataFrame(add, index=t.index), t], axis=1)
+
+
 def run_tables(run: layout.Run) -> dict[str, pd.DataFrame]:
     """Every table of one run."""
     return {t: _table([run], t) for t in RUN_TABLES}
@@ -180,10 +190,7 @@ def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -
             f = layout.table_file(run.path, table)
             if f.exists() and run.kind == layout.RunKind.LEARNED:
                 t = pd.read_csv(f, keep_default_na=False, na_values=[""]).rename(columns={"kind": KIND_COLUMN[table]})
-                for k, v in reversed(list(base.items())):
-                    if k not in t.columns:
-                        t.insert(0, k, v)
-                frames.append(t)
+                frames.append(_prefixed(t, base))
             continue
         if (table == "standard") != (run.kind == layout.RunKind.STANDARD):
             if table != "samples":
@@ -195,15 +202,10 @@ def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -
         elif table == "samples":
             for rec in recs:
                 s = _samples_frame(rec, base["run_backend"])
-                s.insert(0, "image", rec["image"])
-                s.insert(1, "node", rec.get("node"))
-                if run.kind == layout.RunKind.STANDARD:
-                    s.insert(0, "value", rec["value"])
-                    s.insert(0, "item_codec", rec["codec"])
-                for k, v in reversed(list(_item_base(rec, base).items())):
-                    if k not in s.columns:
-                        s.insert(0, k, v)
-                frames.append(s)
+                own = ({"item_codec": rec["codec"], "value": rec["value"]} if run.kind == layout.RunKind.STANDARD
+                       else {})
+                frames.append(_prefixed(s, {**_item_base(rec, base), **own, "image": rec["image"],
+                                            "node": rec.get("node")}))
         elif table == "memory":
             rows = []
             for rec in recs:
