@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -140,6 +141,17 @@ def test_the_phase_decodes_two_hosts_streams_resumably_and_survives_a_broken_one
     notes = []
     decodability.execute(res, backends=[], log=notes.append)
     assert any("0 decodes written" in n for n in notes), notes
+    # a backend decoder is calibrated on the first two distinct images of the codec's runs, whatever DECODE_LIMIT
+    # took (quick decodes 1 image a run; its runs' streams of that image are the same image twice)
+    import lcstudy.core.backends as backends
+
+    seen = []
+    monkeypatch.setattr(backends, "deploy", lambda codec, backend, calib, *a, **k: seen.append(
+        [im.name for im in calib]) or SimpleNamespace(codec=codec))
+    for limit in (1, 2):
+        decodability._deployed("codec", DecoderConfig(threads=2, backend="channels_last"),
+                               decodability._streams(res, limit), 2, print)
+    assert seen == [["kodim01", "kodim02"]] * 2, seen
 
 
 def test_the_chapter_states_the_matrix_the_degenerate_label_and_the_mitigation():
@@ -220,6 +232,7 @@ def test_the_profile_decides_how_many_images_a_run_decodes_unless_decode_limit_s
 
     seen = []
     monkeypatch.setattr(decodability, "execute", lambda res, backends, limit, qualities: seen.append(limit) or 0)
+    monkeypatch.setattr("lcstudy.pipeline.signals.install", lambda *a, **k: None)  # no handlers left in pytest
     base = ["decodability", "--results-dir", str(tmp_path)]
     for extra, want in ((["--profile", "quick"], 1), (["--profile", "standard"], 2), (["--profile", "paper"], 2),
                         ([], 2), (["--profile", "quick", "--limit", "2"], 2), (["--profile", "quick", "--limit", "all"],

@@ -1,4 +1,5 @@
 """The stage split: CompressAI's own coding byte for byte, known-answer timings, billing, synchronisation."""
+import statistics
 import time
 
 import pytest
@@ -89,16 +90,21 @@ def test_total_against_an_outer_wall_clock():
     account for all but a sliver of them."""
     codec = _fake()
     x = torch.rand(1, 3, 64, 64)
-    for _ in range(3):
+    gaps, sums = [], []
+    for _ in range(5):
         t0 = time.perf_counter()
         r = encode_decode(codec, x)
         outer = time.perf_counter() - t0
         inner = r.encode["total"] + r.decode["total"]
-        assert inner <= outer
-        assert outer - inner < 0.01  # instrumentation outside the clocks is small
-        stages = sum(v for k, v in r.encode.items() if k in ENCODE) + sum(v for k, v in r.decode.items()
-                                                                           if k in DECODE)
-        assert stages == pytest.approx(sum(ENCODE.values()) + sum(DECODE.values()), abs=0.006)
+        assert inner <= outer  # every coding: the clocks run inside the call
+        gaps.append(outer - inner)
+        sums.append(sum(v for k, v in r.encode.items() if k in ENCODE) + sum(v for k, v in r.decode.items()
+                                                                             if k in DECODE))
+    # the medians of 5 codings, not each: the fake's busy work only overruns, when the 2-core VM preempts it (one
+    # coding in a CI run summed 0.141 s against 0.131 s, 7 Dec); a clock that misbills does so in every coding
+    assert statistics.median(gaps) < 0.01  # instrumentation outside the clocks is small
+    assert statistics.median(sums) == pytest.approx(sum(ENCODE.values()) + sum(DECODE.values()), abs=0.006)
+    assert min(sums) >= sum(ENCODE.values()) + sum(DECODE.values()) - 0.006  # and never short of the work
 
 
 def test_clock_synchronises_at_every_stage_boundary():

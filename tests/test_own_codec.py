@@ -1,8 +1,10 @@
 """A user's own codec: registered in a codecs file or given by import path, split per module by
 CompressAI's conventions (or coarsely, by its top-level modules), checked bit for bit before timing,
 loaded from a train.py checkpoint — and every bad input refused with the fix."""
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -148,10 +150,19 @@ def test_a_codec_from_an_installed_entry_point_is_registered_once_its_distributi
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: epcodec\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[lcstudy.codecs]\nepc = epcodec:specs\n")
+    monkeypatch.delitem(sys.modules, "epcodec", raising=False)
     assert "EPC" not in codec_order()
     monkeypatch.syspath_prepend(str(tmp_path))
     assert codec_order()[-1] == "EPC" and get_spec("EPC").source == "entry point epc"
+    import shutil
+
+    # installed into a folder already on the path (its modification time changes): looked up again
+    shutil.rmtree(dist)
+    time.sleep(0.01)
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: epcodec\nVersion: 0.1\n")
     (dist / "entry_points.txt").write_text("[lcstudy.codecs]\nbad = epcodec:broken\n")
-    monkeypatch.syspath_prepend(str(ROOT / "examples"))  # another path: looked up again
-    with pytest.raises(InputError, match="must give CodecSpec objects"):
-        codec_order()
+    os.utime(tmp_path)
+    for _ in range(2):  # a broken entry point is an error each time it is asked for, not once
+        with pytest.raises(InputError, match="must give CodecSpec objects"):
+            codec_order()

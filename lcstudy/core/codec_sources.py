@@ -82,15 +82,23 @@ def _resolve_rel(base: Path, v: str) -> str:
 def _entry_point_specs() -> list[CodecSpec]:
     import sys
 
-    return list(_entry_point_specs_on(tuple(sys.path)))
+    def mtime(p: str) -> int:
+        try:
+            return os.stat(p or ".").st_mtime_ns
+        except OSError:
+            return 0
+
+    return list(_entry_point_specs_on(tuple((p, mtime(p)) for p in sys.path)))
 
 
 @functools.lru_cache(maxsize=8)
-def _entry_point_specs_on(path: tuple[str, ...]) -> tuple[CodecSpec, ...]:
-    """The entry points' codecs, found once per ``sys.path``. Why: ``importlib.metadata.entry_points`` reads
-    every installed distribution's metadata (~19 ms here), and :func:`registered` is asked for each codec
-    name the chapters order or colour: 276 times in the quick book's chapters, 5 s of them on the 2-core VM.
-    A failing entry point raises each time (lru_cache keeps no exception)."""
+def _entry_point_specs_on(path: tuple[tuple[str, int], ...]) -> tuple[CodecSpec, ...]:
+    """The entry points' codecs, found once per ``sys.path`` and its folders' modification times (a package
+    installed into a folder already on the path, ``%pip install`` in a kernel, changes its folder's: looked up
+    again, as ``importlib.metadata`` itself does). Why: ``importlib.metadata.entry_points`` reads every
+    installed distribution's metadata (~19 ms here), and :func:`registered` is asked for each codec name the
+    chapters order or colour: 276 times in the quick book's chapters, 5 s of them on the 2-core VM. A failing
+    entry point raises each time (lru_cache keeps no exception)."""
     from importlib.metadata import entry_points
 
     out = []

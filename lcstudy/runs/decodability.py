@@ -188,9 +188,16 @@ def _deployed(codec, cfg, streams, threads, log, shared=None):
     from ..core import images
     from ..core.backends import CALIBRATION_CROP, deploy
 
-    calib, seen = [], set()
-    for _, rec in streams:  # the first two images of the codec's streams (a backend run's are the eager run's too)
-        if len(calib) == 2 or (rec.get("path"), rec.get("sha256")) in seen:
+    calib, seen, runs = [], set(), []
+    for run, _ in streams:
+        if run.path not in (r.path for r in runs):
+            runs.append(run)
+    # the first two distinct images of the codec's runs that kept a bitstream — of every item, not only the
+    # DECODE_LIMIT decoded (a backend run's images are the eager run's): the calibration does not depend on the limit
+    for rec in (rec for run in runs for rec in run.items() if rec.get("bitstream")):
+        if len(calib) == 2:
+            break
+        if (rec.get("path"), rec.get("sha256")) in seen:
             continue
         seen.add((rec.get("path"), rec.get("sha256")))
         im = _image(rec)
