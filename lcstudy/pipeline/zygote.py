@@ -427,6 +427,7 @@ def _fork_kernel(req: dict, req_fd: int, evt_fd: int, resident: list):
     import select
 
     r, w = os.pipe()
+    zygote = os.getpid()
     try:
         pid = os.fork()
     except OSError as e:
@@ -435,7 +436,7 @@ def _fork_kernel(req: dict, req_fd: int, evt_fd: int, resident: list):
         return f"fork failed: {e}"
     if pid == 0:
         os.close(r)
-        _child(req, req_fd, evt_fd, resident, w)  # never returns
+        _child(req, req_fd, evt_fd, resident, w, zygote)  # never returns
     os.close(w)
     try:
         ok = select.select([r], [], [], 30)[0] and os.read(r, 1) == b"1"
@@ -501,13 +502,25 @@ def _map_again(resident: list[tuple[int, int]]) -> bool:
     return ok
 
 
-def _child(req: dict, req_fd: int, evt_fd: int, resident: list, started: int) -> None:
-    """The forked kernel: set up as ``python -m ipykernel_launcher`` in a fresh process would be, run it, exit."""
+def _child(req: dict, req_fd: int, evt_fd: int, resident: list, started: int, zygote: int) -> None:
+    """The forked kernel: set up as ``python -m ipykernel_launcher`` in a fresh process would be, run it, exit.
+
+    It dies with the zygote (``PR_SET_PDEATHSIG``; then a check that the zygote, ``zygote``'s pid, had not already
+    gone before that call). Why not only ipykernel's parent poller (``parent_handle``): the poller reads the parent
+    pid when its thread starts, a second or more into the kernel's start; a zygote killed before that left a kernel
+    whose poller took the orphan's new parent for its own and which ran on forever (seen in the tests: a kernel
+    killed with its zygote right after it started outlived it by 15 s). A retired zygote waits for its kernels,
+    and one whose runner died kills them itself, so the signal only ever reaches a kernel of a zygote that was
+    killed."""
+    import ctypes
     import signal
     import traceback
 
     code = 1
     try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux: so is the zygote)
+        if os.getppid() != zygote:
+            os._exit(1)
         os.setsid()
         os.write(started, b"1")
         os.close(started)
