@@ -241,3 +241,35 @@ def test_the_profile_decides_how_many_images_a_run_decodes_unless_decode_limit_s
         assert seen.pop() == want, extra
     assert main(base + ["--profile", "nope", "--limit", "1"]) == 2 and not seen
     assert "unknown profile" in capsys.readouterr().err
+
+
+def test_a_run_fingerprints_only_the_items_its_profiles_phase_decodes(tmp_path, monkeypatch):
+    """The untimed fingerprint decode is made for the first `decode_limit` items of a run (quick: 1) and for no
+    item of a resolution-scaling run (the phase never decodes those): 1,595 s of a standard book went to decodes
+    no phase read. Every item keeps its stream; the phase decodes only fingerprinted ones and says how many it
+    skipped; the field changes no run id."""
+    import dataclasses
+
+    from lcstudy.runs import decodability, layout, learned
+    from lcstudy.runs.params import resolve
+
+    monkeypatch.setenv("LCSTUDY_NOWAIT", "1")
+    res = tmp_path / "r"
+    imgs = ",".join(str(KODAK / f"kodim0{i}.png") for i in (1, 2))
+    common = dict(codec="FP", crop=64, repeats=1, kernels=False, macs=False, results_dir=str(res), progress=False,
+                  log=lambda *_: None, profile="quick")
+    learned.run(images=imgs, **common)
+    learned.run(images=imgs.split(",")[0], sizes="crop64,crop128", **{**common, "crop": None})
+    runs = {bool(r.meta["request"]["sizes"]): r for r in layout.runs(res)}
+    main, scaling = [sorted(runs[s].items(), key=lambda r: r["item"]) for s in (False, True)]
+    assert runs[False].meta["request"]["fingerprints"] == 1 and runs[True].meta["request"]["fingerprints"] == 0
+    assert [bool(r["bitstream"]["fingerprint"]) for r in main] == [True, False]
+    assert not any(r["bitstream"]["fingerprint"] for r in scaling)
+    assert all(r["bitstream"]["strings"] for r in main + scaling)  # every stream kept
+    assert [r["image"] for _, r in decodability._streams(res, None)] == [main[0]["image"]]
+    notes = []
+    monkeypatch.setattr(decodability, "decoder_configs", lambda *a, **k: [])  # the selection only, no decodes
+    decodability.execute(res, backends=[], limit=2, log=notes.append)
+    assert any("1 of the 2 stored bitstreams selected have no encoder fingerprint" in n for n in notes), notes
+    req = resolve(dict(codec="FP", images=imgs, crop=64, profile="quick", results_dir=str(res)))
+    assert req.request_id == dataclasses.replace(req, fingerprints=None).request_id

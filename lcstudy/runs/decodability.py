@@ -2,10 +2,12 @@
 
 **Every learned run keeps its bitstreams.** Each item's record (``items/<item>.json``) holds, under
 ``bitstream``, the strings and shape of its first timed coding, the digest of the weights that made them
-(:func:`lcstudy.core.decoding.weights_digest`) and the encoder's own fingerprint of them: one extra,
-untimed decode right after the item's repeats, observed by :class:`lcstudy.core.decoding.Watch` (the
-reconstruction's digest, the decoded symbols in chunks, how spread the scale indexes are and how close
-the scales came to a table boundary). A few kB an image; written with the item, so never half.
+(:func:`lcstudy.core.decoding.weights_digest`) and, for the first items of a run (as many as its profile's
+phase decodes, :attr:`lcstudy.runs.params.LearnedRequest.fingerprints`; none of a resolution-scaling run), the
+encoder's own fingerprint of them: one extra, untimed decode right after the item's repeats, observed by
+:class:`lcstudy.core.decoding.Watch` (the reconstruction's digest, the decoded symbols in chunks, how spread the
+scale indexes are and how close the scales came to a table boundary). A few kB an image; written with the item,
+so never half. A stream without the fingerprint is not decoded by the phase (nothing to classify it against).
 
 **The phase** (:func:`execute`) decodes every stored bitstream of the results folder — those of every
 host and device copied into it too — whose weights this machine can load bit for bit (the codec loaded
@@ -75,11 +77,13 @@ def _unpack(obj):
     return obj
 
 
-def keep(model, strings, shape, weights: str) -> dict:
+def keep(model, strings, shape, weights: str, fingerprint: bool = True) -> dict:
     """What an item stores of its bitstream: strings, shape, the weights' digest and the encoder's own
-    fingerprint of the stream (an untimed decode)."""
-    fp = decoding.fingerprint(model, strings, shape)
-    fp.pop("_x_hat")
+    fingerprint of the stream (an untimed decode; None when not ``fingerprint``: the phase skips the stream)."""
+    fp = None
+    if fingerprint:
+        fp = decoding.fingerprint(model, strings, shape)
+        fp.pop("_x_hat")
     return {"strings": _pack(strings), "shape": _pack(shape), "weights_digest": weights, "fingerprint": fp}
 
 
@@ -105,14 +109,23 @@ def decoder_configs(results_dir, threads: int, backends: list[str] | None = None
 #: by default, per run, the streams of this many images (in the run's order), of each codec's lowest quality, and
 #: no resolution-scaling run: the standard book keeps thousands of streams (24 images × every quality × 9 codecs,
 #: up to 3840×2160), and decoding each under ~8 configurations would take hours of the 2-core VM
-#: (`make decodability DECODE_LIMIT=all DECODE_QUALITIES=all` decodes every one)
+#: (`make decodability DECODE_LIMIT=all DECODE_QUALITIES=all` decodes every fingerprinted one: a run fingerprints
+#: as many items as its profile's phase decodes, so a limit above the profile's adds streams of older runs only)
 DEFAULT_LIMIT = 2
 
 
 def _streams(results_dir, limit: int | None = DEFAULT_LIMIT, qualities: str = "lowest"
              ) -> list[tuple[layout.Run, dict]]:
-    """The stored streams the phase decodes (see :data:`DEFAULT_LIMIT`); ``limit=None`` and
-    ``qualities="all"``: every stream of every run but the resolution-scaling ones."""
+    """The stored streams the phase decodes: those :func:`_selected` that the encoder fingerprinted."""
+    return [(run, rec) for run, rec in _selected(results_dir, limit, qualities) if rec["bitstream"].get("fingerprint")]
+
+
+def _selected(results_dir, limit: int | None = DEFAULT_LIMIT, qualities: str = "lowest"
+              ) -> list[tuple[layout.Run, dict]]:
+    """The stored streams the limit and qualities select (see :data:`DEFAULT_LIMIT`); ``limit=None`` and
+    ``qualities="all"``: every stream of every run but the resolution-scaling ones. A run fingerprints only its
+    first :attr:`~lcstudy.runs.params.LearnedRequest.fingerprints` items (its profile's limit), so a larger limit
+    selects streams the phase cannot check: :func:`execute` says how many."""
     runs = [r for r in layout.runs(results_dir, "learned", warn=False) if not r.meta["request"].get("sizes")]
     lowest: dict = {}
     for r in runs:
@@ -228,7 +241,12 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
         from ..errors import InputError
 
         raise InputError(f"DECODE_QUALITIES={qualities!r}: give lowest or all")
-    streams = _streams(results_dir, limit, qualities)
+    selected = _selected(results_dir, limit, qualities)
+    streams = [(run, rec) for run, rec in selected if rec["bitstream"].get("fingerprint")]
+    if len(streams) < len(selected):
+        log(f"note: {len(selected) - len(streams)} of the {len(selected)} stored bitstreams selected have no encoder "
+            "fingerprint to decode against (a run fingerprints as many items as its profile's phase decodes: "
+            "quick 1, standard and paper 2) and are not decoded; DECODE_LIMIT of at most that checks every one")
     if not streams:
         log(f"note: no run under {results_dir} kept its bitstreams (runs from before lcstudy kept them): nothing "
             "to cross-decode; `make runs` measures runs that keep them")

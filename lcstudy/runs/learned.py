@@ -91,17 +91,20 @@ class LearnedSubject:
         return {"image": im.name, **made, "sha256": im.sha256, "path": str(im.path), "height": im.height,
                 "width": im.width, "notes": im.notes, "nbytes": first.nbytes,
                 "bpp": metrics.bpp(first.nbytes, im.height, im.width), "psnr": q["psnr"], "ms_ssim": q["ms_ssim"],
-                "bitstream": self._keep(first)}
+                "bitstream": self._keep(it, first)}
 
-    def _keep(self, coding) -> dict:
-        """The item's bitstream with the encoder's fingerprint of it (:func:`lcstudy.runs.decodability.keep`:
-        one untimed decode, after the item's repeats): what the decodability phase decodes elsewhere."""
+    def _keep(self, it: Item, coding) -> dict:
+        """The item's bitstream, with the encoder's fingerprint of it (:func:`lcstudy.runs.decodability.keep`:
+        one untimed decode, after the item's repeats) for the first :attr:`LearnedRequest.fingerprints` items:
+        what the decodability phase decodes elsewhere."""
         from ..core.decoding import weights_digest
         from .decodability import keep
 
         if not hasattr(self, "_weights"):
             self._weights = weights_digest(self.codec.model)
-        return keep(self._encoder_model(), coding.strings, coding.shape, self._weights)
+        n = self.req.fingerprints
+        return keep(self._encoder_model(), coding.strings, coding.shape, self._weights,
+                    fingerprint=n is None or list(self.imgs).index(it.key) < n)
 
     def _encoder_model(self):
         return self.codec.model

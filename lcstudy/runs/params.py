@@ -175,6 +175,14 @@ class LearnedRequest(RunRequest):
     sizes: tuple[_images.ItemSize, ...] = ()
     #: how the transforms run (:mod:`lcstudy.core.backends`); not eager: eager is timed beside it
     backend: str = "eager"
+    #: how many items, in the run's order, have their stored stream fingerprinted by the encoder (one untimed decode
+    #: each after the item's repeats, :func:`lcstudy.runs.decodability.keep`): the references the decodability phase
+    #: decodes against. None: every item — what every run stored before this field did. A new run fingerprints as
+    #: many as its profile's phase decodes (:attr:`~lcstudy.runs.profiles.Profile.decode_limit`) and none of a
+    #: resolution-scaling run (the phase never decodes those); every item still keeps its stream. Why: those untimed
+    #: decodes were 1,595 s of a standard book's runs on the 2-core Intel VM (819 s of them in the scaling runs'
+    #: 4K autoregressive decodes), for streams no default phase reads. Not in the request's id: it changes no timing.
+    fingerprints: int | None = None
 
     def __post_init__(self):
         # a closed set: a plain string (a request read back from run.json) becomes its member, a wrong one fails here
@@ -573,7 +581,7 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
                           codec=spec.label if spec.source != "import path" else spec.cls, quality=quality,
                           weights=weights, weights_path=wpath, weights_hash=whash, seed=seed, kernels=kernels,
                           macs=macs, codec_args=codec_args, kernels_crop=kcrop, sizes=sizes, backend=backend,
-                          notes=tuple(notes))
+                          fingerprints=0 if sizes else profile.decode_limit, notes=tuple(notes))
 
 
 def request_dict(req: RunRequest) -> dict:
