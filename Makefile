@@ -57,7 +57,7 @@ export SLURM_PARTITION SLURM_GPU_PARTITION SLURM_ACCOUNT SLURM_QOS SLURM_OPTS
 # every notebook parameter can be set as the make variable of its upper-case name: the list that
 # `python -m lcstudy.pipeline params learned` prints, less RESULTS_DIR and PROFILE (tests/test_request.py checks it)
 NB_PARAMS := CODEC QUALITY DEVICE THREADS IMAGES LIMIT CROP RESIZE SIZES REPEATS MIN_REPEATS MAX_REPEATS BUDGET TARGET \
-             WARMUP WEIGHTS SEED KERNELS MACS CODEC_ARGS BACKEND
+             WARMUP WEIGHTS SEED KERNELS MACS CODEC_ARGS BACKEND FINGERPRINTS
 lower = $(shell echo $(1) | tr A-Z a-z)
 RUN_PARAMS := $(foreach v,$(NB_PARAMS),$(if $(value $(v)),$(call lower,$(v))='$($(v))'))
 # for `make runs`/`make book`: what applies to every planned run (not the codec or its quality)
@@ -156,7 +156,8 @@ reproducibility: $(STAMP) ## rerun measured runs in fresh processes: do their in
 	  $(if $(LIMIT),--limit $(LIMIT)) $(if $(SAMPLE),--sample $(SAMPLE)) --split $(SPLIT)
 
 .PHONY: decodability
-# DECODE_LIMIT: images per run whose streams are decoded (all: every one); empty: the profile's (quick 1, else 2)
+# DECODE_LIMIT: images per run whose streams are decoded (all: every one fingerprinted, see FINGERPRINTS); empty:
+# the profile's (quick 1, else 2)
 DECODE_LIMIT ?=
 DECODE_QUALITIES ?= lowest
 decodability: $(STAMP) ## decode the stored bitstreams of RESULTS_DIR under each decoder here (DECODE_LIMIT, DECODE_QUALITIES)

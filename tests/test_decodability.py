@@ -246,8 +246,8 @@ def test_the_profile_decides_how_many_images_a_run_decodes_unless_decode_limit_s
 def test_a_run_fingerprints_only_the_items_its_profiles_phase_decodes(tmp_path, monkeypatch):
     """The untimed fingerprint decode is made for the first `decode_limit` items of a run (quick: 1) and for no
     item of a resolution-scaling run (the phase never decodes those): 1,595 s of a standard book went to decodes
-    no phase read. Every item keeps its stream; the phase decodes only fingerprinted ones and says how many it
-    skipped; the field changes no run id."""
+    no phase read. Every item keeps its stream; the phase selects a run's items in the run's order (here not its
+    files' name order), decodes only fingerprinted ones and says how many it skipped; the field changes no run id."""
     import dataclasses
 
     from lcstudy.runs import decodability, layout, learned
@@ -255,7 +255,7 @@ def test_a_run_fingerprints_only_the_items_its_profiles_phase_decodes(tmp_path, 
 
     monkeypatch.setenv("LCSTUDY_NOWAIT", "1")
     res = tmp_path / "r"
-    imgs = ",".join(str(KODAK / f"kodim0{i}.png") for i in (1, 2))
+    imgs = ",".join(str(KODAK / f"kodim0{i}.png") for i in (2, 1))  # the run's order is not its files' name order
     common = dict(codec="FP", crop=64, repeats=1, kernels=False, macs=False, results_dir=str(res), progress=False,
                   log=lambda *_: None, profile="quick")
     learned.run(images=imgs, **common)
@@ -263,13 +263,18 @@ def test_a_run_fingerprints_only_the_items_its_profiles_phase_decodes(tmp_path, 
     runs = {bool(r.meta["request"]["sizes"]): r for r in layout.runs(res)}
     main, scaling = [sorted(runs[s].items(), key=lambda r: r["item"]) for s in (False, True)]
     assert runs[False].meta["request"]["fingerprints"] == 1 and runs[True].meta["request"]["fingerprints"] == 0
-    assert [bool(r["bitstream"]["fingerprint"]) for r in main] == [True, False]
+    assert [r["image"] for r in main] == ["kodim01", "kodim02"]
+    assert [bool(r["bitstream"]["fingerprint"]) for r in main] == [False, True]  # the run's first item
     assert not any(r["bitstream"]["fingerprint"] for r in scaling)
     assert all(r["bitstream"]["strings"] for r in main + scaling)  # every stream kept
-    assert [r["image"] for _, r in decodability._streams(res, None)] == [main[0]["image"]]
+    for limit in (None, 1):  # the profile's limit selects the run's first item, the one fingerprinted
+        assert [r["image"] for _, r in decodability._streams(res, limit)] == ["kodim02"]
     notes = []
-    monkeypatch.setattr(decodability, "decoder_configs", lambda *a, **k: [])  # the selection only, no decodes
+    from lcstudy.core.decoding import DecoderConfig
+
+    monkeypatch.setattr(decodability, "decoder_configs", lambda *a, **k: [DecoderConfig(threads=1)])  # one decoder
     decodability.execute(res, backends=[], limit=2, log=notes.append)
     assert any("1 of the 2 stored bitstreams selected have no encoder fingerprint" in n for n in notes), notes
+    assert [(d["image"], d["decoder"]) for d in layout.read_decodes(res)] == [("kodim02", "eager · cpu · 1thr")]
     req = resolve(dict(codec="FP", images=imgs, crop=64, profile="quick", results_dir=str(res)))
     assert req.request_id == dataclasses.replace(req, fingerprints=None).request_id

@@ -31,6 +31,9 @@ BAD = [
     ({"codec": "FP", "sizes": "crop64", "resize": "96x64"}, "give either SIZES or CROP/RESIZE"),
     ({"codec": "FP", "sizes": " , "}, "give at least one size"),
     ({"codec": "FP", "repeat": 3}, "unknown parameter 'repeat'"),
+    ({"codec": "FP", "fingerprints": -1}, "FINGERPRINTS=-1: must be an integer ≥ 0; the number of items"),
+    ({"codec": "FP", "fingerprints": "some"}, "FINGERPRINTS='some'"),
+    ({"codec": "FP", "sizes": "crop64", "fingerprints": "all"}, "never decodes a resolution-scaling run's streams"),
     ({"codec": "FP", "results_dir": "/proc/lcstudy-results"}, "cannot be created"),
 ]
 
@@ -111,6 +114,19 @@ def test_sizes_are_normalised_ordered_and_named(tmp_path):
                                "sizes": "crop64,96x64"}).request_id
 
 
+def test_fingerprints_default_to_the_profiles_decode_limit_and_take_a_count_or_all(tmp_path):
+    """FINGERPRINTS: how many of a run's items the encoder fingerprints (the decodability phase's references);
+    not given, the profile's decode limit (quick 1, standard 2), a SIZES run none; ``all``: every item (None, as
+    every run stored before the field). Not part of the run's identity."""
+    base = {"codec": "FP", "images": str(KODAK), "results_dir": str(tmp_path)}
+    got = {(p, f): resolve({**base, "profile": p, **({"fingerprints": f} if f is not None else {})}).fingerprints
+           for p in ("quick", "standard") for f in (None, "all", 0, "3")}
+    assert got == {("quick", None): 1, ("quick", "all"): None, ("quick", 0): 0, ("quick", "3"): 3,
+                   ("standard", None): 2, ("standard", "all"): None, ("standard", 0): 0, ("standard", "3"): 3}
+    assert resolve({**base, "sizes": "crop64,crop128", "limit": 1}).fingerprints == 0
+    assert len({resolve({**base, "fingerprints": f}).request_id for f in (None, "all", 5)}) == 1
+
+
 def test_the_scaling_runs_are_one_run_per_codec_with_every_size(tmp_path):
     """The standard plan measures kodim01's scaling sizes as the items of one run per codec (one kernel start
     and model load per codec, not per size), smallest first, with no operator profile or MAC count."""
@@ -122,8 +138,10 @@ def test_the_scaling_runs_are_one_run_per_codec_with_every_size(tmp_path):
     runs = plan(prof, ["cpu"])
     sc = [p for p in runs if p.role == "scaling"]
     assert len(sc) == len(list(registered())) and len({p.codec for p in sc}) == len(sc)
-    res = resolve_plan(sc[:1], prof, str(tmp_path), {"images": str(KODAK), "weights": "random"})
+    # FINGERPRINTS given for every run (`make runs FINGERPRINTS=all`) does not reach a scaling run's
+    res = resolve_plan(sc[:1], prof, str(tmp_path), {"images": str(KODAK), "weights": "random", "fingerprints": "all"})
     req = res[0].request
+    assert req.fingerprints == 0
     assert tuple(map(str, req.sizes)) == prof.scaling == ("crop512", "1920x1080", "3840x2160")
     assert (len(req.images), req.images[0].name, req.kernels, req.macs) == (1, "kodim01", False, False)
     from lcstudy.pipeline.cost import _mpx

@@ -253,8 +253,8 @@ def main(argv=None) -> int:
     planned("weights")
     dc = sub.add_parser("decodability", help="decode every stored bitstream under each decoder configuration here")
     dc.add_argument("--results-dir", default="results")
-    dc.add_argument("--limit", default=None, help="images per run whose streams are decoded (all: every one; "
-                    "default: the profile's)")
+    dc.add_argument("--limit", default=None, help="images per run whose streams are decoded (all: every one "
+                    "the run fingerprinted, see FINGERPRINTS; default: the profile's)")
     dc.add_argument("--profile", default="standard", help="whose decode limit applies when --limit is not given")
     dc.add_argument("--qualities", default="lowest", help="lowest (each codec's lowest quality) or all")
     dc.add_argument("--backends", default=None, help="the backends to decode with (default: those the folder "

@@ -55,8 +55,10 @@ class PlannedRun:
 def scaling_params(sizes: tuple[str, ...]) -> tuple[tuple[str, object], ...]:
     """The resolution-scaling run of one codec: kodim01 at every size of the profile, smallest first, as the
     items of one run (one kernel start, import and model load instead of one per size); no operator profile
-    and no MAC count (MACs per pixel are the main run's); repeats and warm-up follow the profile's rule."""
-    return (("limit", 1), ("kernels", False), ("macs", False), ("sizes", ",".join(sizes)))
+    and no MAC count (MACs per pixel are the main run's), no stream fingerprinted (the decodability phase never
+    decodes a scaling run's: ``FINGERPRINTS`` given for every run does not reach it); repeats and warm-up follow
+    the profile's rule."""
+    return (("limit", 1), ("kernels", False), ("macs", False), ("sizes", ",".join(sizes)), ("fingerprints", 0))
 
 
 def plan(profile: Profile, devices: list[str], codecs: list[str] | None = None) -> list[PlannedRun]:

@@ -111,8 +111,10 @@ def rerun(results_dir, codecs=None, limit=None, sample=None, split: int = 2, log
     with timing_lock(f"make reproducibility (pid {os.getpid()})", wait=not os.environ.get("LCSTUDY_NOWAIT"),
                      log=log, token=token):
         for i, (run, imgs) in enumerate(todo, 1):
-            req = replace(RunRequest.from_dict(run.meta["request"]), images=imgs, results_dir=str(out),
-                          kernels=False, macs=False)
+            req = RunRequest.from_dict(run.meta["request"])
+            # timings only: no side phase, and no stream fingerprinted (no decodability phase reads a rerun's)
+            req = replace(req, images=imgs, results_dir=str(out), kernels=False, macs=False,
+                          **({"fingerprints": 0} if hasattr(req, "fingerprints") else {}))
             origin[req.request_id] = run.meta["run_id"]
             f = out / f".request-{i}.json"
             atomic_write_json(f, request_dict(req))

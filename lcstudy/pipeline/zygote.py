@@ -377,6 +377,10 @@ def main(req_fd: int, evt_fd: int) -> int:
         error = (f"the zygote has {py_threads} Python threads after its imports "
                  f"({', '.join(t.name for t in threading.enumerate())}): forking it is not safe")
     resident = _resident_file_pages()
+    if error is None and not sys.platform.startswith("linux"):
+        # its kernels die with it by PR_SET_PDEATHSIG (:func:`_child`), and a warm kernel's memory readings are a
+        # cold one's by mapping the libraries' pages again (/proc, madvise): both Linux's
+        error = f"a warm kernel needs Linux (this is {sys.platform}): kernels start cold"
     if error is None and resident and not _map_again(resident[:1]):
         error = ("this kernel cannot map a process's library pages again (madvise MADV_POPULATE_READ needs Linux "
                  "≥ 5.14): a warm kernel's memory readings would not be a cold one's")
@@ -510,15 +514,16 @@ def _child(req: dict, req_fd: int, evt_fd: int, resident: list, started: int, zy
     pid when its thread starts, a second or more into the kernel's start; a zygote killed before that left a kernel
     whose poller took the orphan's new parent for its own and which ran on forever (seen in the tests: a kernel
     killed with its zygote right after it started outlived it by 15 s). A retired zygote waits for its kernels,
-    and one whose runner died kills them itself, so the signal only ever reaches a kernel of a zygote that was
-    killed."""
+    and one whose runner died kills them itself, so the signal only reaches the kernels of a zygote that was killed
+    or crashed (and one whose start it had given up on)."""
     import ctypes
     import signal
     import traceback
 
     code = 1
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux: so is the zygote)
+        if ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL) != 0:  # PR_SET_PDEATHSIG (main(): Linux only)
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed: the kernel would not die with its zygote")
         if os.getppid() != zygote:
             os._exit(1)
         os.setsid()

@@ -110,14 +110,19 @@ def decoder_configs(results_dir, threads: int, backends: list[str] | None = None
 #: no resolution-scaling run: the standard book keeps thousands of streams (24 images × every quality × 9 codecs,
 #: up to 3840×2160), and decoding each under ~8 configurations would take hours of the 2-core VM
 #: (`make decodability DECODE_LIMIT=all DECODE_QUALITIES=all` decodes every fingerprinted one: a run fingerprints
-#: as many items as its profile's phase decodes, so a limit above the profile's adds streams of older runs only)
+#: as many items as its profile's phase decodes unless `FINGERPRINTS=N|all` said otherwise, so a limit above the
+#: profile's adds only the streams of runs measured with more, and of runs from before the field)
 DEFAULT_LIMIT = 2
 
 
 def _streams(results_dir, limit: int | None = DEFAULT_LIMIT, qualities: str = "lowest"
              ) -> list[tuple[layout.Run, dict]]:
     """The stored streams the phase decodes: those :func:`_selected` that the encoder fingerprinted."""
-    return [(run, rec) for run, rec in _selected(results_dir, limit, qualities) if rec["bitstream"].get("fingerprint")]
+    return _fingerprinted(_selected(results_dir, limit, qualities))
+
+
+def _fingerprinted(selected: list[tuple[layout.Run, dict]]) -> list[tuple[layout.Run, dict]]:
+    return [(run, rec) for run, rec in selected if rec["bitstream"].get("fingerprint")]
 
 
 def _selected(results_dir, limit: int | None = DEFAULT_LIMIT, qualities: str = "lowest"
@@ -136,7 +141,10 @@ def _selected(results_dir, limit: int | None = DEFAULT_LIMIT, qualities: str = "
         q = run.meta["request"]
         if qualities == "lowest" and q.get("quality") != lowest[q.get("codec")]:
             continue
-        kept = [rec for rec in run.items() if rec.get("bitstream")]
+        # in the run's order (its request's images, as the run fingerprinted them), not its files' name order
+        order = {k: i for i, k in enumerate(run.meta.get("items") or ())}
+        kept = sorted((rec for rec in run.items() if rec.get("bitstream")),
+                      key=lambda rec: order.get(rec.get("item"), len(order)))
         out += [(run, rec) for rec in (kept if limit is None else kept[:limit])]
     return out
 
@@ -242,14 +250,20 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
 
         raise InputError(f"DECODE_QUALITIES={qualities!r}: give lowest or all")
     selected = _selected(results_dir, limit, qualities)
-    streams = [(run, rec) for run, rec in selected if rec["bitstream"].get("fingerprint")]
+    streams = _fingerprinted(selected)
     if len(streams) < len(selected):
         log(f"note: {len(selected) - len(streams)} of the {len(selected)} stored bitstreams selected have no encoder "
             "fingerprint to decode against (a run fingerprints as many items as its profile's phase decodes: "
-            "quick 1, standard and paper 2) and are not decoded; DECODE_LIMIT of at most that checks every one")
+            "quick 1, standard and paper 2, unless FINGERPRINTS said otherwise) and are not decoded; DECODE_LIMIT of "
+            "at most that checks every one")
     if not streams:
-        log(f"note: no run under {results_dir} kept its bitstreams (runs from before lcstudy kept them): nothing "
-            "to cross-decode; `make runs` measures runs that keep them")
+        if selected:
+            log(f"note: none of the {len(selected)} stored bitstreams selected under {results_dir} has an encoder "
+                "fingerprint: nothing to cross-decode; `make runs FINGERPRINTS=all` fingerprints every item of the "
+                "runs it measures")
+        else:
+            log(f"note: no run under {results_dir} kept its bitstreams (runs from before lcstudy kept them): "
+                "nothing to cross-decode; `make runs` measures runs that keep them")
         return 0
     host = host_name()
     groups: dict[tuple, list] = {}

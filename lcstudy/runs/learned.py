@@ -103,8 +103,10 @@ class LearnedSubject:
         if not hasattr(self, "_weights"):
             self._weights = weights_digest(self.codec.model)
         n = self.req.fingerprints
+        if n is not None and not hasattr(self, "_rank"):
+            self._rank = {k: i for i, k in enumerate(self.imgs)}  # the run's order: its meta's ``items``
         return keep(self._encoder_model(), coding.strings, coding.shape, self._weights,
-                    fingerprint=n is None or list(self.imgs).index(it.key) < n)
+                    fingerprint=n is None or self._rank[it.key] < n)
 
     def _encoder_model(self):
         return self.codec.model

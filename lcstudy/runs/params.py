@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 #: the Makefile's ``NB_PARAMS``, a notebook's parameters cell or its call, or the README's list differ.
 LEARNED_PARAMS = ("codec", "quality", "device", "threads", "images", "limit", "crop", "resize", "sizes", "repeats",
                   "min_repeats", "max_repeats", "budget", "target", "warmup", "weights", "seed", "kernels", "macs",
-                  "codec_args", "backend", "results_dir", "profile")
+                  "codec_args", "backend", "fingerprints", "results_dir", "profile")
 STANDARD_PARAMS = ("images", "limit", "crop", "repeats", "min_repeats", "max_repeats", "budget", "target", "warmup",
                    "threads", "sweep", "codecs", "results_dir", "profile")
 #: run kind (``RunRequest.kind``) → (its notebook, that notebook's parameters)
@@ -177,11 +177,13 @@ class LearnedRequest(RunRequest):
     backend: str = "eager"
     #: how many items, in the run's order, have their stored stream fingerprinted by the encoder (one untimed decode
     #: each after the item's repeats, :func:`lcstudy.runs.decodability.keep`): the references the decodability phase
-    #: decodes against. None: every item — what every run stored before this field did. A new run fingerprints as
-    #: many as its profile's phase decodes (:attr:`~lcstudy.runs.profiles.Profile.decode_limit`) and none of a
-    #: resolution-scaling run (the phase never decodes those); every item still keeps its stream. Why: those untimed
+    #: decodes against. None: every item — what every run stored before this field did, and ``FINGERPRINTS=all``.
+    #: By default a new run fingerprints as many as its profile's phase decodes
+    #: (:attr:`~lcstudy.runs.profiles.Profile.decode_limit`) and none of a resolution-scaling run (the phase never
+    #: decodes those); every item still keeps its stream. Why: those untimed
     #: decodes were 1,595 s of a standard book's runs on the 2-core Intel VM (819 s of them in the scaling runs'
-    #: 4K autoregressive decodes), for streams no default phase reads. Not in the request's id: it changes no timing.
+    #: 4K autoregressive decodes), for streams no default phase reads. Not in the request's id: it changes no timing
+    #: (so a finished run is not measured again for another ``FINGERPRINTS``).
     fingerprints: int | None = None
 
     def __post_init__(self):
@@ -424,6 +426,20 @@ def item_args(req, size) -> dict:
     return size.load_args() if size else {"crop": req.crop, "resize": req.resize}
 
 
+def _fingerprints(value, profile: Profile, sizes) -> int | None:
+    """FINGERPRINTS: how many items of the run get the encoder's fingerprint of their stream (``all``: every one;
+    not given: as many as the profile's decodability phase decodes, none of a resolution-scaling run)."""
+    if value is None:
+        return 0 if sizes else profile.decode_limit
+    n = None if value == "all" else _int("fingerprints", value, 0,
+                                         fix="the number of items whose streams the encoder fingerprints, or all")
+    if sizes and n != 0:
+        raise InputError(f"FINGERPRINTS={value}: the decodability phase never decodes a resolution-scaling run's "
+                         "streams (SIZES), so none of them is fingerprinted; leave FINGERPRINTS out or give SIZES "
+                         "to another run")
+    return n
+
+
 def _label(base: str, params: dict, profile: Profile) -> str:
     """A run's name: the group plus what differs from the profile's defaults, in a fixed order."""
     parts = [base]
@@ -572,6 +588,7 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
     macs = _bool("macs", params.get("macs", True))
     group = f"{spec.label}-q{quality}"
     label = _label(group, {k: v for k, v in params.items() if k != "weights" or v not in (None, "auto")}, profile)
+    fingerprints = _fingerprints(params.get("fingerprints"), profile, sizes)
     kcrop = profile.ar_kernels_crop
     if not (kcrop and spec.family == "autoregressive" and resize is None and not sizes
             and (crop is None or crop > kcrop)):
@@ -581,7 +598,7 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
                           codec=spec.label if spec.source != "import path" else spec.cls, quality=quality,
                           weights=weights, weights_path=wpath, weights_hash=whash, seed=seed, kernels=kernels,
                           macs=macs, codec_args=codec_args, kernels_crop=kcrop, sizes=sizes, backend=backend,
-                          fingerprints=0 if sizes else profile.decode_limit, notes=tuple(notes))
+                          fingerprints=fingerprints, notes=tuple(notes))
 
 
 def request_dict(req: RunRequest) -> dict:

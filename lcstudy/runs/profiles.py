@@ -79,7 +79,8 @@ PROFILES: dict[str, Profile] = {p.name: p for p in (
             ar_kernels_crop=128, results_dir="results-quick",
             # one image a run, not two: the preview's phase decoded 128 streams in 146 s on the 2-core VM (a
             # quarter of its book), 54 of them serial autoregressive decodes of ~1.3 s; every decoder
-            # configuration and every codec keep their rows, and DECODE_LIMIT=2 gives the standard book's
+            # configuration and every codec keep their rows (a quick run fingerprints 1 item: FINGERPRINTS=2 and
+            # DECODE_LIMIT=2 give the standard book's)
             decode_limit=1,
             # the two cheapest and most telling here: ONNX Runtime (export ~1 s, the largest gain measured on
             # the 2-core VM) and channels-last (no one-off cost; does the memory format alone help?);
