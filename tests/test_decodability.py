@@ -276,5 +276,12 @@ def test_a_run_fingerprints_only_the_items_its_profiles_phase_decodes(tmp_path, 
     decodability.execute(res, backends=[], limit=2, log=notes.append)
     assert any("1 of the 2 stored bitstreams selected have no encoder fingerprint" in n for n in notes), notes
     assert [(d["image"], d["decoder"]) for d in layout.read_decodes(res)] == [("kodim02", "eager · cpu · 1thr")]
+    # FINGERPRINTS=0: streams kept, none to decode against; the phase says so and why, and decodes nothing
+    res0 = tmp_path / "r0"
+    learned.run(images=imgs, fingerprints=0, **{**common, "results_dir": str(res0)})
+    notes = []
+    assert decodability.execute(res0, backends=[], limit=None, log=notes.append) == 0
+    assert any(n.startswith("note: none of the 2 stored bitstreams selected") for n in notes), notes
+    assert not (res0 / layout.DECODES).exists()
     req = resolve(dict(codec="FP", images=imgs, crop=64, profile="quick", results_dir=str(res)))
     assert req.request_id == dataclasses.replace(req, fingerprints=None).request_id

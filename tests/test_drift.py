@@ -200,6 +200,9 @@ def test_make_reproducibility_reruns_apart_and_reports_coverage(machine, imgs, t
                                  "--split", "1"]) == 0
     out = capsys.readouterr().out
     assert "coverage over" in out and "reference workload" in out
+    reruns = [json.loads(f.read_text()) for f in (results / ".reproducibility").rglob("items/*.json")]
+    assert reruns and all(r["bitstream"]["strings"] for r in reruns)  # streams kept, none fingerprinted: no
+    assert not any(r["bitstream"]["fingerprint"] for r in reruns)  # decodability phase reads a rerun's
     s = json.loads((results / ".reproducibility" / "last.json").read_text())
     assert s["runs"] == 2 and s["rows"] == 2 * 1 * (7 + 5)  # runs × images × clocked stages of encode, decode
     assert s["coverage_ci_run"] == 1.0 and s["coverage_ci"] < 0.2

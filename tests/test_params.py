@@ -125,6 +125,18 @@ def test_fingerprints_default_to_the_profiles_decode_limit_and_take_a_count_or_a
                    ("standard", None): 2, ("standard", "all"): None, ("standard", 0): 0, ("standard", "3"): 3}
     assert resolve({**base, "sizes": "crop64,crop128", "limit": 1}).fingerprints == 0
     assert len({resolve({**base, "fingerprints": f}).request_id for f in (None, "all", 5)}) == 1
+    # a measured run is not measured again for it: `make run`/`make runs` say so, naming the folder to remove
+    from types import SimpleNamespace
+
+    from lcstudy.pipeline.plan import fingerprints_not_applied
+
+    req = resolve({**base, "fingerprints": "all"})
+    done = SimpleNamespace(meta={"request": {"fingerprints": 2}}, path="results/vm/cpu/FP-q1/abc")
+    note = fingerprints_not_applied(req, done, given=True)
+    assert "already measured with 2 item(s) fingerprinted" in note and "remove results/vm/cpu/FP-q1/abc" in note
+    assert fingerprints_not_applied(req, done, given=False) is None
+    assert fingerprints_not_applied(req, SimpleNamespace(meta={"request": {"fingerprints": None}}, path="p"),
+                                    given=True) is None
 
 
 def test_the_scaling_runs_are_one_run_per_codec_with_every_size(tmp_path):
@@ -142,6 +154,9 @@ def test_the_scaling_runs_are_one_run_per_codec_with_every_size(tmp_path):
     res = resolve_plan(sc[:1], prof, str(tmp_path), {"images": str(KODAK), "weights": "random", "fingerprints": "all"})
     req = res[0].request
     assert req.fingerprints == 0
+    main = [p for p in runs if p.role == "main" and p.codec == "FP"][:1]
+    assert resolve_plan(main, prof, str(tmp_path), {"images": str(KODAK), "weights": "random",
+                                                    "fingerprints": "all"})[0].request.fingerprints is None
     assert tuple(map(str, req.sizes)) == prof.scaling == ("crop512", "1920x1080", "3840x2160")
     assert (len(req.images), req.images[0].name, req.kernels, req.macs) == (1, "kodim01", False, False)
     from lcstudy.pipeline.cost import _mpx

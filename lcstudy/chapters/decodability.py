@@ -1,7 +1,7 @@
 """Decodability: which codecs survive a change of decoder (threads, backend, device, machine).
 
 Reads the cross-decodes of :mod:`lcstudy.runs.decodability` (``make decodability``, a phase of ``make
-book``): every stored bitstream decoded under each decoder configuration of each machine whose results
+book``): every fingerprinted stored bitstream it selected decoded under each decoder configuration of each machine whose results
 were merged here. Per codec, the matrix of encoder × decoder with the share of images ``identical`` /
 ``close`` / ``corrupt`` / ``error`` (:mod:`lcstudy.core.decoding`), how spread the entropy model's scales
 are and how close they came to a table boundary (the *margin*, in ulps), and what the float64 mitigation
@@ -170,7 +170,7 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     page = Page("decodability")
     t = load_results(results_dir, "decodability")
     if t.empty:
-        return page.nothing_yet("No cross-decodes yet: `make decodability` decodes every stored bitstream under "
+        return page.nothing_yet("No cross-decodes yet: `make decodability` decodes the stored bitstreams under "
                                 "each decoder configuration of this machine.",
                                 "No cross-decodes here: `make decodability` (a phase of `make book`).", downloads_dir)
     mx = matrix(t)

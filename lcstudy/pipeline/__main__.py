@@ -251,7 +251,7 @@ def main(argv=None) -> int:
     c = planned("cost")
     c.add_argument("--nodes", default="1")
     planned("weights")
-    dc = sub.add_parser("decodability", help="decode every stored bitstream under each decoder configuration here")
+    dc = sub.add_parser("decodability", help="decode the stored, fingerprinted bitstreams under each decoder configuration here")
     dc.add_argument("--results-dir", default="results")
     dc.add_argument("--limit", default=None, help="images per run whose streams are decoded (all: every one "
                     "the run fingerprinted, see FINGERPRINTS; default: the profile's)")

@@ -21,6 +21,9 @@ def execute(resolved: list, wait: bool = True) -> int:
     total = sum(r.predicted_s for r in todo)
     print(f"plan: {len(resolved)} runs, {done} already measured, {len(todo)} to run"
           + (f" (predicted {fmt_seconds(total)})" if todo else ""), flush=True)
+    for r in resolved:
+        for note in r.notes:
+            print(f"note: {note}", flush=True)
     failed, contended = [], []
     eta = PlanClock(total)
     for i, r in enumerate(todo, 1):

@@ -125,6 +125,7 @@ def resolve_plan(planned: list[PlannedRun], profile: Profile, results_dir: str, 
         params = {**{k: v for k, v in overrides.items() if k in _allowed(p.notebook)}, **p.param_dict,
                   "profile": profile.name, "results_dir": results_dir}
         req = resolve(params, p.notebook, local=not any_platform)
+        given = "fingerprints" in overrides and "fingerprints" not in p.param_dict
         rid = None  # any platform
         if not any_platform:
             key = (req.kind, req.device, req.threads)
@@ -132,8 +133,23 @@ def resolve_plan(planned: list[PlannedRun], profile: Profile, results_dir: str, 
                 fps[key] = platform_fingerprint(req)
             rid = run_id(req, fps[key])
         done = layout.find_complete(results_dir, req.request_id, req.device, rid, req.phases)
-        out.append(Resolved(p, req, params, done))
+        note = fingerprints_not_applied(req, done, given)
+        out.append(Resolved(p, req, params, done, notes=[note] if note else []))
     return out
+
+
+def fingerprints_not_applied(req, done, given: bool) -> str | None:
+    """A note when ``FINGERPRINTS`` was given (``given``) for a run already measured with another count: a run's
+    fingerprints are made while it is measured and are not part of its identity, so it is not measured again."""
+    if done is None or not given or not hasattr(req, "fingerprints"):
+        return None
+    had = done.meta.get("request", {}).get("fingerprints")
+    if had == req.fingerprints:
+        return None
+    return (f"{req.label}: already measured with {'every item' if had is None else f'{had} item(s)'} fingerprinted; "
+            f"FINGERPRINTS does not apply to a measured run (a run's fingerprints are made while it is measured): "
+            f"remove {done.path} to measure it again with FINGERPRINTS="
+            f"{'all' if req.fingerprints is None else req.fingerprints}")
 
 
 def _allowed(notebook: str) -> tuple[str, ...]:

@@ -48,6 +48,11 @@ def run_notebook(notebook: str, params: dict, wait: bool = True, force: bool = F
     rid = run_id(req, platform_fingerprint(req))
     done = layout.find_complete(req.results_dir, req.request_id, req.device, rid, req.phases)
     if done is not None and not force:
+        from .plan import fingerprints_not_applied
+
+        note = fingerprints_not_applied(req, done, params.get("fingerprints") is not None)
+        if note:
+            print(f"note: {note}", flush=True)
         print(f"{req.label}: already measured ({done.path}); nothing to do", flush=True)
         return 0
     # the kernel gets the request itself (checked there, not resolved again): WEIGHTS=auto's network probe, the

@@ -278,6 +278,9 @@ def execute(resolved: list, a) -> int:
     todo = [r for r in resolved if r.done is None and r.request.request_id not in already]
     print(f"plan: {len(resolved)} runs, {sum(r.done is not None for r in resolved)} already measured, "
           f"{len(already)} queued or running, {len(todo)} to submit", flush=True)
+    for r in resolved:
+        for note in r.notes:
+            print(f"note: {note}", flush=True)
     subs = []
     if todo:
         for note in dict.fromkeys(n for r in todo for n in getattr(r.request, "notes", ())):

@@ -380,7 +380,7 @@ def main(req_fd: int, evt_fd: int) -> int:
     if error is None and not sys.platform.startswith("linux"):
         # its kernels die with it by PR_SET_PDEATHSIG (:func:`_child`), and a warm kernel's memory readings are a
         # cold one's by mapping the libraries' pages again (/proc, madvise): both Linux's
-        error = f"a warm kernel needs Linux (this is {sys.platform}): kernels start cold"
+        error = f"a warm kernel needs Linux (this is {sys.platform})"
     if error is None and resident and not _map_again(resident[:1]):
         error = ("this kernel cannot map a process's library pages again (madvise MADV_POPULATE_READ needs Linux "
                  "≥ 5.14): a warm kernel's memory readings would not be a cold one's")

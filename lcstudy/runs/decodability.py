@@ -3,13 +3,15 @@
 **Every learned run keeps its bitstreams.** Each item's record (``items/<item>.json``) holds, under
 ``bitstream``, the strings and shape of its first timed coding, the digest of the weights that made them
 (:func:`lcstudy.core.decoding.weights_digest`) and, for the first items of a run (as many as its profile's
-phase decodes, :attr:`lcstudy.runs.params.LearnedRequest.fingerprints`; none of a resolution-scaling run), the
+phase decodes, or ``FINGERPRINTS``: :attr:`lcstudy.runs.params.LearnedRequest.fingerprints`; none of a
+resolution-scaling run), the
 encoder's own fingerprint of them: one extra, untimed decode right after the item's repeats, observed by
 :class:`lcstudy.core.decoding.Watch` (the reconstruction's digest, the decoded symbols in chunks, how spread the
 scale indexes are and how close the scales came to a table boundary). A few kB an image; written with the item,
 so never half. A stream without the fingerprint is not decoded by the phase (nothing to classify it against).
 
-**The phase** (:func:`execute`) decodes every stored bitstream of the results folder — those of every
+**The phase** (:func:`execute`) decodes the fingerprinted bitstreams of the results folder it selects
+(:data:`DEFAULT_LIMIT`) — those of every
 host and device copied into it too — whose weights this machine can load bit for bit (the codec loaded
 from the run's request must have the same weights digest; others are skipped with one note each), under
 each decoder configuration available here (:func:`decoder_configs`; a backend run's streams under the
@@ -128,9 +130,10 @@ def _fingerprinted(selected: list[tuple[layout.Run, dict]]) -> list[tuple[layout
 def _selected(results_dir, limit: int | None = DEFAULT_LIMIT, qualities: str = "lowest"
               ) -> list[tuple[layout.Run, dict]]:
     """The stored streams the limit and qualities select (see :data:`DEFAULT_LIMIT`); ``limit=None`` and
-    ``qualities="all"``: every stream of every run but the resolution-scaling ones. A run fingerprints only its
-    first :attr:`~lcstudy.runs.params.LearnedRequest.fingerprints` items (its profile's limit), so a larger limit
-    selects streams the phase cannot check: :func:`execute` says how many."""
+    ``qualities="all"``: every stream of every run but the resolution-scaling ones, each run's in its order. A run
+    fingerprints only its first :attr:`~lcstudy.runs.params.LearnedRequest.fingerprints` items (by default its
+    profile's limit; ``FINGERPRINTS``), so a larger limit selects streams the phase cannot check: :func:`execute`
+    says how many."""
     runs = [r for r in layout.runs(results_dir, "learned", warn=False) if not r.meta["request"].get("sizes")]
     lowest: dict = {}
     for r in runs:
@@ -232,8 +235,9 @@ def _deployed(codec, cfg, streams, threads, log, shared=None):
 
 def execute(results_dir, backends: list[str] | None = None, log=print,
             limit: int | None = DEFAULT_LIMIT, qualities: str = "lowest") -> int:
-    """Decode every stored bitstream under every decoder configuration here (see the module docstring);
-    returns 0, or 2 when no run of the folder kept a bitstream."""
+    """Decode the selected stored bitstreams that have an encoder fingerprint (:func:`_streams`) under every
+    decoder configuration here (see the module docstring); returns 0 (also when there is nothing to decode: a
+    note says why)."""
     import os
 
     import torch
@@ -251,20 +255,20 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
         raise InputError(f"DECODE_QUALITIES={qualities!r}: give lowest or all")
     selected = _selected(results_dir, limit, qualities)
     streams = _fingerprinted(selected)
+    why = ("a run fingerprints, while it is measured, as many items as its profile's phase decodes (quick 1, "
+           "standard and paper 2) unless FINGERPRINTS said otherwise; a run measured without them has to be removed "
+           "and measured again with FINGERPRINTS=all to be checked")
+    if not selected:
+        log(f"note: no run under {results_dir} kept its bitstreams (runs from before lcstudy kept them): "
+            "nothing to cross-decode; `make runs` measures runs that keep them")
+        return 0
+    if not streams:
+        log(f"note: none of the {len(selected)} stored bitstreams selected under {results_dir} has an encoder "
+            f"fingerprint to decode against: nothing to cross-decode ({why})")
+        return 0
     if len(streams) < len(selected):
         log(f"note: {len(selected) - len(streams)} of the {len(selected)} stored bitstreams selected have no encoder "
-            "fingerprint to decode against (a run fingerprints as many items as its profile's phase decodes: "
-            "quick 1, standard and paper 2, unless FINGERPRINTS said otherwise) and are not decoded; DECODE_LIMIT of "
-            "at most that checks every one")
-    if not streams:
-        if selected:
-            log(f"note: none of the {len(selected)} stored bitstreams selected under {results_dir} has an encoder "
-                "fingerprint: nothing to cross-decode; `make runs FINGERPRINTS=all` fingerprints every item of the "
-                "runs it measures")
-        else:
-            log(f"note: no run under {results_dir} kept its bitstreams (runs from before lcstudy kept them): "
-                "nothing to cross-decode; `make runs` measures runs that keep them")
-        return 0
+            f"fingerprint to decode against and are not decoded ({why})")
     host = host_name()
     groups: dict[tuple, list] = {}
     for run, rec in streams:

@@ -556,6 +556,7 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
         return StandardRequest(profile=profile.name, label="standard-codecs", group="standard-codecs",
                                device="cpu", threads=threads, images=imgs, crop=crop, resize=None, rule=rule,
                                results_dir=str(results_dir), sweep=sweep, codecs=names)
+    fingerprints = _fingerprints(params.get("fingerprints"), profile, sizes)  # before the weights and images
     if params.get("codec") is None:
         raise InputError("give the codec: CODEC=ARC (a label, a CompressAI name, or package.module:Class)")
     codec_args = params.get("codec_args")
@@ -588,7 +589,6 @@ def resolve(params: dict, notebook: str = "profile_codec", local: bool = True) -
     macs = _bool("macs", params.get("macs", True))
     group = f"{spec.label}-q{quality}"
     label = _label(group, {k: v for k, v in params.items() if k != "weights" or v not in (None, "auto")}, profile)
-    fingerprints = _fingerprints(params.get("fingerprints"), profile, sizes)
     kcrop = profile.ar_kernels_crop
     if not (kcrop and spec.family == "autoregressive" and resize is None and not sizes
             and (crop is None or crop > kcrop)):
