@@ -17,6 +17,7 @@ the runner pays once before any notebook: the zoo's URL table for ``WEIGHTS=auto
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import sys
 import warnings
@@ -85,17 +86,41 @@ print(json.dumps({"imports": t1 - t0, "codec load": t2 - t1, "run page": t4 - t3
 """
 
 
+@contextlib.contextmanager
+def _new_kernel():
+    """A kernel as jupyter_client starts it (its ``start_new_kernel``), over Unix sockets in a folder of its own
+    like the pipeline's kernels (:class:`lcstudy.pipeline.notebooks.IPCKernelManager`): over TCP, ipykernel warns
+    on every start that it runs without encryption, a dozen lines of noise in the table's output. Stopped at once
+    and its folder removed on the way out, unless the caller stopped it."""
+    import os
+    import shutil
+    import tempfile
+
+    from jupyter_client.manager import KernelManager
+
+    folder = tempfile.mkdtemp(prefix="lcstudy-bench-")
+    km, kc = KernelManager(kernel_name="python3", transport="ipc", ip=os.path.join(folder, "ipc")), None
+    try:
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        kc.wait_for_ready(timeout=120)
+        yield km, kc
+    finally:
+        if kc is not None:
+            kc.stop_channels()
+        if km.has_kernel and km.is_alive():
+            km.shutdown_kernel(now=True)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def _kernel_start() -> float:
     """Seconds from asking for a kernel to its answering (what papermill waits for), then shut down."""
     import time
 
-    from jupyter_client.manager import start_new_kernel
-
     t0 = time.perf_counter()
-    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
-    t = time.perf_counter() - t0
-    kc.stop_channels()
-    km.shutdown_kernel(now=True)
+    with _new_kernel():
+        t = time.perf_counter() - t0
     return t
 
 
@@ -105,17 +130,15 @@ def _kernel_exit(graceful: bool) -> float:
     for a notebook that has finished."""
     import time
 
-    from jupyter_client.manager import start_new_kernel
-
-    km, kc = start_new_kernel(kernel_name="python3", startup_timeout=120)
-    reply = kc.execute_interactive("import lcstudy.runs.learned, lcstudy.chapters.run_page", timeout=120,
-                                   output_hook=lambda msg: None)
-    if reply["content"]["status"] != "ok":
-        raise SystemExit(f"error: the kernel could not import the study: {reply['content'].get('evalue')}")
-    kc.stop_channels()
-    t0 = time.perf_counter()
-    km.shutdown_kernel(now=not graceful)
-    return time.perf_counter() - t0
+    with _new_kernel() as (km, kc):
+        reply = kc.execute_interactive("import lcstudy.runs.learned, lcstudy.chapters.run_page", timeout=120,
+                                       output_hook=lambda msg: None)
+        if reply["content"]["status"] != "ok":
+            raise SystemExit(f"error: the kernel could not import the study: {reply['content'].get('evalue')}")
+        kc.stop_channels()
+        t0 = time.perf_counter()
+        km.shutdown_kernel(now=not graceful)
+        return time.perf_counter() - t0
 
 
 def _kernel_ready(warm: bool) -> float:
