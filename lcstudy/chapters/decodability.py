@@ -176,7 +176,8 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     mx = matrix(t)
     tables = {"matrix": mx, "margins": margins(t), "mitigation": mitigation(t), "summary": summary(mx)}
     findings(page, tables)
-    page.header = ("Each stored bitstream decoded again under another decoder: other thread counts, the deployment "
+    page.header = ("The stored bitstreams of each run's first images (those its encoder fingerprinted: `DECODE_LIMIT`, "
+                   "`FINGERPRINTS`) decoded again under another decoder: other thread counts, the deployment "
                    "backends, CUDA where present, another machine's results merged here, and two *simulated* "
                    "platforms (the hyper-synthesis output nudged by 1 ulp and by 2¹³ ulps, the size of a GPU's "
                    "TF32 rounding). *identical*: bit-exact; *close*: the same decoded symbols, other "
