@@ -354,3 +354,34 @@ def test_a_slow_down_is_explained_by_the_operator_that_took_the_most_of_it():
     assert len(slow) == 1 and "DGM's g_s under *bf16* runs at 0.200× eager's speed" in slow[0], slow
     assert ("operator profile of one decode puts its largest share, 0.429, in aten::mkldnn_convolution "
             "(convolution: 0.600 s over 282 calls, against 0.114 s for eager's whole g_s)") in slow[0], slow[0]
+
+
+def _graphs() -> int:
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+def test_compile_compiles_every_shape_past_dynamos_cache_limit_or_says_so(monkeypatch):
+    """Every module torch.compile wraps shares one code object, whose cache holds ``recompile_limit`` graphs (8
+    by default): past it dynamo ran the module eager under the name ``compile``, with one warning — the standard
+    book's decodability phase did so for every codec after its first. Here the limit is 2 (as if two (module,
+    shape) pairs had filled it): each of three shapes is compiled all the same; and a limit reached anyway is an
+    error, not an eager run."""
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 2)
+    monkeypatch.setattr(torch._dynamo.config, "accumulated_recompile_limit", 2)
+    monkeypatch.setattr(torch._dynamo.config, "fail_on_recompile_limit_hit", False)
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1).eval()
+    fn, _ = backends.BACKENDS["compile"].make(conv, [torch.rand(1, 3, 8, 8)], 1)
+    before = _graphs()
+    with torch.no_grad():
+        for side in (8, 12, 16):
+            torch.testing.assert_close(fn(torch.rand(1, 3, side, side)).shape, (1, 4, side, side))
+    assert _graphs() - before == 3  # broken: 2, the third shape ran eager
+    torch._dynamo.config.recompile_limit = 1  # reached now: the next new shape must fail, not run eager
+    with pytest.raises(Exception, match="(?i)recompile.?limit|cache.?limit"), torch.no_grad():
+        fn(torch.rand(1, 3, 20, 20))
+    torch._dynamo.reset()

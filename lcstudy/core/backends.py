@@ -89,9 +89,30 @@ def _channels_last(module, examples, threads):
     return run, inner
 
 
+#: Graphs torch.compile may cache per code object before it stops compiling it. Every module compiled in a process
+#: shares one such code object (dynamo's wrapper around a module's call), and at the default limit (8) the ninth
+#: (module, input shape) pair is not compiled but run eager, with one warning, under the backend's name. A run's
+#: four transforms at the calibration crop and two image orientations are 12; the decodability phase deploys
+#: every codec in one process, and the standard book's phase hit the limit at its first codec (7 Dec 2026), so
+#: its ``compile`` and ``int8`` decoders ran eager for the other codecs. Raised to what a study process compiles,
+#: and reaching it is an error (:func:`_dynamo_limits`), never a silent fallback.
+DYNAMO_RECOMPILE_LIMIT = 256
+
+
+def _dynamo_limits() -> None:
+    """Before a compiling backend compiles: the cache limit above, and a hard error at it."""
+    import torch._dynamo
+
+    cfg = torch._dynamo.config
+    cfg.recompile_limit = max(cfg.recompile_limit, DYNAMO_RECOMPILE_LIMIT)
+    cfg.accumulated_recompile_limit = max(cfg.accumulated_recompile_limit, DYNAMO_RECOMPILE_LIMIT)
+    cfg.fail_on_recompile_limit_hit = True
+
+
 def _compile(module, examples, threads):
     import torch
 
+    _dynamo_limits()
     inner = copy.deepcopy(module)
     return torch.compile(inner, backend="inductor", dynamic=False), inner
 
@@ -128,6 +149,7 @@ def _int8(module, examples, threads):
         for x in examples:
             prepared(x)
     converted = convert_pt2e(prepared)
+    _dynamo_limits()
     return torch.compile(converted, backend="inductor", dynamic=False), converted
 
 

@@ -18,15 +18,18 @@ Two steps, because the GPU machine reaches no package index:
        declares ``numpy<2``; its rANS coder is pybind11, not the numpy C API);
     3. runs the CUDA tests (``pytest -m cuda``) and the protocol's fast tests on that machine;
     4. runs :data:`STUDY`: every codec at its lowest quality on CUDA (the quick profile's images at 512²
-       crops), and the resolution sizes for two codecs — each step under its own time limit;
+       crops), the resolution sizes for two codecs, the CUDA and CPU decoders of their streams, and two
+       codecs under the fp16 and bf16 deployment backends (each beside eager, as every backend run) —
+       each step under its own time limit;
     5. writes ``DIR/lcstudy-device.tar.gz``: the results folder, the logs, ``pip freeze`` and
        ``nvidia-smi -q``.
     Without a CUDA device it stops after step 2 and prints the commands it would have run (which is how
     it is tested on the development machines).
 
 Sizing (the lent machine: 15 minutes of device time per task including its start, one command at most
-10 minutes): installing ~1 min, tests ~1 min, study ~4 min (the autoregressive codecs' Python loop
-dominates on a GPU: CompressAI's published mbt2018 decode is ~6 s per full Kodak image on an RTX 8000).
+10 minutes): installing ~1 min, tests ~1 min, study ~5 min, of which fp16/bf16 (4 runs) ~1 min (the
+autoregressive codecs' Python loop dominates on a GPU: CompressAI's published mbt2018 decode is ~6 s per
+full Kodak image on an RTX 8000).
 """
 from __future__ import annotations
 
@@ -71,6 +74,13 @@ STUDY = (
     # the CUDA runs' streams decoded on the CPU and on CUDA (issue 27): the CPU↔GPU pairs no CPU box can make
     ("decodability, CUDA and CPU decoders", 150,
      ["decodability", "--results-dir", RESULTS, "--limit", "1", "--backends", ""]),
+    # the deployment backends only a GPU runs (issue 32): fp16 autocast is CUDA only and has never been
+    # measured; bf16 beside it (tensor cores; the 2-core CPUs without native bf16 ran it slower than fp32).
+    # Last, so that a slow step before it costs this one, not the study's. compile and int8 are left out:
+    # their compilation per module and shape is tens of seconds
+    ("deployment backends fp16 and bf16, HP and ELIC, CUDA", 90,
+     ["runs", "--profile", "quick", "--devices", "cuda", "--codecs", "HP ELIC", "--backends", "fp16 bf16",
+      "--results-dir", RESULTS, "--", "crop=512", "limit=2"]),
 )
 TESTS = ("tests/test_cuda.py", "tests/test_lean_import.py", "tests/test_energy.py")
 

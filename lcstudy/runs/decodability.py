@@ -40,6 +40,7 @@ from __future__ import annotations
 import base64
 import math
 import statistics
+import sys
 import time
 
 from ..core import decoding
@@ -326,6 +327,11 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
                         written += 1
                     if model is not None and cfg != configs[0]:
                         written += _mitigate(codec, model, cfg, members, results_dir, host, n, unpad_of, log)
+            # this codec's compiled graphs (compile, int8) are not called again: free them, and leave the next
+            # codec torch.compile's whole cache (core.backends.DYNAMO_RECOMPILE_LIMIT); nothing compiled if
+            # dynamo was never imported
+            if "torch._dynamo" in sys.modules:
+                sys.modules["torch._dynamo"].reset()
     log(f"decodability: {written} decodes written in {time.monotonic() - t0:.0f} s (the rest were there)")
     return 0
 
