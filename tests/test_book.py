@@ -62,7 +62,11 @@ def test_book_shape(built):
     for r in runs:
         text = r.read_text()
         assert "<img" in text
-        titles.add(re.search(r"<h1>(.*?)<", text).group(1).strip())
+        title = re.search(r"<h1>(.*?)<", text).group(1).strip()
+        titles.add(title)
+        # an onnxruntime run's operator profile: its transforms' operators are ONNX Runtime's, outside torch's
+        ort_said = "the transforms' ONNX Runtime operators" in text.replace("’", "'")
+        assert ort_said == ("· onnxruntime" in title), (r, title)
     assert len(titles) == len(runs) and "Standard codecs on cpu" in " ".join(titles), titles  # titled by their run
     intro = (html / "intro.html").read_text()
     assert "peak matmul (GFLOP/s" in intro and "of measurement wall time" in intro and "What this shows" in intro

@@ -217,5 +217,7 @@ def build(result) -> Page:
                    + (f", on a {int(k.height.iloc[0])}×{int(k.width.iloc[0])} crop" if "height" in k and
                       int(k.height.iloc[0]) < int(t.height.max()) else "") + ".")
         page.figure("kernels", fig_kernels(k, label), "The share of each operator category in the call's time; "
-                    "'outside torch ops' is the Python loop and the entropy coder.")
+                    "'outside torch ops' is the Python loop and the entropy coder"
+                    + (", and under onnxruntime the transforms' ONNX Runtime operators." if backend == "onnxruntime"
+                       else "."))
     return page
