@@ -377,7 +377,7 @@ def _graphs() -> int:
 def test_compile_compiles_every_shape_past_dynamos_cache_limit_or_says_so(monkeypatch):
     """Every module torch.compile wraps shares one code object, whose cache holds ``recompile_limit`` graphs (8
     by default): past it dynamo ran the module eager under the name ``compile``, with one warning — the standard
-    book's decodability phase did so for every codec after its first. Here the limit is 2 (as if two (module,
+    book's decodability phase did so for its later codecs. Here the limit is 2 (as if two (module,
     shape) pairs had filled it): each of three shapes is compiled all the same; and a limit reached anyway is an
     error, not an eager run."""
     import torch._dynamo

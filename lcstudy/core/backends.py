@@ -93,8 +93,8 @@ def _channels_last(module, examples, threads):
 #: shares one such code object (dynamo's wrapper around a module's call), and at the default limit (8) the ninth
 #: (module, input shape) pair is not compiled but run eager, with one warning, under the backend's name. A run's
 #: four transforms at the calibration crop and two image orientations are 12; the decodability phase deploys
-#: every codec in one process, and the standard book's phase hit the limit at its first codec (7 Dec 2026), so
-#: its ``compile`` and ``int8`` decoders ran eager for the other codecs. Raised to what a study process compiles,
+#: every codec in one process, and the standard book's phase hit the limit two minutes in (7 Dec 2026): its
+#: ``compile`` and ``int8`` decoders ran eager for the later codecs. Raised to what a study process compiles,
 #: and reaching it is an error (:func:`_dynamo_limits`), never a silent fallback.
 DYNAMO_RECOMPILE_LIMIT = 256
 
