@@ -225,6 +225,22 @@ def test_cost_list_scheduling():
     assert schedule([10, 1, 1, 1], 4) == 10
 
 
+def test_cost_splits_outside_the_measurement_into_deploying_and_the_harness():
+    """The time a run notebook spends outside its measurement: a backend run's deployment (compilation, export:
+    measured and reported by the study) apart from the harness's fixed cost; eager runs have no setup (NaN)."""
+    from lcstudy.pipeline.cost import outside_split, outside_text
+
+    nb = pd.DataFrame({"notebook_seconds": [10.0, 30.0, 5.0], "wall_seconds": [8.0, 12.0, 4.0],
+                       "setup_seconds": [np.nan, 15.0, 0.5]})
+    o = outside_split(nb)
+    assert o["outside_s"] == pytest.approx(21.0) and o["deploy_s"] == pytest.approx(15.5)
+    assert o["harness_s"] == pytest.approx(5.5) and o["harness_per_notebook_s"] == pytest.approx(5.5 / 3)
+    assert "deploying the backend runs (export, calibration, compilation; one-off, measured) 16 s" in outside_text(nb)
+    assert "1.8 s a notebook" in outside_text(nb)
+    # results from before the backend axis: no setup column, all of it the harness's
+    assert outside_split(nb.drop(columns="setup_seconds"))["harness_s"] == pytest.approx(21.0)
+
+
 def test_stale_run_pages_are_removed_from_the_built_html(tmp_path):
     """A run removed or relabelled: its old HTML page must not be published beside the current ones."""
     from lcstudy.pipeline.book import prune_stale_run_pages

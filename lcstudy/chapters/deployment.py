@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ..core.backends import BACKENDS
 from ..core.instrument import StageKind
 from . import style
 from .page import Page
@@ -104,8 +105,8 @@ def costs(t: pd.DataFrame) -> pd.DataFrame:
     return _by_backend(out)
 
 
-#: the backend whose transforms run outside torch (their time is the profile's "outside torch ops")
-OUTSIDE_TORCH_BACKEND = "onnxruntime"
+#: the backends whose transforms run outside torch (:attr:`Backend.outside_torch`)
+OUTSIDE_TORCH = [b.name for b in BACKENDS.values() if b.outside_torch]
 
 
 def profile_top(k: pd.DataFrame) -> pd.DataFrame:
@@ -117,7 +118,7 @@ def profile_top(k: pd.DataFrame) -> pd.DataFrame:
     operator of the backend's)."""
     if k is None or k.empty or "run_backend" not in k:
         return pd.DataFrame()
-    outside = (k.op == "outside torch ops") & (k.run_backend != OUTSIDE_TORCH_BACKEND)
+    outside = (k.op == "outside torch ops") & ~k.run_backend.isin(OUTSIDE_TORCH)
     d = k[(k.run_backend != "eager") & (k.backend == k.run_backend) & (k.op_kind == "cpu_op")
           & ~outside & ~k.op.astype(str).str.startswith("(rest")]
     if d.empty:

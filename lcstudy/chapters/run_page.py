@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core.backends import BACKENDS
 from ..core.instrument import StageKind
 from . import style
 from .page import Page
@@ -218,6 +219,6 @@ def build(result) -> Page:
                       int(k.height.iloc[0]) < int(t.height.max()) else "") + ".")
         page.figure("kernels", fig_kernels(k, label), "The share of each operator category in the call's time; "
                     "'outside torch ops' is the Python loop and the entropy coder"
-                    + (", and under onnxruntime the transforms' ONNX Runtime operators." if backend == "onnxruntime"
-                       else "."))
+                    + (", and under onnxruntime the transforms' ONNX Runtime operators." if backend in BACKENDS
+                       and BACKENDS[backend].outside_torch else "."))
     return page

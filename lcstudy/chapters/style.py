@@ -30,6 +30,8 @@ import math
 
 import pandas as pd
 
+from ..core.backends import BACKENDS
+
 #: Paul Tol, "muted" (colour-blind safe): rose, indigo, sand, green, cyan, wine, teal, olive, purple
 MUTED = ["#CC6677", "#332288", "#DDCC77", "#117733", "#88CCEE", "#882255", "#44AA99", "#999933", "#AA4499"]
 #: Paul Tol, "bright": blue, red, green, yellow, cyan, purple, grey
@@ -45,8 +47,8 @@ OKABE_ITO = ["#0072B2", "#56B4E9", "#CC79A7", "#009E73", "#F0E442", "#E69F00", "
 VIBRANT = ["#0077BB", "#33BBEE", "#009988", "#EE7733", "#CC3311", "#EE3377", "#BBBBBB"]
 #: the colour of a value a palette does not know (never another value's colour)
 UNKNOWN = "#777777"
-#: the deployment backends, in the order the book lists them (eager is the baseline)
-BACKEND_ORDER = ("eager", "channels_last", "compile", "bf16", "fp16", "int8", "onnxruntime")
+#: the deployment backends, in the order the book lists them: the registry's (eager, the baseline, first)
+BACKEND_ORDER = tuple(BACKENDS)
 #: inches: the book's content column at a laptop's width (1280 px window: about 690 CSS px) at SCREEN_DPI,
 #: so a figure is shown at its own size (its text at the size it was set), not scaled down
 FIG_WIDTH = 7.1

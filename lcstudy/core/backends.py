@@ -73,6 +73,10 @@ class Backend:
     #: its one-off cost recurs at every new input shape (a compiling backend, ``dynamic=False``); the
     #: calibration shape is compiled during setup
     per_shape: bool = False
+    #: its transforms run outside torch (another runtime's operators): torch's profiler does not see them, so
+    #: its operator profiles put the transforms' time in "outside torch ops" — a finding or caption about
+    #: operators must say so rather than name the eager context model's aten operator
+    outside_torch: bool = False
 
     @property
     def identity(self) -> bool:
@@ -207,7 +211,7 @@ BACKENDS: dict[str, Backend] = {b.name: b for b in (
     Backend("onnxruntime", "each transform exported by torch.onnx and run by ONNX Runtime", "fp32", _onnxruntime,
             # CPU only: the pinned onnxruntime is the CPU build (the CUDA provider needs onnxruntime-gpu)
             1e-4, devices=("cpu",), one_off="export (TorchScript exporter) and session creation", guess_ratio=0.94,
-            guess_one_off_s=0.44),
+            guess_one_off_s=0.44, outside_torch=True),
 )}
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..core.backends import BACKENDS
 from ..core.stats import StopRule
 from ..errors import InputError
 
@@ -68,7 +69,7 @@ class Profile:
 
 
 #: every deployment backend (the registry's order; eager is the reference every backend run times anyway)
-_ALL_BACKENDS = ("channels_last", "compile", "bf16", "fp16", "int8", "onnxruntime")
+_ALL_BACKENDS = tuple(b for b in BACKENDS if b != "eager")
 _MAIN = StopRule(min_repeats=1, max_repeats=10, budget_s=3.0, warmup=1, warmup_skip_s=10.0)
 _STD = StopRule(min_repeats=2, max_repeats=10, budget_s=0.5, warmup=1, warmup_skip_s=10.0)
 
