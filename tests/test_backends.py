@@ -2,6 +2,7 @@
 an identity backend is byte-identical at speed-up 1, an exported transform agrees with eager, a wrong
 backend is caught, a one-off cost never enters a median, old results read as eager."""
 import copy
+import dataclasses
 import json
 import os
 import subprocess
@@ -288,6 +289,36 @@ def test_deployments_of_one_codec_share_its_calibration_coding(hp_and_crops, mon
     other = lcstudy_load("FP")
     backends.deploy(other, "channels_last", crops, 2, shared=shared)  # another codec
     assert len(calls) == 5
+
+
+def test_a_decoder_deploys_only_what_it_calls_and_compiles_nothing_up_front(hp_and_crops, monkeypatch):
+    """The decodability phase deploys a codec to decode: only the transforms decompress() calls (h_s, g_s), not
+    checked at the calibration crop — where a compiling backend would compile every module at a shape the phase
+    never decodes. It decodes what the whole deployment decodes."""
+    from lcstudy.core import images as _images
+    from lcstudy.core.instrument import encode_decode
+
+    codec, crops = hp_and_crops
+    whole = backends.deploy(codec, "onnxruntime", crops, 2)
+    dec = backends.deploy(codec, "onnxruntime", crops, 2, stages=backends.DECODER_STAGES, verify=False)
+    assert whole.modules == ("g_a", "h_a", "h_s", "g_s") and dec.modules == ("h_s", "g_s"), dec.modules
+    assert type(dec.codec.model.g_a).__name__ != "DeployedModule" and not dec.max_abs_diff
+    x, _ = _images.pad(crops[0].x)
+    coded = encode_decode(codec, x)
+    shape = coded.shape
+    with torch.inference_mode():
+        a = whole.codec.model.decompress(coded.strings, shape)["x_hat"]
+        b = dec.codec.model.decompress(coded.strings, shape)["x_hat"]
+    assert torch.equal(a, b)
+    # a stand-in for torch.compile that notes each call (a compilation at a new shape)
+    called = []
+    fake = dataclasses.replace(BACKENDS["compile"], make=lambda m, ex, t: (
+        lambda x: called.append(tuple(x.shape)) or m(x), m))
+    monkeypatch.setitem(backends.BACKENDS, "compile", fake)
+    backends.deploy(codec, "compile", crops, 2, stages=backends.DECODER_STAGES, verify=False)
+    assert called == []  # nothing called, so nothing compiled, before the first decode
+    backends.deploy(codec, "compile", crops, 2)
+    assert called, "a run's deployment is checked on the calibration inputs"
 
 
 def lcstudy_load(label):

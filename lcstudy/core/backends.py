@@ -38,6 +38,8 @@ from ..errors import InputError
 
 #: The transform stages a backend replaces (the context and entropy-parameter networks stay eager).
 TRANSFORM_STAGES = ("g_a", "h_a", "h_s", "g_s")
+#: the transforms a decoder calls (decompress: the hyper-synthesis, then the synthesis)
+DECODER_STAGES = ("h_s", "g_s")
 #: The calibration set of ``int8`` (and the inputs every deployed module is checked on): the first
 #: ``CALIBRATION_IMAGES`` images of the image folder that the run does not measure, as centred
 #: ``CALIBRATION_CROP``² crops (the exported graphs take any size, so a small crop calibrates them).
@@ -288,15 +290,17 @@ class Deployment:
                 "precision": BACKENDS[self.backend].precision}
 
 
-def transform_paths(model, family: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(module paths of the transforms, paths of the networks left eager), by the stage split's probes."""
+def transform_paths(model, family: str, stages: tuple[str, ...] = TRANSFORM_STAGES
+                    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(module paths of the transforms of ``stages``, paths of the networks left eager), by the stage split's
+    probes."""
     from .instrument import _resolve, probes_for
 
     deploy, keep = [], []
     for probe in probes_for(family, model):
         for path, _, meth in _resolve(model, probe.target):
             if meth is None and path:
-                (deploy if probe.stage in TRANSFORM_STAGES else keep).append(path)
+                (deploy if probe.stage in stages else keep).append(path)
     ctx = [n for n in ("context_prediction",) if hasattr(model, n)]
     return tuple(dict.fromkeys(deploy)), tuple(dict.fromkeys(keep + ctx))
 
@@ -352,7 +356,8 @@ def calibration_inputs(codec, images: list, paths: tuple[str, ...]) -> dict[str,
     return {p: [t.clone() for t in v] for p, v in seen.items()}
 
 
-def deploy(codec, backend: str, calibration: list, threads: int, log=print, shared: dict | None = None) -> Deployment:
+def deploy(codec, backend: str, calibration: list, threads: int, log=print, shared: dict | None = None,
+           stages: tuple[str, ...] = TRANSFORM_STAGES, verify: bool = True) -> Deployment:
     """``codec`` with its transforms run by ``backend``: a copy (the eager codec is left untouched, for the
     side-by-side reference). ``calibration``: images (:class:`~lcstudy.core.images.Image`) the modules are
     calibrated (int8) and checked on. Raises InputError naming the module before any timing.
@@ -363,12 +368,19 @@ def deploy(codec, backend: str, calibration: list, threads: int, log=print, shar
     coding was half of the phase's deployment time (26 s of 51 s in a quick book on the 2-core VM, autoregressive
     decodes above all), and its result depends only on the codec's weights, the images and the module paths
     (to the last ulp, on the device and thread count too), which the key holds; every backend only reads the
-    tensors."""
+    tensors.
+
+    ``stages`` and ``verify``: what a caller that only decodes needs (the decodability phase: ``DECODER_STAGES``,
+    no check). A decoder never calls ``g_a`` or ``h_a``; and the check against eager on the calibration inputs is
+    where a compiling backend (``compile``, ``int8``) compiles every module at the calibration shape — a shape
+    the phase never decodes (``dynamic=False``: each shape has its own graph, so leaving it out changes no
+    decoded output). A run deploys every transform and checks them: its speed-up, setup and model size are of
+    the whole codec, and a backend that is not the same function is an error before any timing."""
     import torch
 
     b = BACKENDS[check(backend, str(codec.device))]
     family = codec.family or codec.spec.family
-    paths, eager = transform_paths(codec.model, family)
+    paths, eager = transform_paths(codec.model, family, stages)
     eager_bytes = tensor_bytes(codec.model)
     names = tuple(im.name for im in calibration)
     if b.identity:
@@ -412,7 +424,7 @@ def deploy(codec, backend: str, calibration: list, threads: int, log=print, shar
         parent, _, leaf = p.rpartition(".")
         setattr(mods[parent] if parent else model, leaf, dm)
     with torch.inference_mode():
-        for p, dm in replaced.items():
+        for p, dm in replaced.items() if verify else ():
             ref_mod = dict(codec.model.named_modules())[p]
             t0 = time.perf_counter()  # the check's first calls (a compilation) are setup too
             worst = 0.0
