@@ -279,6 +279,46 @@ def test_free_heap_is_given_back_before_each_item(tmp_path, small_png, monkeypat
     assert len(calls) == 3
 
 
+_HEAVY_PROBE = r"""
+import json, sys
+import lcstudy
+from lcstudy.core import memory
+
+HEAVY = ("torch._dynamo", "ptflops", "sympy", "torchvision")
+seen = []
+begin = memory.PeakMemory.begin
+def spy(self):
+    seen.append(sorted(m for m in HEAVY if m in sys.modules))
+    return begin(self)
+memory.PeakMemory.begin = spy
+codec = lcstudy.load_codec("HP", 1, weights="random")
+df = lcstudy.profile(codec, sys.argv[1:3], repeats=2, warmup=1, macs=True, results_dir=sys.argv[3])
+print(json.dumps({"at_readings": seen, "after": sorted(m for m in HEAVY if m in sys.modules),
+                  "macs": int(df.attrs["complexity"].macs.sum())}))
+"""
+
+
+def test_memory_is_read_before_the_mac_count_loads_its_imports(tmp_path, small_png):
+    """Counting MACs runs torch's dispatch modes, which import torch._dynamo (and sympy; ptflops imports
+    torchvision): ~150 MB of RSS. Counted in the first warm-up, as until 7 Dec, it raised every later memory
+    reading of that run — not those of a run whose MACs came from the cache (HP at 256²: baseline 697 → 858 MB).
+    Every reading of a run that counts must be made before those imports: in a fresh process, none loaded at
+    any reading, all loaded by the end (the count did run there)."""
+    out = subprocess.run([sys.executable, "-c", _HEAVY_PROBE, str(small_png("m", 96, 64)), str(small_png("n", 64, 96)),
+                          str(tmp_path / "r")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["macs"] > 0 and "torch._dynamo" in r["after"], r
+    assert r["at_readings"] and all(not m for m in r["at_readings"]), r["at_readings"]
+    # the memory table says which runs read with them resident: those measured before (run.json "capture")
+    assert not load_results(tmp_path / "r", "memory").mac_imports_resident.any()
+    from .test_rerender import FIXTURE
+
+    old = load_results(FIXTURE, "memory")
+    assert old[old.label == "HP-q1"].mac_imports_resident.all()
+
+
 def test_one_run_of_several_sizes(tmp_path, kodak):
     """SIZES: one item per size, smallest first, each with its own size and crop/resize in every table."""
     from lcstudy.runs import learned

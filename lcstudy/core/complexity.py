@@ -1,8 +1,9 @@
 """MACs and parameters per stage, counted on the shapes each stage really sees.
 
 How: one encode and one decode run through the same instrumentation as the timing
-(:mod:`lcstudy.core.instrument`) in capture mode — the run's untimed warm-up coding doubles as
-this capture, so counting costs no extra coding — and every stage call is recorded with a copy
+(:mod:`lcstudy.core.instrument`) in capture mode — after the run's timed items, never in their
+warm-up: the counters' dispatch modes import ``torch._dynamo`` (~150 MB resident), which would sit in
+every later memory reading — and every stage call is recorded with a copy
 of its arguments (once per distinct argument shape, with a call count). Each distinct call is
 then replayed under two counters:
 

@@ -30,8 +30,6 @@ class LearnedSubject:
         self.results_dir = results_dir
         self.log = log
         self._inputs: dict[str, Any] = {}
-        self.cx = None  # the MAC table, counted from the first warm-up's capture
-        self.phase_extra: dict[str, float] = {}  # seconds of phase work done earlier (the MAC count)
 
     def items(self) -> list[Item]:
         out = []
@@ -47,20 +45,8 @@ class LearnedSubject:
             x = self._inputs[it.key] = (xp.to(self.codec.device), unpad)
         return x
 
-    def warm(self, it: Item, capture: bool) -> None:
-        x, _ = self._input(it)
-        if capture and it.payload is self._first():
-            import time
-
-            from ..core import complexity
-
-            rec, watch, _ = complexity.capture(self.codec, x, self.clock)
-            t0 = time.perf_counter()  # counted now (outside every timed call), so the capture is freed at once
-            self.cx = self._count_cached(lambda: complexity.count(self.codec, rec, watch, it.payload.height,
-                                                                  it.payload.width))
-            self.phase_extra["macs"] = time.perf_counter() - t0
-        else:
-            encode_decode(self.codec, x, self.clock)
+    def warm(self, it: Item) -> None:
+        encode_decode(self.codec, self._input(it)[0], self.clock)
 
     def make_monitor(self):
         return Monitor(self.codec.device)
@@ -153,18 +139,18 @@ class LearnedSubject:
         return cx
 
     def _macs(self, save) -> None:
+        """After the items, never in a warm-up: counting imports torch._dynamo (protocol, 3.), which would sit
+        in every later memory reading of the run. One capture coding of the first image, unless cached."""
         from ..core import complexity
 
-        if self.cx is None:  # no warm-up captured it (skipped before a long first coding): one capture coding
-            im = self._first()
-            xp, _ = _images.pad(im.x)
+        im = self._first()
+        xp, _ = _images.pad(im.x)
 
-            def count():
-                rec, watch, _ = complexity.capture(self.codec, xp.to(self.codec.device), self.clock)
-                return complexity.count(self.codec, rec, watch, im.height, im.width)
+        def count():
+            rec, watch, _ = complexity.capture(self.codec, xp.to(self.codec.device), self.clock)
+            return complexity.count(self.codec, rec, watch, im.height, im.width)
 
-            self.cx = self._count_cached(count)
-        save("complexity", self.cx)
+        save("complexity", self._count_cached(count))
 
 
 class _Tagged:
@@ -206,8 +192,8 @@ class BackendSubject(LearnedSubject):
         encode_decode(self.dep.codec, x, self.clock)
         self._primed[it.group] = time.perf_counter() - t0
 
-    def warm(self, it: Item, capture: bool) -> None:
-        super().warm(it, capture)  # eager (and the MAC count's capture, on the eager model)
+    def warm(self, it: Item) -> None:
+        super().warm(it)  # eager
         if it.group in self._primed:
             encode_decode(self.dep.codec, self._input(it)[0], self.clock)
         else:

@@ -10,8 +10,11 @@ supplies (:class:`Subject`):
    requested (``make pause``), and warms up again afterwards: caches went cold.
 3. **Warm-up** per new input shape (``StopRule.warmup`` untimed codings), unless the first
    coding at that shape is predicted to take longer than ``StopRule.warmup_skip_s`` (the
-   prediction: the last coding's time scaled by pixels). The first warm-up of a run doubles
-   as the capture pass of the MAC count.
+   prediction: the last coding's time scaled by pixels). A warm-up is a plain coding: the MAC
+   count's capture coding is made in its phase, after the items (6.) — counting runs torch's
+   dispatch modes, which import ``torch._dynamo`` and sympy (ptflops: torchvision), ~150 MB of
+   RSS; made in the first warm-up, as until 7 Dec, it raised every later memory reading of the
+   run but not those of a run whose MACs came from the cache.
 4. **Repeats** until :meth:`StopRule.decide` says stop. Every timed call is bracketed by the
    contention monitor (other processes' CPU time, other GPU processes) and peak memory; a
    contended repeat is kept in the raw samples, flagged, left out of the stopping rule and the
@@ -65,7 +68,7 @@ class Subject(Protocol):
 
     def items(self) -> list[Item]: ...
 
-    def warm(self, item: Item, capture: bool) -> None: ...
+    def warm(self, item: Item) -> None: ...
 
     def code(self, item: Item, monitor) -> tuple[list[tuple], Any]:
         """One timed encode + decode: (rows, output). Rows are (direction, stage, kind, measured,
@@ -161,9 +164,7 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
             reference(it.key)
         t_item = time.perf_counter()
         release_free_heap()  # each item's memory from a clean heap, whatever was measured before it
-        warm = _warm_up(subject, it, rule, warmed, last, capture=("macs" in req.phases and "capture" not in meta))
-        if warm.get("captured"):
-            meta["capture"] = it.key
+        warm = _warm_up(subject, it, rule, warmed, last)
         rec, last = _repeat(subject, it, rule, log)
         if rec["stop"] == "contended":
             rounds[it.key] = rounds.get(it.key, 0) + 1
@@ -202,7 +203,7 @@ def execute(subject: Subject, req: RunRequest, env: dict, run_id: str, log=print
         paused += wait_if_paused(log)
         t0 = time.perf_counter()
         fn(lambda table, df: _save_table(path, table, df))
-        meta["phase_seconds"][name] = time.perf_counter() - t0 + getattr(subject, "phase_extra", {}).get(name, 0.0)
+        meta["phase_seconds"][name] = time.perf_counter() - t0
         meta["phases_done"].append(name)
         layout.write_meta(path, meta)
     execution["finished_utc"] = now()
@@ -348,7 +349,7 @@ def _peak(req: RunRequest, env: dict, run_id: str, log=print) -> dict:
     return out
 
 
-def _warm_up(subject: Subject, it: Item, rule: StopRule, warmed: set, last, capture: bool) -> dict:
+def _warm_up(subject: Subject, it: Item, rule: StopRule, warmed: set, last) -> dict:
     """Warm up ``it``'s input shape unless done, or the first coding is predicted long."""
     if it.group in warmed:
         return {"codings": 0, "reason": "shape already warm"}
@@ -360,9 +361,9 @@ def _warm_up(subject: Subject, it: Item, rule: StopRule, warmed: set, last, capt
         if predicted > rule.warmup_skip_s:
             return {"codings": 0, "reason": f"skipped: predicted {predicted:.1f} s > {rule.warmup_skip_s:g} s"}
     t0 = time.perf_counter()
-    for i in range(rule.warmup):
-        subject.warm(it, capture=capture and i == 0)
-    return {"codings": rule.warmup, "seconds": time.perf_counter() - t0, "captured": capture}
+    for _ in range(rule.warmup):
+        subject.warm(it)
+    return {"codings": rule.warmup, "seconds": time.perf_counter() - t0}
 
 
 def _repeat(subject: Subject, it: Item, rule: StopRule, log) -> tuple[dict, tuple[int, float]]:

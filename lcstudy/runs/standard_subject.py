@@ -41,7 +41,7 @@ class StandardSubject:
         c, value, _ = it.payload
         return c.save_kwargs(value, self.threads)
 
-    def warm(self, it: Item, capture: bool) -> None:
+    def warm(self, it: Item) -> None:
         c, _, im = it.payload
         data, _ = S.encode(c, self._pil_of(im), self._kw(it))
         S.decode(data)

@@ -208,6 +208,9 @@ def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -
                                             "node": rec.get("node")}))
         elif table == "memory":
             rows = []
+            # runs measured before 7 Dec 2026 counted MACs in their first warm-up (run.json "capture"), which left
+            # the counters' imports (torch._dynamo, sympy: ~150 MB) resident in every reading after it
+            resident = bool(run.meta.get("capture"))
             for rec in recs:
                 for rep in rec.get("repeats", []):
                     for key, read in rep.items():  # "encode", "decode"; "eager:encode" beside a backend
@@ -219,7 +222,8 @@ def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -
                                          "height": rec["height"], "width": rec["width"], "repeat": rep["repeat"],
                                          "contended": rep.get("contended"), "direction": direction, **m,
                                          "working_mb": m["peak_mb"] - m["baseline_mb"],
-                                         "backend": backend or base["run_backend"]})
+                                         "backend": backend or base["run_backend"],
+                                         "mac_imports_resident": resident})
             frames.append(pd.DataFrame(rows))
     frames = [f for f in frames if not f.empty]
     if not frames:
