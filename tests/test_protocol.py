@@ -298,6 +298,7 @@ print(json.dumps({"at_readings": seen, "after": sorted(m for m in HEAVY if m in 
 """
 
 
+@pytest.mark.slow
 def test_memory_is_read_before_the_mac_count_loads_its_imports(tmp_path, small_png):
     """Counting MACs runs torch's dispatch modes, which import torch._dynamo (and sympy; ptflops imports
     torchvision): ~150 MB of RSS. Counted in the first warm-up, as until 7 Dec, it raised every later memory
