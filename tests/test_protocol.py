@@ -320,6 +320,21 @@ def test_memory_is_read_before_the_mac_count_loads_its_imports(tmp_path, small_p
     assert old[old.label == "HP-q1"].mac_imports_resident.all()
 
 
+@pytest.mark.parametrize("first_warmup,macs_s,resident", [
+    ({"codings": 1, "captured": True}, 2.6, True),   # counted in its first warm-up (before 7 Dec)
+    ({"codings": 1, "captured": True}, 0.01, False),  # the same, but the table came from the cache: nothing counted
+    ({"codings": 0, "reason": "skipped"}, 9.0, False),  # first warm-up skipped: counted after the items
+    ({"codings": 1, "seconds": 0.2}, 2.6, False),     # since 7 Dec: never in a warm-up
+])
+def test_which_old_runs_read_memory_with_the_mac_imports_resident(first_warmup, macs_s, resident):
+    from lcstudy.runs.tidy import mac_imports_resident
+
+    meta = {"items": ["a", "b"], "phase_seconds": {"macs": macs_s}, "capture": "b"}
+    second = {"codings": 1, "captured": True} if first_warmup.get("codings") == 0 else {"codings": 1}
+    recs = [{"item": "a", "warmup": first_warmup}, {"item": "b", "warmup": second}]
+    assert mac_imports_resident(meta, recs) is resident
+
+
 def test_one_run_of_several_sizes(tmp_path, kodak):
     """SIZES: one item per size, smallest first, each with its own size and crop/resize in every table."""
     from lcstudy.runs import learned

@@ -219,6 +219,6 @@ def build(result) -> Page:
                       int(k.height.iloc[0]) < int(t.height.max()) else "") + ".")
         page.figure("kernels", fig_kernels(k, label), "The share of each operator category in the call's time; "
                     "'outside torch ops' is the Python loop and the entropy coder"
-                    + (", and under onnxruntime the transforms' ONNX Runtime operators." if backend in BACKENDS
+                    + (f", and under {backend} the transforms' ONNX Runtime operators." if backend in BACKENDS
                        and BACKENDS[backend].outside_torch else "."))
     return page

@@ -372,9 +372,10 @@ def deploy(codec, backend: str, calibration: list, threads: int, log=print, shar
 
     ``stages`` and ``verify``: what a caller that only decodes needs (the decodability phase: ``DECODER_STAGES``,
     no check). A decoder never calls ``g_a`` or ``h_a``; and the check against eager on the calibration inputs is
-    where a compiling backend (``compile``, ``int8``) compiles every module at the calibration shape — a shape
-    the phase never decodes (``dynamic=False``: each shape has its own graph, so leaving it out changes no
-    decoded output). A run deploys every transform and checks them: its speed-up, setup and model size are of
+    where a compiling backend (``compile``, ``int8``) compiles every module up front at the calibration shape —
+    unchecked, it compiles the decoder's two at their first decode of each shape instead (the full-size streams',
+    and the backend runs' 256² ones), and ``dynamic=False`` gives each shape its own graph, so no decoded output
+    changes. A run deploys every transform and checks them: its speed-up, setup and model size are of
     the whole codec, and a backend that is not the same function is an error before any timing."""
     import torch
 
@@ -387,7 +388,7 @@ def deploy(codec, backend: str, calibration: list, threads: int, log=print, shar
         return Deployment(b.name, codec, (), (), model_bytes=eager_bytes, eager_model_bytes=eager_bytes,
                           calibration=names)
     if not paths:
-        raise InputError(f"{codec.label}: no transform module ({', '.join(TRANSFORM_STAGES)}) to deploy with "
+        raise InputError(f"{codec.label}: no transform module ({', '.join(stages)}) to deploy with "
                          f"BACKEND={b.name}; run it with BACKEND=eager")
     from .decoding import weights_digest
 

@@ -96,6 +96,23 @@ def base_columns(run: layout.Run) -> dict:
             **deployment_columns(env.get("deployment"))}
 
 
+#: a MAC phase (old runs: with the count made in the warm-up, ``phase_seconds["macs"]``) shorter than this read its
+#: table from the cache: counting imports torch._dynamo alone in ~0.9 s, reading the CSV takes milliseconds
+MAC_CACHE_READ_S = 0.25
+
+
+def mac_imports_resident(meta: dict, recs: list[dict]) -> bool:
+    """Whether a run's memory readings were made with the MAC counters' imports (torch._dynamo, sympy; ~150 MB)
+    resident: runs measured before 7 Dec 2026 that counted MACs in the warm-up of their first item. The old code
+    marked that warm-up ``"captured"`` in the item's record (which a resume keeps, unlike run.json's
+    ``capture``), and added the count's seconds to the ``macs`` phase. Not marked: a run whose MACs came from the
+    cache (the capture coding imported nothing, nothing was counted), one whose first warm-up was skipped (it
+    counted after its items, as every run does now), and every run since."""
+    first = (meta.get("items") or [None])[0]
+    captured = any(r.get("item") == first and (r.get("warmup") or {}).get("captured") for r in recs)
+    return bool(captured and (meta.get("phase_seconds") or {}).get("macs", 0.0) > MAC_CACHE_READ_S)
+
+
 def deployment_columns(dep: dict | None) -> dict:
     """A backend run's deployment (:meth:`lcstudy.core.backends.Deployment.as_dict`) as columns: its one-off
     setup (export, calibration, conversion), the model's bytes at its precision and eager's, the layers
@@ -208,9 +225,7 @@ def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -
                                             "node": rec.get("node")}))
         elif table == "memory":
             rows = []
-            # runs measured before 7 Dec 2026 counted MACs in their first warm-up (run.json "capture"), which left
-            # the counters' imports (torch._dynamo, sympy: ~150 MB) resident in every reading after it
-            resident = bool(run.meta.get("capture"))
+            resident = mac_imports_resident(run.meta, recs)
             for rec in recs:
                 for rep in rec.get("repeats", []):
                     for key, read in rep.items():  # "encode", "decode"; "eager:encode" beside a backend
