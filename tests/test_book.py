@@ -170,8 +170,8 @@ def test_cost(built):
     assert (runs.notebook_seconds > runs.wall_seconds + 1.0).all(), runs[["label", "notebook_seconds", "wall_seconds"]]
     assert "on 4 exclusive node(s):" in out.stdout
     # what the notebooks spent outside their measurement, deploying apart from the harness
-    assert re.search(r"outside the measurement .+?: deploying the backend runs .+?, the harness .+?, [0-9.]+ s a notebook",
-                     out.stdout), out.stdout[-2000:]
+    assert re.search(r"outside the measurement .+?: deploying the backend runs .+?, the harness .+?, "
+                     r"[0-9.]+ s a notebook", out.stdout), out.stdout[-2000:]
 
 
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian's chromium not installed (.ci/run installs it)")

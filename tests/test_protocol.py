@@ -321,7 +321,7 @@ def test_memory_is_read_before_the_mac_count_loads_its_imports(tmp_path, small_p
 
 
 @pytest.mark.parametrize("first_warmup,macs_s,resident", [
-    ({"codings": 1, "captured": True}, 2.6, True),   # counted in its first warm-up (before 7 Dec)
+    ({"codings": 1, "captured": True}, 2.6, True),   # counted in its first warm-up (before a775b1c)
     ({"codings": 1, "captured": True}, 0.01, False),  # the same, but the table came from the cache: nothing counted
     ({"codings": 0, "reason": "skipped"}, 9.0, False),  # first warm-up skipped: counted after the items
     ({"codings": 1, "seconds": 0.2}, 2.6, False),     # since 7 Dec: never in a warm-up

@@ -364,10 +364,11 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
                             "peak_mb_decode", "working_mb_decode", "mac_imports_resident"] if c in mem.columns]
         page.table("memory", present(mem, cols), "Memory around the timed calls (median over images and repeats): "
                    "peak resident memory and the working set (peak minus the memory just before the call)."
-                   + (" Rows marked in the last column were measured before 7 Dec 2026, when the MAC count ran in "
-                      "the run's first warm-up and left ~150 MB of its imports (torch._dynamo, sympy) resident: their "
-                      "peaks read that much high against the others' (the working sets do not); rerun them for "
-                      "comparable peaks." if "mac_imports_resident" in cols else ""))
+                   + (" Rows marked in the last column were measured by lcstudy before its commit a775b1c (7 Dec "
+                      "2026), when the MAC count ran in the run's first warm-up and left ~150 MB of its imports "
+                      "(torch._dynamo, sympy) resident: their peaks read that much high against the others' (the "
+                      "working sets do not); rerun them for comparable peaks." if "mac_imports_resident" in cols
+                      else ""))
     if not en.empty:
         measured = en[en.joules.notna()] if "joules" in en else en.iloc[0:0]
         if not measured.empty:

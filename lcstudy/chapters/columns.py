@@ -146,8 +146,9 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
                           "decode peak minus before (on CPU a lower bound, see working_mb)"),
     "method": ("method", "text", "how the peak was read"),
     "mac_imports_resident": ("MAC counter's imports resident", "text",
-                             "measured before 7 Dec 2026: the MAC count ran in the run's first warm-up and left "
-                             "torch._dynamo and sympy (~150 MB) resident, so baseline and peak read that much high"),
+                             "measured before lcstudy's commit a775b1c (7 Dec 2026): the MAC count ran in the run's "
+                             "first warm-up and left torch._dynamo and sympy (~150 MB) resident, so baseline and peak "
+                             "read that much high"),
     # kernels
     "op": ("operator or kernel", "text", "torch operator (CPU) or CUDA kernel name"),
     "category": ("category", "text", "the paper's kernel categories"),

@@ -179,8 +179,9 @@ def outside_split(nb) -> dict:
     reports, which grows with the backends planned, not with the harness) and the rest, the harness's own
     fixed cost (kernel start, imports, codec loading, a backend's calibration codings — the check against
     eager is in ``setup_seconds`` — the run page). A resumed backend run deploys again at each execution while
-    ``setup_seconds`` holds its first one's: the difference lands in the harness. Issue 29's targets are about the second: quoting the sum hid it behind
-    compilation times (the standard book's 7.8 min outside were 4.8 min of deploying, 7 Dec)."""
+    ``setup_seconds`` holds its first one's: the difference lands in the harness. Issue 29's targets are about
+    the second: quoting the sum hid it behind compilation times (the standard book's 7.8 min outside were
+    4.8 min of deploying, 7 Dec)."""
     outside = float((nb.notebook_seconds - nb.wall_seconds).sum())
     setup = float(nb.setup_seconds.fillna(0.0).sum()) if "setup_seconds" in nb else 0.0
     n = len(nb)

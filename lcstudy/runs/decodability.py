@@ -232,8 +232,8 @@ def _deployed(codec, cfg, streams, threads, log, shared=None):
     if not calib:
         raise RuntimeError("no calibration image on this machine")
     # only what a decoder calls (DECODER_STAGES), compiled at its first decode of each shape, not up front for all
-    # four transforms at the calibration crop's. The standard book's 160 decodes under the five backends (AMD EPYC AVX-512 VM, 7 Dec): every row the
-    # same but its decode time, 368 → 318 s — deploying them 73 → 26 s
+    # four transforms at the calibration crop's. The standard book's 160 decodes under the five backends (AMD EPYC
+    # AVX-512 VM, 7 Dec): every row the same but its decode time, 368 → 318 s — deploying them 73 → 26 s
     return deploy(codec, cfg.backend, calib, threads, log, shared=shared, stages=DECODER_STAGES, verify=False).codec
 
 

@@ -103,11 +103,11 @@ MAC_CACHE_READ_S = 0.25
 
 def mac_imports_resident(meta: dict, recs: list[dict]) -> bool:
     """Whether a run's memory readings were made with the MAC counters' imports (torch._dynamo, sympy; ~150 MB)
-    resident: runs measured before 7 Dec 2026 that counted MACs in the warm-up of their first item. The old code
-    marked that warm-up ``"captured"`` in the item's record (which a resume keeps, unlike run.json's
-    ``capture``), and added the count's seconds to the ``macs`` phase. Not marked: a run whose MACs came from the
-    cache (the capture coding imported nothing, nothing was counted), one whose first warm-up was skipped (it
-    counted after its items, as every run does now), and every run since."""
+    resident: runs measured by lcstudy before commit a775b1c (7 Dec 2026) that counted MACs in the warm-up of
+    their first item. The old code marked that warm-up ``"captured"`` in the item's record (which a resume keeps,
+    unlike run.json's ``capture``), and added the count's seconds to the ``macs`` phase. Not marked: a run whose
+    MACs came from the cache (the capture coding imported nothing, nothing was counted), one whose first warm-up
+    was skipped (it counted after its items, as every run does now), and every run since."""
     first = (meta.get("items") or [None])[0]
     captured = any(r.get("item") == first and (r.get("warmup") or {}).get("captured") for r in recs)
     return bool(captured and (meta.get("phase_seconds") or {}).get("macs", 0.0) > MAC_CACHE_READ_S)
