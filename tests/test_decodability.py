@@ -190,16 +190,27 @@ def test_the_chapter_states_the_matrix_the_degenerate_label_and_the_mitigation()
     assert "degenerate" in " ".join(page2.findings.sentences())
 
 
-def test_a_backend_runs_streams_are_decoded_by_the_reference_decoder_only():
+def test_a_variant_encoders_streams_are_decoded_by_the_reference_decoder_only():
+    """A backend run's and a thread pass's streams (the standard book's 1-thread pass: 128 of its 368 decodes)
+    under the reference decoder only; the main run's under every configuration; a thread pass whose codec
+    configuration has no main run's stream stands in for it."""
     from pathlib import Path
 
     from lcstudy.runs import decodability, layout
 
-    ref, other = DecoderConfig(threads=2), DecoderConfig(threads=2, backend="onnxruntime")
-    eager = layout.Run(Path("x"), {"request": {"backend": "eager"}})
-    dep = layout.Run(Path("x"), {"request": {"backend": "onnxruntime"}})
-    assert decodability._pairs(eager, other, ref) and decodability._pairs(eager, ref, ref)
-    assert decodability._pairs(dep, ref, ref) and not decodability._pairs(dep, other, ref)
+    ref, configs = DecoderConfig(threads=2), [DecoderConfig(threads=2, backend="onnxruntime"), DecoderConfig(threads=1),
+                                              DecoderConfig(threads=2, ulps=1)]
+    run = lambda **q: layout.Run(Path("x"), {"request": {"backend": "eager", "threads": None, **q}})  # noqa: E731
+    eager, dep, one = run(), run(backend="onnxruntime"), run(threads=1)
+    group = [(eager, {}), (dep, {}), (one, {})]
+    for r in (eager, dep, one):
+        assert decodability._pairs(r, ref, ref, group)
+    for other in configs:
+        assert decodability._pairs(eager, other, ref, group)
+        assert not decodability._pairs(dep, other, ref, group) and not decodability._pairs(one, other, ref, group)
+        # THREADS=1 runs alone (no main run of that codec configuration): decoded under every configuration
+        assert decodability._pairs(one, other, ref, [(one, {})])
+        assert not decodability._pairs(dep, other, ref, [(dep, {}), (one, {})])
 
 
 def test_the_weights_digest_is_the_same_before_and_after_a_coding():

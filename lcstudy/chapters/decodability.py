@@ -188,8 +188,8 @@ def build(results_dir, reference=None, downloads_dir=None) -> Page:
     page.figure("matrix", fig_matrix(mx), "Each cell: one codec's bitstreams from one encoder (rows: codec · "
                 "encoder's host and backend) decoded under one decoder configuration (columns: backend · device · "
                 "threads, on the decoding host the title names), coloured by the worst outcome of its images, with "
-                "that outcome's share of the images where it is not all of them. White: not decoded (a backend run's streams "
-                "are decoded by the reference decoder only).")
+                "that outcome's share of the images where it is not all of them. White: not decoded (a variant encoder's "
+                "streams — a backend run's, a 1-thread pass's — are decoded by the reference decoder only).")
     # the question the table answers: did a decoder lose an image? The pairs that only changed the
     # reconstruction's bits (close) are counted, not listed: on a CPU they are most pairs, and listing them
     # made a 40-row table wider than the page; every pair is in the download

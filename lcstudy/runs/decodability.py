@@ -14,8 +14,8 @@ so never half. A stream without the fingerprint is not decoded by the phase (not
 (:data:`DEFAULT_LIMIT`) — those of every
 host and device copied into it too — whose weights this machine can load bit for bit (the codec loaded
 from the run's request must have the same weights digest; others are skipped with one note each), under
-each decoder configuration available here (:func:`decoder_configs`; a backend run's streams under the
-reference decoder only, :func:`_pairs`):
+each decoder configuration available here (:func:`decoder_configs`; a variant encoder's streams — a backend
+run's, a thread pass's — under the reference decoder only, :func:`_pairs`):
 
 * the machine's default thread count and 1 thread (eager);
 * every backend the folder holds runs of (``onnxruntime``, ``channels_last``, …: the deployment runs);
@@ -310,7 +310,7 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
                 continue
             shared: dict = {}  # this codec's calibration inputs, computed by its first deployment
             for cfg in configs:
-                todo = [(r, rec) for r, rec in members if _pairs(r, cfg, configs[0])
+                todo = [(r, rec) for r, rec in members if _pairs(r, cfg, configs[0], members)
                         and not layout.decode_file(results_dir, host, r, rec["item"], cfg.name).exists()]
                 if not todo:
                     continue
@@ -339,12 +339,32 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
     return 0
 
 
-def _pairs(run: layout.Run, cfg: decoding.DecoderConfig, reference: decoding.DecoderConfig) -> bool:
-    """Whether a stream of ``run`` is decoded under ``cfg``: an eager encoder's under every configuration; a
-    deployed encoder's (a backend run) under the reference decoder only — eager at the default threads, the
-    decoder a product would pair with it. Every configuration for every backend's streams would multiply the
-    phase by the number of backends (the quick book: 324 decodes, ~15 min on the 2-core VM, instead of 144)."""
-    return (run.meta["request"].get("backend") or "eager") == "eager" or cfg == reference
+def _primary(run: layout.Run) -> bool:
+    """Whether ``run`` encoded as its platform's reference: eager, at the machine's default thread count (no
+    ``THREADS`` asked: the main runs). A backend run and a thread pass (``threads`` asked, the standard and paper
+    profiles' 1-thread pass) are variants of it."""
+    q = run.meta["request"]
+    return (q.get("backend") or "eager") == "eager" and q.get("threads") is None
+
+
+def _pairs(run: layout.Run, cfg: decoding.DecoderConfig, reference: decoding.DecoderConfig,
+           members: list | None = None) -> bool:
+    """Whether a stream of ``run`` is decoded under ``cfg``: a reference encoder's (:func:`_primary`) under every
+    configuration; a variant encoder's — a backend run, a thread pass — under the reference decoder only (eager at
+    the default threads, the decoder a product would pair with it), unless its codec configuration (``members``:
+    the streams of one codec, quality and weights) has no reference encoder's stream at all; then an eager
+    variant's streams stand in for it. Why: a variant's stream under a backend or a simulated platform checks
+    what the reference encoder's streams under it check already (another encoder's rounding against the same
+    decoder), while each such decode costs as much as the reference's. Every configuration for every backend's
+    streams would multiply the phase by the number of backends (the quick book: 324 decodes, ~15 min on the 2-core
+    VM, instead of 144); for the thread pass's streams it cost the standard book 128 decodes, 263 s of its
+    608 s of decoding on the AMD EPYC AVX-512 VM (7 Dec), the same pairs as the main runs' but for the encoder's
+    thread count."""
+    if cfg == reference or _primary(run):
+        return True
+    if (run.meta["request"].get("backend") or "eager") != "eager":
+        return False
+    return members is not None and not any(_primary(r) for r, _ in members)
 
 
 class _Raising:
