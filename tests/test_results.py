@@ -66,3 +66,61 @@ def test_old_schema_is_ignored_with_one_warning(kodak, tmp_path):
     from lcstudy.runs.layout import stale_runs
 
     assert stale_runs(tmp_path) == [old]
+
+
+def test_a_run_page_makes_only_the_tables_it_reads():
+    """The run tables are made when first read: building the standard codecs' page and a learned run's never
+    makes ``samples`` (2.5 s of the standard codecs' notebook of 864 items); reading every table gives what
+    making them at once gives."""
+    from pathlib import Path
+
+    from lcstudy.chapters import run_page, standard_run
+    from lcstudy.runs import layout, tidy
+    from lcstudy.runs.learned import RunResult
+
+    fixture = Path(__file__).resolve().parent / "fixture_quick"
+    made, orig = [], tidy._table
+    runs = {r.kind: r for r in layout.runs(fixture, warn=False)}
+    assert set(runs) == {"learned", "standard"}, runs
+    try:
+        tidy._table = lambda rs, t, *a: made.append(t) or orig(rs, t, *a)
+        for kind, build in (("standard", standard_run.build), ("learned", run_page.build)):
+            made.clear()
+            tables = tidy.run_tables(runs[kind])
+            build(RunResult(runs[kind], None, [], tables))
+            assert "samples" not in made and len(made) == len(set(made)), (kind, made)
+            assert "samples" in tables and "nope" not in tables and len(made) == len(set(made))
+    finally:
+        tidy._table = orig
+    for run in runs.values():
+        for t, df in tidy.run_tables(run).items():
+            pd.testing.assert_frame_equal(df, orig([run], t))
+
+
+def test_the_chapters_make_the_samples_table_only_when_one_reads_it(monkeypatch):
+    """Only the Scaling chapter reads every repeat: the study's samples table is made on first read (it was 5.9 s
+    of each chapter notebook of the standard book), and is then what loading it with the others gave."""
+    from pathlib import Path
+
+    from lcstudy.chapters import study
+    from lcstudy.runs.layout import planned_ids
+    from lcstudy.runs.tidy import load_results
+
+    fixture = Path(__file__).resolve().parent / "fixture_quick"
+    made = []
+    monkeypatch.setattr(study, "load_results", lambda d, t: made.append(t) or load_results(d, t))
+    study.load.cache_clear()
+    try:
+        lcs = study.load(fixture)
+        assert made and "samples" not in made, made
+        got = lcs.samples
+        assert made.count("samples") == 1 and lcs.samples is got
+    finally:
+        study.load.cache_clear()
+    want = load_results(fixture, "samples")
+    planned = planned_ids(fixture)
+    if planned is not None:
+        want = want[want.request_id.isin(planned)]
+    want = want[want.run_backend == "eager"]
+    assert len(got) and want.run_backend.nunique() == 1
+    pd.testing.assert_frame_equal(got, want)

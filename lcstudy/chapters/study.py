@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,13 +21,21 @@ class Study:
     memory: pd.DataFrame
     kernels: pd.DataFrame
     standard: pd.DataFrame
-    samples: pd.DataFrame
     runs: pd.DataFrame
     memory_all: pd.DataFrame  # every run's, the scaling runs' included
     #: the backend runs (BACKEND≠eager) with every table, for the Deployment chapter only: the other
     #: tables above hold the eager runs (a backend run times eager beside it; that is not a main run)
     deployment: dict | None = None
     others: pd.DataFrame = None  # the runs table's rows of runs outside the plan (not compared; listed)
+    #: makes :attr:`samples` (the eager runs' every repeat): read by one chapter (Scaling), and the largest table —
+    #: 5.9 s of each of the standard book's chapter notebooks on the AMD EPYC AVX-512 VM (7 Dec) when every
+    #: chapter loaded it
+    samples_of: object = field(default=None, repr=False)
+
+    @functools.cached_property
+    def samples(self) -> pd.DataFrame:
+        """Every timed repeat of the planned eager runs (the ``samples`` table), made on first read."""
+        return self.samples_of()
 
     @property
     def weights(self) -> str:
@@ -44,15 +52,22 @@ def load(results_dir) -> Study:
     d = Path(results_dir)
     if not d.exists():
         raise InputError(f"no results under {d}; run `make runs` first")
-    t = {k: load_results(d, k) for k in ("timings", "complexity", "memory", "kernels", "standard", "samples", "runs")}
+    t = {k: load_results(d, k) for k in ("timings", "complexity", "memory", "kernels", "standard", "runs")}
     # the chapters compare the runs `make runs`/`make book` planned here (a codecs file's included), not the
     # trials of `make run` beside them (other threads, qualities, images): those are listed as other runs
     planned = planned_ids(d)
     others = t["runs"].iloc[:0]
-    if planned is not None:
-        if not t["runs"].empty:
-            others = t["runs"][~t["runs"].request_id.isin(planned)]
-        t = {k: v[v.request_id.isin(planned)] if "request_id" in v else v for k, v in t.items()}
+    if planned is not None and not t["runs"].empty:
+        others = t["runs"][~t["runs"].request_id.isin(planned)]
+
+    def planned_only(v: pd.DataFrame) -> pd.DataFrame:
+        return v[v.request_id.isin(planned)] if planned is not None and "request_id" in v else v
+
+    def eager_samples() -> pd.DataFrame:
+        v = planned_only(load_results(d, "samples"))
+        return v[v.run_backend == "eager"] if "run_backend" in v else v
+
+    t = {k: planned_only(v) for k, v in t.items()}
     deployed = {k: v[v.run_backend != "eager"] for k, v in t.items() if "run_backend" in v}
     t.update({k: v[v.run_backend == "eager"] for k, v in t.items() if "run_backend" in v})
     # an item whose every repeat was contended has no time: its run page and the Runs index name it; the
@@ -65,8 +80,8 @@ def load(results_dir) -> Study:
     side = {}
     for k in ("complexity", "memory", "kernels"):
         side[k] = t[k][t[k].run_id.isin(ids)] if not t[k].empty else t[k]
-    return Study(d, timings, main, side["complexity"], side["memory"], side["kernels"], t["standard"], t["samples"],
-                 t["runs"], t["memory"], deployment=deployed, others=others)
+    return Study(d, timings, main, side["complexity"], side["memory"], side["kernels"], t["standard"], t["runs"],
+                 t["memory"], deployment=deployed, others=others, samples_of=eager_samples)
 
 
 def others_note(study: Study) -> str:

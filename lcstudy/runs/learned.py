@@ -441,7 +441,7 @@ def profile(codec, images, repeats: int | None = None, warmup: int = 1, crop: in
                        load_seconds=codec.load_seconds, weights_source=codec.weights_source)
             run = execute(LearnedSubject(req, codec, imgs, req.results_dir, log), req, env,
                           run_id(req, platform_fingerprint(req, n)), log=log, progress=progress)
-        t = run_tables(run)
+        t = dict(run_tables(run))  # every table, made now: a temporary folder goes at the end of this block
     finally:
         if tmp is not None:
             tmp.cleanup()

@@ -54,6 +54,7 @@ they are, under the same schema and run ids (a renamed column changes no measure
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -151,33 +152,56 @@ def _item_base(rec: dict, base: dict) -> dict:
 
 
 def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
-    s = _samples_frame(rec, base["run_backend"])
+    """One row per backend × direction × stage of an item: its median and intervals over the uncontended
+    repeats. Read from the record's columns in plain Python, not through a frame per item (as the ``samples``
+    table is): a DataFrame and a groupby per item were 2.2 s of the standard codecs' run page (864 items) and
+    most of the 5.3 s of reading the standard book's timings for each chapter (AMD EPYC AVX-512 VM, 7 Dec);
+    the rows are the same to the bit (tests/test_results.py)."""
+    smp, own_backend = rec["samples"], base["run_backend"]
+    n = len(smp["repeat"])
+    backends = smp["backend"] if "backend" in smp else [own_backend] * n
+    cont = {r["repeat"]: bool(r.get("contended")) for r in rec.get("repeats", [])}
+    contended = [cont.get(r, False) for r in smp["repeat"]]
+    kinds = smp["kind"] if "kind" in smp else smp.get("stage_kind", [None] * n)
+    # energy is read around the whole call of a direction: it belongs to its "total" row only
+    # (a backend run reads eager's calls, timed beside its own, under "eager:<direction>")
+    energy = {(r["repeat"], *(d.split(":", 1) if ":" in d else (own_backend, d))): v["energy_j"]
+              for r in rec.get("repeats", []) for d, v in r.items()
+              if isinstance(v, dict) and v.get("energy_j") is not None}
+    groups: dict[tuple, list[int]] = {}  # in the order of their first sample, as groupby(sort=False)
+    for i, key in enumerate(zip(backends, smp["direction"], smp["stage"])):
+        groups.setdefault(key, []).append(i)
     base = _item_base(rec, base)
     rows = []
     extra = ({"codec": rec["codec"], "knob": rec["knob"], "value": rec["value"], "options": str(rec.get("options")),
               "threading": rec.get("threading")} if standard else {})
     deployed = {"identical_bitstream": rec.get("identical_bitstream"), "prime_seconds": rec.get("prime_seconds")}
-    for (backend, direction, stage), g in s.groupby(["backend", "direction", "stage"], sort=False):
-        ok = g[~g.contended]
+    nan = math.nan
+    for (backend, direction, stage), idx in groups.items():
+        ok = [i for i in idx if not contended[i]]
+        secs = [nan if smp["seconds"][i] is None else float(smp["seconds"][i]) for i in ok]
         own = (rec.get("by_backend") or {}).get(backend, rec)  # this backend's rate and quality
-        m = Measurement(ok.seconds.tolist())  # every repeat contended: blank (the next run measures it again)
+        m = Measurement(secs)  # every repeat contended: blank (the next run measures it again)
         lo, hi = m.ci()
         # the interval across runs starts from the within-run one (the repeats' range where that is blank);
         # :func:`_across_runs` widens it by the platform's between-run component
-        run_lo, run_hi = drift.widen(m.median, lo, hi, 0.0, ok.seconds.tolist())
-        joules = ok.energy_j.dropna()
+        run_lo, run_hi = drift.widen(m.median, lo, hi, 0.0, secs)
+        joules = [j for j in (energy.get((smp["repeat"][i], backend, direction), nan) if stage == "total" else nan
+                              for i in ok) if j is not None and not math.isnan(j)]
+        measured = smp["measured"][idx[0]]
         rows.append({**base, **extra, "image": rec["image"], "node": rec.get("node"), "height": rec["height"],
                      "width": rec["width"], "direction": direction, "stage": stage,
-                     "stage_kind": g.stage_kind.iloc[0],
-                     "measured": bool(g.measured.iloc[0]), "seconds": m.median, "iqr_seconds": m.iqr,
+                     "stage_kind": kinds[idx[0]],
+                     "measured": bool(nan if measured is None else measured), "seconds": m.median,
+                     "iqr_seconds": m.iqr,
                      "ci_low": lo, "ci_high": hi, "ci_run_low": run_lo, "ci_run_high": run_hi, "n_samples": len(ok),
-                     "n_contended": int(g.contended.sum()),
+                     "n_contended": len(idx) - len(ok),
                      "noisy": m.noisy, "stop": rec.get("stop"), "bpp": own.get("bpp"), "psnr": own.get("psnr"),
                      "ms_ssim": own.get("ms_ssim"), "nbytes": own.get("nbytes"), "backend": backend, **deployed,
                      "warmup_codings": (rec.get("warmup") or {}).get("codings"),
-                     "energy_j": float(joules.median()) if len(joules) else math.nan,
-                     "energy_j_per_mp": (float(joules.median()) / (rec["height"] * rec["width"] / 1e6)
-                                         if len(joules) else math.nan)})
+                     "energy_j": float(np.median(joules)) if joules else nan,
+                     "energy_j_per_mp": (float(np.median(joules)) / (rec["height"] * rec["width"] / 1e6)
+                                         if joules else nan)})
     return rows
 
 
@@ -191,9 +215,35 @@ def _prefixed(t: pd.DataFrame, cols: dict) -> pd.DataFrame:
     return pd.concat([pd.DataFrame(add, index=t.index), t], axis=1)
 
 
-def run_tables(run: layout.Run) -> dict[str, pd.DataFrame]:
-    """Every table of one run."""
-    return {t: _table([run], t) for t in RUN_TABLES}
+class RunTables(Mapping):
+    """Every table of one run (:data:`RUN_TABLES`), each made the first time it is read. Why: a run page reads
+    four or five of the seven, and the one no page reads, ``samples``, took 2.5 s of the 6.2 s its notebook
+    spent outside the measurement for the standard codecs' run of 864 items (AMD EPYC AVX-512 VM, 7 Dec); a
+    caller that iterates gets every table, as before."""
+
+    def __init__(self, run: layout.Run):
+        self._run, self._made = run, {}
+
+    def __getitem__(self, table: str) -> pd.DataFrame:
+        if table not in RUN_TABLES:
+            raise KeyError(table)
+        if table not in self._made:
+            self._made[table] = _table([self._run], table)
+        return self._made[table]
+
+    def __contains__(self, table) -> bool:  # without making it
+        return table in RUN_TABLES
+
+    def __iter__(self):
+        return iter(RUN_TABLES)
+
+    def __len__(self) -> int:
+        return len(RUN_TABLES)
+
+
+def run_tables(run: layout.Run) -> RunTables:
+    """Every table of one run, each made when first read (:class:`RunTables`)."""
+    return RunTables(run)
 
 
 def _table(runs: list[layout.Run], table: str, checked: list[layout.Run] = ()) -> pd.DataFrame:
