@@ -126,6 +126,15 @@ def deployment_columns(dep: dict | None) -> dict:
             "max_rel_diff": max(dep.get("max_abs_diff", {}).values(), default=None)}
 
 
+def _energy_by_call(rec: dict, backend: str) -> dict:
+    """Joules per (repeat, backend, direction) of an item. Energy is read around the whole call of a direction: it
+    belongs to its "total" row only (a backend run reads eager's calls, timed beside its own, under
+    "eager:<direction>")."""
+    return {(r["repeat"], *(d.split(":", 1) if ":" in d else (backend, d))): v["energy_j"]
+            for r in rec.get("repeats", []) for d, v in r.items()
+            if isinstance(v, dict) and v.get("energy_j") is not None}
+
+
 def _samples_frame(rec: dict, backend: str = "eager") -> pd.DataFrame:
     s = pd.DataFrame(rec["samples"]).rename(columns={"kind": KIND_COLUMN["samples"]})
     if "backend" not in s.columns:
@@ -135,11 +144,7 @@ def _samples_frame(rec: dict, backend: str = "eager") -> pd.DataFrame:
              for r in rec.get("repeats", [])}
     s["contended"] = s["repeat"].map(cont).fillna(False).astype(bool)
     s["other_cpu_s"] = s["repeat"].map(other)
-    # energy is read around the whole call of a direction: it belongs to its "total" row only
-    # (a backend run reads eager's calls, timed beside its own, under "eager:<direction>")
-    energy = {(r["repeat"], *(d.split(":", 1) if ":" in d else (backend, d))): v["energy_j"]
-              for r in rec.get("repeats", []) for d, v in r.items()
-              if isinstance(v, dict) and v.get("energy_j") is not None}
+    energy = _energy_by_call(rec, backend)
     s["energy_j"] = [energy.get((r, b, d), math.nan) if st == "total" else math.nan
                      for r, b, d, st in zip(s["repeat"], s["backend"], s["direction"], s["stage"])]
     return s
@@ -163,11 +168,7 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
     cont = {r["repeat"]: bool(r.get("contended")) for r in rec.get("repeats", [])}
     contended = [cont.get(r, False) for r in smp["repeat"]]
     kinds = smp["kind"] if "kind" in smp else smp.get("stage_kind", [None] * n)
-    # energy is read around the whole call of a direction: it belongs to its "total" row only
-    # (a backend run reads eager's calls, timed beside its own, under "eager:<direction>")
-    energy = {(r["repeat"], *(d.split(":", 1) if ":" in d else (own_backend, d))): v["energy_j"]
-              for r in rec.get("repeats", []) for d, v in r.items()
-              if isinstance(v, dict) and v.get("energy_j") is not None}
+    energy = _energy_by_call(rec, own_backend)
     groups: dict[tuple, list[int]] = {}  # in the order of their first sample, as groupby(sort=False)
     for i, key in enumerate(zip(backends, smp["direction"], smp["stage"])):
         groups.setdefault(key, []).append(i)
