@@ -192,24 +192,34 @@ def test_the_chapter_states_the_matrix_the_degenerate_label_and_the_mitigation()
 
 def test_a_variant_encoders_streams_are_decoded_by_the_reference_decoder_only():
     """A backend run's and a thread pass's streams (the standard book's 1-thread pass: 128 of its 368 decodes)
-    under the reference decoder only; the main run's under every configuration; a thread pass whose codec
-    configuration has no main run's stream stands in for it."""
+    under the reference decoder only; the main run's under every configuration — also when THREADS made the main
+    runs; an eager run with no main run of its codec configuration on its host and device stands in for it."""
     from pathlib import Path
 
     from lcstudy.runs import decodability, layout
 
     ref, configs = DecoderConfig(threads=2), [DecoderConfig(threads=2, backend="onnxruntime"), DecoderConfig(threads=1),
                                               DecoderConfig(threads=2, ulps=1)]
-    run = lambda **q: layout.Run(Path("x"), {"request": {"backend": "eager", "threads": None, **q}})  # noqa: E731
-    eager, dep, one = run(), run(backend="onnxruntime"), run(threads=1)
-    group = [(eager, {}), (dep, {}), (one, {})]
-    for r in (eager, dep, one):
-        assert decodability._pairs(r, ref, ref, group)
+
+    def run(threads=2, asked=None, backend="eager", device="cpu"):
+        return layout.Run(Path(f"res/vm/{device}/HP-q1/x"), {"request": {"backend": backend, "threads": asked,
+                                                                         "device": device},
+                                                             "environ": {"threads": threads}})
+
+    eager, dep, one = run(), run(backend="onnxruntime"), run(threads=1, asked=1)
+    asked = run(asked=2)  # make book THREADS=2: the main runs asked for their threads too
+    cuda = run(device="cuda")
+    for group in ([(eager, {}), (dep, {}), (one, {})], [(asked, {}), (dep, {}), (one, {})]):
+        main = group[0][0]
+        for r, _ in group:
+            assert decodability._pairs(r, ref, ref, group)
+        for other in configs:
+            assert decodability._pairs(main, other, ref, group)
+            assert not decodability._pairs(dep, other, ref, group) and not decodability._pairs(one, other, ref, group)
     for other in configs:
-        assert decodability._pairs(eager, other, ref, group)
-        assert not decodability._pairs(dep, other, ref, group) and not decodability._pairs(one, other, ref, group)
-        # THREADS=1 runs alone (no main run of that codec configuration): decoded under every configuration
+        # THREADS=1 runs alone, or beside a main run on another device: decoded under every configuration
         assert decodability._pairs(one, other, ref, [(one, {})])
+        assert decodability._pairs(one, other, ref, [(cuda, {}), (one, {})])
         assert not decodability._pairs(dep, other, ref, [(dep, {}), (one, {})])
 
 

@@ -88,7 +88,10 @@ def test_ctrl_c_reaches_a_kernel_whose_neighbour_finished_first(sources):
 EXITS = NOTEBOOK.replace('pathlib.Path(marker).write_text("started")',
                          'import atexit, os\n'
                          'atexit.register(lambda: pathlib.Path(marker + ".exit").write_text("graceful"))\n'
-                         'pathlib.Path(marker).write_text(str(os.getpid()))')
+                         # the pid written whole before the marker appears: a Ctrl-C sent as soon as it exists
+                         # must not land between the file's creation and its write (CI read an empty marker once)
+                         'pathlib.Path(marker + ".tmp").write_text(str(os.getpid()))\n'
+                         'os.replace(marker + ".tmp", marker)')
 
 
 def _alive(pid: int) -> bool:

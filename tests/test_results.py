@@ -124,3 +124,86 @@ def test_the_chapters_make_the_samples_table_only_when_one_reads_it(monkeypatch)
     want = want[want.run_backend == "eager"]
     assert len(got) and want.run_backend.nunique() == 1
     pd.testing.assert_frame_equal(got, want)
+
+
+def _frame_item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
+    """The known answer: the timing rows of an item as lcstudy computed them up to commit 75a8495 (7 Dec 2026),
+    through a DataFrame and a groupby per item (``lcstudy.runs.tidy._item_rows`` now reads the record's columns)."""
+    import math
+
+    from lcstudy.core import drift
+    from lcstudy.core.stats import Measurement
+    from lcstudy.runs.tidy import _item_base, _samples_frame
+
+    s = _samples_frame(rec, base["run_backend"])
+    base = _item_base(rec, base)
+    rows = []
+    extra = ({"codec": rec["codec"], "knob": rec["knob"], "value": rec["value"], "options": str(rec.get("options")),
+              "threading": rec.get("threading")} if standard else {})
+    deployed = {"identical_bitstream": rec.get("identical_bitstream"), "prime_seconds": rec.get("prime_seconds")}
+    for (backend, direction, stage), g in s.groupby(["backend", "direction", "stage"], sort=False):
+        ok = g[~g.contended]
+        own = (rec.get("by_backend") or {}).get(backend, rec)
+        m = Measurement(ok.seconds.tolist())
+        lo, hi = m.ci()
+        run_lo, run_hi = drift.widen(m.median, lo, hi, 0.0, ok.seconds.tolist())
+        joules = ok.energy_j.dropna()
+        rows.append({**base, **extra, "image": rec["image"], "node": rec.get("node"), "height": rec["height"],
+                     "width": rec["width"], "direction": direction, "stage": stage,
+                     "stage_kind": g.stage_kind.iloc[0],
+                     "measured": bool(g.measured.iloc[0]), "seconds": m.median, "iqr_seconds": m.iqr,
+                     "ci_low": lo, "ci_high": hi, "ci_run_low": run_lo, "ci_run_high": run_hi, "n_samples": len(ok),
+                     "n_contended": int(g.contended.sum()),
+                     "noisy": m.noisy, "stop": rec.get("stop"), "bpp": own.get("bpp"), "psnr": own.get("psnr"),
+                     "ms_ssim": own.get("ms_ssim"), "nbytes": own.get("nbytes"), "backend": backend, **deployed,
+                     "warmup_codings": (rec.get("warmup") or {}).get("codings"),
+                     "energy_j": float(joules.median()) if len(joules) else math.nan,
+                     "energy_j_per_mp": (float(joules.median()) / (rec["height"] * rec["width"] / 1e6)
+                                         if len(joules) else math.nan)})
+    return rows
+
+
+def test_an_items_timing_rows_are_the_frame_computations_to_the_bit():
+    """Made-up records with what the stored runs lack — contended repeats, energy readings, a backend run's eager
+    calls beside its own, a stage never measured, a blank time, 8 repeats (an interval) — give the rows the
+    frame-based computation gave, value for value."""
+    import math
+    import random
+
+    from lcstudy.runs.tidy import _item_rows
+
+    rnd = random.Random(0)
+    base = {"label": "HP-q1-onnxruntime", "run_backend": "onnxruntime", "codec": "HP"}
+    for backend_column, n_rep in ((True, 8), (False, 3), (True, 1)):
+        samples = {k: [] for k in ("repeat", "direction", "stage", "kind", "measured", "seconds")}
+        if backend_column:
+            samples["backend"] = []
+        for r in range(n_rep):
+            for b in (("onnxruntime", "eager") if backend_column else ("onnxruntime",)):
+                for d in ("encode", "decode"):
+                    for st, kind, measured in (("g_a", "partition", True), ("misc", "partition", False),
+                                               ("total", "aggregate", True)):
+                        samples["repeat"].append(r)
+                        samples["direction"].append(d)
+                        samples["stage"].append(st)
+                        samples["kind"].append(kind)
+                        samples["measured"].append(measured)
+                        samples["seconds"].append(None if (r, st, b) == (1, "g_a", "eager") else rnd.uniform(0.1, 1))
+                        if backend_column:
+                            samples["backend"].append(b)
+        repeats = [{"repeat": r, "contended": r == 2,
+                    **{f"{p}{d}": {"other_cpu_s": 0.01 * r, "energy_j": None if r == 3 else rnd.uniform(1, 9)}
+                       for p in ("", "eager:") for d in ("encode", "decode")}} for r in range(n_rep)]
+        rec = {"samples": samples, "repeats": repeats, "image": "kodim01", "item": "kodim01", "node": "n1",
+               "height": 512, "width": 768, "stop": "precise", "bpp": 0.3, "psnr": 30.0, "ms_ssim": 0.9, "nbytes": 99,
+               "by_backend": {"eager": {"bpp": 0.31, "psnr": 30.1, "ms_ssim": 0.91, "nbytes": 100}},
+               "identical_bitstream": True, "prime_seconds": 0.5, "warmup": {"codings": 1}}
+        got, want = _item_rows(rec, base, False), _frame_item_rows(rec, base, False)
+        assert len(got) == len(want) == (12 if backend_column else 6)
+        assert any(w["n_contended"] for w in want) == (n_rep > 2)
+        assert any(not math.isnan(w["energy_j"]) for w in want) and any(not w["measured"] for w in want)
+        for g, w in zip(got, want):
+            assert list(g) == list(w)
+            for k in w:
+                same = (g[k] == w[k] or (isinstance(w[k], float) and math.isnan(w[k]) and math.isnan(g[k])))
+                assert same and type(g[k]) is type(w[k]), (k, g[k], w[k])

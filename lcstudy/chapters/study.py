@@ -23,19 +23,19 @@ class Study:
     standard: pd.DataFrame
     runs: pd.DataFrame
     memory_all: pd.DataFrame  # every run's, the scaling runs' included
-    #: the backend runs (BACKEND≠eager) with every table, for the Deployment chapter only: the other
+    #: the backend runs (BACKEND≠eager) with every table but samples, for the Deployment chapter only: the other
     #: tables above hold the eager runs (a backend run times eager beside it; that is not a main run)
     deployment: dict | None = None
     others: pd.DataFrame = None  # the runs table's rows of runs outside the plan (not compared; listed)
-    #: makes :attr:`samples` (the eager runs' every repeat): read by one chapter (Scaling), and the largest table —
-    #: 5.9 s of each of the standard book's chapter notebooks on the AMD EPYC AVX-512 VM (7 Dec) when every
-    #: chapter loaded it
+    #: makes :attr:`samples` (the eager runs' every repeat): read by the Scaling chapter and written as a download
+    #: by the Assessment's, and the largest table — 5.9 s of each of the standard book's chapter notebooks on the AMD
+    #: EPYC AVX-512 VM (7 Dec) when every chapter loaded it
     samples_of: object = field(default=None, repr=False)
 
     @functools.cached_property
     def samples(self) -> pd.DataFrame:
         """Every timed repeat of the planned eager runs (the ``samples`` table), made on first read."""
-        return self.samples_of()
+        return self.samples_of() if self.samples_of is not None else pd.DataFrame()
 
     @property
     def weights(self) -> str:

@@ -339,32 +339,36 @@ def execute(results_dir, backends: list[str] | None = None, log=print,
     return 0
 
 
-def _primary(run: layout.Run) -> bool:
-    """Whether ``run`` encoded as its platform's reference: eager, at the machine's default thread count (no
-    ``THREADS`` asked: the main runs). A backend run and a thread pass (``threads`` asked, the standard and paper
-    profiles' 1-thread pass) are variants of it."""
+def _threads_of(run: layout.Run) -> int:
+    """The threads a run encoded with (its environment's; its request's where an old run lacks it)."""
+    return int((run.meta.get("environ") or {}).get("threads") or run.meta["request"].get("threads") or 0)
+
+
+def _primary(run: layout.Run, members: list) -> bool:
+    """Whether ``run`` encoded as its platform's reference among ``members`` (the streams of one codec, quality
+    and weights): eager, with the most threads of that codec configuration's eager runs on its host and device —
+    the main runs, as the chapters take them, whatever ``THREADS`` made them. A backend run and a thread pass
+    (the standard and paper profiles' 1-thread pass) are its variants; an eager run with no main run beside it
+    (a user's ``THREADS=1`` runs alone) is the reference itself."""
     q = run.meta["request"]
-    return (q.get("backend") or "eager") == "eager" and q.get("threads") is None
+    if (q.get("backend") or "eager") != "eager":
+        return False
+    peers = [_threads_of(r) for r, _ in members if (r.meta["request"].get("backend") or "eager") == "eager"
+             and (r.host, r.device) == (run.host, run.device)]
+    return _threads_of(run) >= max(peers, default=0)
 
 
-def _pairs(run: layout.Run, cfg: decoding.DecoderConfig, reference: decoding.DecoderConfig,
-           members: list | None = None) -> bool:
+def _pairs(run: layout.Run, cfg: decoding.DecoderConfig, reference: decoding.DecoderConfig, members: list) -> bool:
     """Whether a stream of ``run`` is decoded under ``cfg``: a reference encoder's (:func:`_primary`) under every
     configuration; a variant encoder's — a backend run, a thread pass — under the reference decoder only (eager at
-    the default threads, the decoder a product would pair with it), unless its codec configuration (``members``:
-    the streams of one codec, quality and weights) has no reference encoder's stream at all; then an eager
-    variant's streams stand in for it. Why: a variant's stream under a backend or a simulated platform checks
-    what the reference encoder's streams under it check already (another encoder's rounding against the same
-    decoder), while each such decode costs as much as the reference's. Every configuration for every backend's
-    streams would multiply the phase by the number of backends (the quick book: 324 decodes, ~15 min on the 2-core
-    VM, instead of 144); for the thread pass's streams it cost the standard book 128 decodes, 263 s of its
-    608 s of decoding on the AMD EPYC AVX-512 VM (7 Dec), the same pairs as the main runs' but for the encoder's
-    thread count."""
-    if cfg == reference or _primary(run):
-        return True
-    if (run.meta["request"].get("backend") or "eager") != "eager":
-        return False
-    return members is not None and not any(_primary(r) for r, _ in members)
+    the default threads, the decoder a product would pair with it). Why: under a backend or a simulated platform a
+    variant's stream makes the same kind of pair as the reference encoder's streams (another encoder's rounding
+    against the same decoder) at the cost of a full decode each. Every configuration for every backend's streams
+    would multiply the phase by the number of backends (the quick book: 324 decodes, ~15 min on the 2-core VM,
+    instead of 144); for the thread pass's streams it cost the standard book 128 decodes, 263 s of its 608 s of
+    decoding on the AMD EPYC AVX-512 VM (7 Dec). Decodes an earlier phase wrote are kept: a resumed results folder
+    may hold more pairs than a fresh one."""
+    return cfg == reference or _primary(run, members)
 
 
 class _Raising:

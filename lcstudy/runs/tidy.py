@@ -161,7 +161,8 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
     repeats. Read from the record's columns in plain Python, not through a frame per item (as the ``samples``
     table is): a DataFrame and a groupby per item were 2.2 s of the standard codecs' run page (864 items) and
     most of the 5.3 s of reading the standard book's timings for each chapter (AMD EPYC AVX-512 VM, 7 Dec);
-    the rows are the same to the bit (tests/test_results.py)."""
+    the rows are the same to the bit (tests/test_results.py keeps the frame-based computation as the known
+    answer)."""
     smp, own_backend = rec["samples"], base["run_backend"]
     n = len(smp["repeat"])
     backends = smp["backend"] if "backend" in smp else [own_backend] * n
@@ -171,7 +172,8 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
     energy = _energy_by_call(rec, own_backend)
     groups: dict[tuple, list[int]] = {}  # in the order of their first sample, as groupby(sort=False)
     for i, key in enumerate(zip(backends, smp["direction"], smp["stage"])):
-        groups.setdefault(key, []).append(i)
+        if not any(k is None or (isinstance(k, float) and math.isnan(k)) for k in key):  # as groupby's dropna
+            groups.setdefault(key, []).append(i)
     base = _item_base(rec, base)
     rows = []
     extra = ({"codec": rec["codec"], "knob": rec["knob"], "value": rec["value"], "options": str(rec.get("options")),
@@ -189,11 +191,10 @@ def _item_rows(rec: dict, base: dict, standard: bool) -> list[dict]:
         run_lo, run_hi = drift.widen(m.median, lo, hi, 0.0, secs)
         joules = [j for j in (energy.get((smp["repeat"][i], backend, direction), nan) if stage == "total" else nan
                               for i in ok) if j is not None and not math.isnan(j)]
-        measured = smp["measured"][idx[0]]
         rows.append({**base, **extra, "image": rec["image"], "node": rec.get("node"), "height": rec["height"],
                      "width": rec["width"], "direction": direction, "stage": stage,
                      "stage_kind": kinds[idx[0]],
-                     "measured": bool(nan if measured is None else measured), "seconds": m.median,
+                     "measured": bool(smp["measured"][idx[0]]), "seconds": m.median,
                      "iqr_seconds": m.iqr,
                      "ci_low": lo, "ci_high": hi, "ci_run_low": run_lo, "ci_run_high": run_hi, "n_samples": len(ok),
                      "n_contended": len(idx) - len(ok),
