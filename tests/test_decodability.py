@@ -306,3 +306,29 @@ def test_a_run_fingerprints_only_the_items_its_profiles_phase_decodes(tmp_path, 
     assert not (res0 / layout.DECODES).exists()
     req = resolve(dict(codec="FP", images=imgs, crop=64, profile="quick", results_dir=str(res)))
     assert req.request_id == dataclasses.replace(req, fingerprints=None).request_id
+
+
+def test_the_matrix_figure_gives_a_thread_pass_its_own_row():
+    """The standard profile's 1-thread pass encodes the main run's codec configuration on the same host with the
+    same backend: its row is named by its threads, not drawn over the main run's (whose cells the last one wrote)."""
+    import pandas as pd
+
+    from lcstudy.chapters import decodability as ch
+
+    def row(threads, decoder, outcome, backend="eager"):
+        return {"row_type": "decode", "codec": "HP", "quality": 1, "weights_label": "w", "enc_host": "vm",
+                "enc_backend": backend, "enc_device": "cpu", "enc_threads": threads, "item": "a", "image": "a",
+                "dec_host": "vm", "decoder": decoder, "dec_ulps": 0, "outcome": outcome, "reason": "",
+                "degenerate": False}
+
+    t = pd.DataFrame([row(2, "eager · cpu · 2thr", "identical"), row(2, "eager · cpu · 1thr", "close"),
+                      row(1, "eager · cpu · 2thr", "corrupt"), row(2, "onnxruntime · cpu · 2thr", "close"),
+                      row(2, "eager · cpu · 2thr", "close", backend="onnxruntime")])
+    fig = ch.fig_matrix(ch.matrix(t))
+    labels = [x.get_text() for x in fig.axes[0].get_yticklabels()]
+    assert labels == ["HP · vm eager 2thr", "HP · vm eager 1thr", "HP · vm onnxruntime"], labels
+    cols = [x.get_text() for x in fig.axes[0].get_xticklabels()]
+    worst, ref = fig.axes[0].images[0].get_array(), cols.index("eager · cpu · 2thr")
+    # colour index by outcome: identical 0, close 1, corrupt 2; the reference decoder's column holds both encoders'
+    assert worst[0, ref] == 0 and worst[1, ref] == 2 and worst[2, ref] == 1  # none drawn over another
+    assert worst.mask[1].sum() == len(cols) - 1  # the pass: the reference decoder only

@@ -139,9 +139,17 @@ def fig_matrix(mx: pd.DataFrame):
     if mx.empty:
         return None
     plt = style.setup()
-    d = mx.assign(row=mx.codec.astype(str) + " · " + mx.encoder.astype(str).str.split(" · ").str[:2].str.join(" "))
+    enc = mx.encoder.astype(str).str.split(" · ")  # host · backend · device · threads
+    base = mx.codec.astype(str) + " · " + enc.str[:2].str.join(" ")
+    # an encoder's thread count named where one codec, host and backend encoded with several (the standard profile's
+    # 1-thread pass beside the main runs): one row each, not one row whose cells the last of them overwrote
+    several = enc.str[3].groupby(base).transform("nunique") > 1
+    d = mx.assign(row=base.where(~several, base + " " + enc.str[3]))
     order = {c: i for i, c in enumerate(dict.fromkeys(d.codec))}
-    rows = sorted(dict.fromkeys(d.row), key=lambda r: (order[r.split(" · ")[0]], not r.endswith(" eager"), r))
+    # per codec: eager first, the most threads first (the main run above its thread pass), then by name
+    rank = {r: (order[c], b != "eager", -int(th.removesuffix("thr") or 0) if th.removesuffix("thr").isdigit() else 0, r)
+            for r, c, b, th in zip(d.row, d.codec, enc.str[1], enc.str[3])}
+    rows = sorted(rank, key=rank.get)
     cols = sorted(dict.fromkeys(d.decoder_at), key=lambda c: (" · h_s" in c, not c.split(" · ")[1] == "eager", c))
     worst = np.full((len(rows), len(cols)), np.nan)
     fig, ax = plt.subplots(figsize=(style.FIG_WIDTH, 1.6 + 0.24 * max(len(rows), 6)))
