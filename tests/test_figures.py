@@ -105,6 +105,35 @@ def test_the_checker_sees_collisions_and_missing_legends():
     plt.close(fig)
 
 
+def test_turned_tick_labels_collide_only_where_their_letters_meet():
+    """Long tick labels at 30° (the decodability matrix's nine decoder columns in the standard book): the
+    upright box around each reaches under its neighbour's though no letters meet — no collision; the same
+    labels four times as dense, closer than a line's height across their slant, do collide. Near 45° the
+    text is measured upright (the box's size does not tell its sides apart there)."""
+    plt = style.setup()
+
+    def ticks(n, angle):
+        fig, ax = plt.subplots(figsize=(style.FIG_WIDTH, 2.5))
+        ax.set_xlim(-0.5, n - 0.5)
+        ax.set_xticks(range(n), [f"channels_last · cpu · 2thr · h_s+{i}ulp" for i in range(n)], rotation=angle,
+                      ha="right")
+        fig.tight_layout()
+        fig.canvas.draw()
+        return fig, ax
+
+    for angle in (30, 45, 60):
+        fig, ax = ticks(9, angle)
+        r = fig.canvas.get_renderer()
+        first, second = (t.get_window_extent(r) for t in ax.get_xticklabels()[:2])
+        assert first.overlaps(second), "the upright boxes overlap: the case this test is about"
+        assert figcheck.problems(fig) == [], angle
+        plt.close(fig)
+    fig, ax = ticks(36, 30)
+    p = figcheck.problems(fig)
+    assert any("x tick 'channels_last · cpu · 2thr · h_s+0ulp' overlaps x tick" in x for x in p), p
+    plt.close(fig)
+
+
 def test_label_points_places_crowded_labels_apart():
     """Points on top of each other (DGM and DGM-ATT have nearly the same MACs and time) get labels
     that overlap nothing."""

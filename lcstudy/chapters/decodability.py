@@ -147,8 +147,8 @@ def fig_matrix(mx: pd.DataFrame):
     d = mx.assign(row=base.where(~several, base + " " + enc.str[3]))
     order = {c: i for i, c in enumerate(dict.fromkeys(d.codec))}
     # per codec: eager first, the most threads first (the main run above its thread pass), then by name
-    rank = {r: (order[c], b != "eager", -int(th.removesuffix("thr") or 0) if th.removesuffix("thr").isdigit() else 0, r)
-            for r, c, b, th in zip(d.row, d.codec, enc.str[1], enc.str[3])}
+    threads = [int(n) if (n := str(th).removesuffix("thr")).isdigit() else 0 for th in enc.str[3]]
+    rank = {r: (order[c], b != "eager", -n, r) for r, c, b, n in zip(d.row, d.codec, enc.str[1], threads)}
     rows = sorted(rank, key=rank.get)
     cols = sorted(dict.fromkeys(d.decoder_at), key=lambda c: (" · h_s" in c, not c.split(" · ")[1] == "eager", c))
     worst = np.full((len(rows), len(cols)), np.nan)
