@@ -61,11 +61,12 @@ def _region(t, extent, renderer):
         w = (extent.width * ac - extent.height * as_) / (ac * ac - as_ * as_)
         h = (extent.height * ac - extent.width * as_) / (ac * ac - as_ * as_)
     else:  # near 45° that is ill-conditioned: measure the text upright
+        turned = t.get_rotation()
         try:
             t.set_rotation(0)
             up = Text.get_window_extent(t, renderer)
         finally:
-            t.set_rotation(angle)
+            t.set_rotation(turned)
         w, h = up.width, up.height
     half = np.array([[-w, -h], [w, -h], [w, h], [-w, h]]) / 2
     return half @ np.array([[c, s], [-s, c]]) + [(extent.x0 + extent.x1) / 2, (extent.y0 + extent.y1) / 2]
